@@ -1,1 +1,42 @@
-pub fn placeholder() {}
+//! botwave's WhatsApp Web server simulator.
+//!
+//! It speaks the real WhatsApp Web protocol (Noise XX over a websocket, binary
+//! stanzas, QR pairing with ADV signatures, Signal-encrypted messages), so the
+//! unmodified `whatsapp-rust` client — built with `danger-skip-cert-chain-verify` —
+//! pairs, logs in and messages through it. Simulated phones decrypt what clients
+//! send, answer with receipts and send texts of their own. A JSON control API under
+//! `/control/` drives it; see the README.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), botwave_wa_sim::SimError> {
+//! let sim = botwave_wa_sim::Simulator::start(botwave_wa_sim::SimConfig::default()).await?;
+//! println!("point the client at {}", sim.ws_url());
+//! # Ok(()) }
+//! ```
+
+mod account;
+mod config;
+mod connection;
+mod control;
+mod delivery;
+mod noise;
+pub mod phone;
+mod scan;
+mod server;
+mod stanza;
+mod state;
+mod stats;
+mod wire;
+
+pub use account::ReceivedText;
+pub use config::{ReceiptMode, SimConfig};
+pub use control::{
+    ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest, KickResponse,
+    PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
+};
+pub use delivery::{DeliveryError, SentText};
+pub use scan::{Paired, ScanError};
+pub use server::{SimError, SimHandle, Simulator};
+pub use stanza::ReceiptKind;
+pub use state::KickKind;
+pub use stats::{ConnectionCounts, HandshakeCounts, StatsSnapshot};

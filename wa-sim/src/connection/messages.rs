@@ -1,0 +1,108 @@
+//! A `<message>` from a logged-in client: ack it, let every simulated recipient device
+//! decrypt its `<enc>`, record the texts, and schedule the phone's receipts.
+
+use std::collections::BTreeSet;
+
+use tracing::{debug, warn};
+use wacore_binary::{Jid, Node, NodeContent};
+
+use super::ConnError;
+use super::session::{Flow, Role, Session};
+use crate::account::{ReceivedText, unix_millis};
+use crate::delivery;
+use crate::phone::message_text;
+use crate::stanza;
+use crate::state::lock;
+
+fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs().optional_string(key).map(|v| v.into_owned())
+}
+
+/// `(device the enc is for, enc node)` pairs: `<participants><to jid><enc>` for a
+/// fan-out, or direct `<enc>` children addressed to the stanza's `to`.
+fn encrypted_parts<'a>(node: &'a Node, to: &Jid) -> Vec<(Jid, &'a Node)> {
+    let mut parts = Vec::new();
+    if let Some(participants) = node.get_optional_child("participants") {
+        for target in participants.get_children_by_tag("to") {
+            let Some(jid) = target.attrs().optional_jid("jid") else {
+                continue;
+            };
+            for enc in target.get_children_by_tag("enc") {
+                parts.push((jid.clone(), enc));
+            }
+        }
+    }
+    for enc in node.get_children_by_tag("enc") {
+        parts.push((to.clone(), enc));
+    }
+    parts
+}
+
+impl Session {
+    pub async fn on_client_message(&mut self, node: Node) -> Result<Flow, ConnError> {
+        let Role::Online(online) = &self.role else {
+            return Ok(Flow::Continue);
+        };
+        let sender = online.device.clone();
+        let (Some(id), Some(to_text)) = (attr(&node, "id"), attr(&node, "to")) else {
+            return Ok(Flow::Continue);
+        };
+        self.send(&stanza::message_ack(&id, &to_text)).await?;
+        let Ok(to) = to_text.parse::<Jid>() else {
+            return Ok(Flow::Continue);
+        };
+        let sender_address = sender.jid().to_string();
+        let mut recipients = BTreeSet::new();
+        for (target, enc) in encrypted_parts(&node, &to) {
+            let Some(account) = self.shared.account_for_jid(&target) else {
+                continue;
+            };
+            let enc_type = attr(enc, "type").unwrap_or_default();
+            let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2);
+            let Some(NodeContent::Bytes(ciphertext)) = &enc.content else {
+                continue;
+            };
+            let mut account = lock(&account);
+            if !account.is_phone_device(target.device) {
+                debug!(target = %target, "enc for a real companion; not relayed");
+                continue;
+            }
+            match account.decrypt(
+                target.device,
+                &sender_address,
+                &enc_type,
+                ciphertext,
+                version,
+            ) {
+                Ok(message) => {
+                    self.shared.stats.message_decrypted();
+                    // The sender's own phone gets a device-sent copy: not a received text.
+                    if account.number == sender.number || message.device_sent_message.is_set() {
+                        continue;
+                    }
+                    if let Some(text) = message_text(&message) {
+                        account.record(ReceivedText {
+                            id: id.clone(),
+                            from: sender.number.clone(),
+                            from_device: sender_address.clone(),
+                            device: target.device,
+                            text: text.to_string(),
+                            received_at: unix_millis(),
+                            enc_type: enc_type.clone(),
+                            chat: to.to_non_ad().to_string(),
+                        });
+                    }
+                    recipients.insert(account.number.clone());
+                }
+                Err(error) => {
+                    self.shared.stats.decrypt_failure();
+                    warn!(conn = self.conn.id, target = %target, %error, "phone could not decrypt");
+                }
+            }
+        }
+        if !recipients.is_empty() {
+            delivery::schedule_receipts(&self.shared, &to.to_non_ad(), &sender, &id);
+        }
+        Ok(Flow::Continue)
+    }
+}

@@ -1,0 +1,447 @@
+//! The JSON control API under `/control/`: create phones, scan QR codes, read what
+//! phones received, make phones send texts and receipts, kick devices, tune receipts
+//! and latency, read counters. Errors are `{"error":{"code","message"}}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::{Json, WithStatus};
+use warp::{Filter, Rejection, Reply};
+
+use crate::account::{MAX_PHONE_DEVICES, NextLogin, ReceivedText};
+use crate::config::ReceiptMode;
+use crate::delivery::{self, DeliveryError, SentText};
+use crate::scan::{self, ScanError};
+use crate::stanza::ReceiptKind;
+use crate::state::{ConnCommand, DeviceKey, KickKind, Shared, lock};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+type Reply_ = WithStatus<Json>;
+
+fn error(status: StatusCode, code: &str, message: impl ToString) -> Reply_ {
+    warp::reply::with_status(
+        warp::reply::json(&ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.to_string(),
+            },
+        }),
+        status,
+    )
+}
+
+fn ok<T: Serialize>(status: StatusCode, body: &T) -> Reply_ {
+    warp::reply::with_status(warp::reply::json(body), status)
+}
+
+// ---- request and response bodies ----
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CreatePhone {
+    pub number: String,
+    #[serde(default = "one")]
+    pub devices: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhoneInfo {
+    pub number: String,
+    pub lid: String,
+    pub devices: u16,
+    /// JIDs of the real clients paired to this number.
+    pub companions: Vec<String>,
+    pub created: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ScanRequest {
+    pub phone: String,
+    pub qr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScanResponse {
+    pub jid: String,
+    pub lid: String,
+    pub phone: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct SendRequest {
+    pub to: String,
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ReceiptRequest {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ReceiptKind,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct KickRequest {
+    pub kind: KickKind,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KickResponse {
+    pub jid: String,
+    pub kind: KickKind,
+    /// Whether the device had a live connection that was acted on.
+    pub connected: bool,
+}
+
+/// `PUT /control/config`: every field optional.
+#[derive(Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ConfigUpdate {
+    pub receipts: Option<ReceiptMode>,
+    pub latency_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConfigView {
+    pub receipts: ReceiptMode,
+    pub latency_ms: u64,
+}
+
+// ---- routes ----
+
+fn json_body<T: serde::de::DeserializeOwned + Send>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(64 * 1024).and(warp::body::json())
+}
+
+pub fn routes(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let with = move || {
+        let shared = shared.clone();
+        warp::any().map(move || shared.clone())
+    };
+
+    let create_phone = warp::path!("control" / "phones")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .map(create_phone);
+    let list_phones = warp::path!("control" / "phones")
+        .and(warp::get())
+        .and(with())
+        .map(list_phones);
+    let scan = warp::path!("control" / "scan")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .then(scan_qr);
+    let messages = warp::path!("control" / "phones" / String / "messages")
+        .and(warp::get())
+        .and(with())
+        .map(phone_messages);
+    let send = warp::path!("control" / "phones" / String / "send")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .map(phone_send);
+    let receipts = warp::path!("control" / "phones" / String / "receipts")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .map(phone_receipt);
+    let kick = warp::path!("control" / "devices" / String / "kick")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .map(kick_device);
+    let stats = warp::path!("control" / "stats")
+        .and(warp::get())
+        .and(with())
+        .map(|shared: Arc<Shared>| ok(StatusCode::OK, &shared.stats.snapshot()));
+    let get_config = warp::path!("control" / "config")
+        .and(warp::get())
+        .and(with())
+        .map(|shared: Arc<Shared>| ok(StatusCode::OK, &config_view(&shared)));
+    let put_config = warp::path!("control" / "config")
+        .and(warp::put().or(warp::post()).unify())
+        .and(with())
+        .and(json_body())
+        .map(update_config);
+
+    create_phone
+        .or(list_phones)
+        .unify()
+        .or(scan)
+        .unify()
+        .or(messages)
+        .unify()
+        .or(send)
+        .unify()
+        .or(receipts)
+        .unify()
+        .or(kick)
+        .unify()
+        .or(stats)
+        .unify()
+        .or(get_config)
+        .unify()
+        .or(put_config)
+        .unify()
+}
+
+/// Turns warp's rejections (unknown path, wrong method, bad JSON) into JSON errors.
+pub async fn recover(rejection: Rejection) -> Result<Reply_, Infallible> {
+    if rejection.is_not_found() {
+        return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"));
+    }
+    if let Some(bad) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        return Ok(error(StatusCode::BAD_REQUEST, "bad_request", bad));
+    }
+    if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        return Ok(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ));
+    }
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return Ok(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        ));
+    }
+    Ok(error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("{rejection:?}"),
+    ))
+}
+
+/// Phone numbers are digits only (the client parses them as integers).
+fn valid_number(number: &str) -> bool {
+    (5..=20).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn invalid_number(number: &str) -> Reply_ {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_number",
+        format!("{number:?} is not a phone number (5-20 digits)"),
+    )
+}
+
+fn phone_info(shared: &Shared, number: &str, created: bool) -> Option<PhoneInfo> {
+    let account = shared.account(number)?;
+    let account = lock(&account);
+    Some(PhoneInfo {
+        number: account.number.clone(),
+        lid: account.lid.clone(),
+        devices: account.phone_device_count(),
+        companions: account
+            .companion_ids()
+            .into_iter()
+            .map(|d| DeviceKey::new(number, d).jid().to_string())
+            .collect(),
+        created,
+    })
+}
+
+fn create_phone(shared: Arc<Shared>, request: CreatePhone) -> Reply_ {
+    if !valid_number(&request.number) {
+        return invalid_number(&request.number);
+    }
+    if !(1..=MAX_PHONE_DEVICES).contains(&request.devices) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_devices",
+            format!("devices must be 1..={MAX_PHONE_DEVICES}"),
+        );
+    }
+    match shared.create_account(&request.number, request.devices) {
+        Ok((_, created)) => match phone_info(&shared, &request.number, created) {
+            Some(info) if created || info.devices == request.devices => ok(
+                if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &info,
+            ),
+            Some(info) => error(
+                StatusCode::CONFLICT,
+                "phone_exists",
+                format!(
+                    "{} already exists with {} device(s)",
+                    info.number, info.devices
+                ),
+            ),
+            None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "phone vanished"),
+        },
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+fn list_phones(shared: Arc<Shared>) -> Reply_ {
+    let phones: Vec<PhoneInfo> = shared
+        .account_numbers()
+        .iter()
+        .filter_map(|number| phone_info(&shared, number, false))
+        .collect();
+    ok(StatusCode::OK, &phones)
+}
+
+async fn scan_qr(shared: Arc<Shared>, request: ScanRequest) -> Reply_ {
+    if !valid_number(&request.phone) {
+        return invalid_number(&request.phone);
+    }
+    match scan::scan(&shared, &request.phone, &request.qr).await {
+        Ok(paired) => ok(
+            StatusCode::OK,
+            &ScanResponse {
+                jid: paired.jid.to_string(),
+                lid: paired.lid.to_string(),
+                phone: request.phone,
+            },
+        ),
+        Err(e) => {
+            let (status, code) = match &e {
+                ScanError::InvalidQr(_) => (StatusCode::BAD_REQUEST, "invalid_qr"),
+                ScanError::UnknownRef => (StatusCode::NOT_FOUND, "unknown_qr"),
+                ScanError::ExpiredRef => (StatusCode::GONE, "qr_expired"),
+                ScanError::KeyMismatch => (StatusCode::BAD_REQUEST, "qr_key_mismatch"),
+                ScanError::ClientGone => (StatusCode::CONFLICT, "client_gone"),
+                ScanError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+                ScanError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "pairing_rejected"),
+                ScanError::Account(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            };
+            error(status, code, e)
+        }
+    }
+}
+
+fn phone_messages(number: String, shared: Arc<Shared>) -> Reply_ {
+    match shared.account(&number) {
+        Some(account) => {
+            let messages: Vec<ReceivedText> = lock(&account).inbox().to_vec();
+            ok(StatusCode::OK, &messages)
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_phone",
+            format!("no phone {number}"),
+        ),
+    }
+}
+
+fn delivery_error(e: DeliveryError) -> Reply_ {
+    let (status, code) = match &e {
+        DeliveryError::NotOnWhatsApp(_) => (StatusCode::NOT_FOUND, "not_on_whatsapp"),
+        DeliveryError::NoCompanions(_) => (StatusCode::CONFLICT, "no_companions"),
+        DeliveryError::UnknownMessage(..) => (StatusCode::NOT_FOUND, "unknown_message"),
+        DeliveryError::SenderOffline(_) => (StatusCode::CONFLICT, "sender_offline"),
+        DeliveryError::Account(_) | DeliveryError::Phone(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    };
+    error(status, code, e)
+}
+
+fn phone_send(number: String, shared: Arc<Shared>, request: SendRequest) -> Reply_ {
+    if !valid_number(&number) {
+        return invalid_number(&number);
+    }
+    let to: String = request.to.chars().take_while(|c| *c != '@').collect();
+    match delivery::send_text(&shared, &number, &to, &request.text) {
+        Ok(sent) => ok::<SentText>(StatusCode::OK, &sent),
+        Err(e) => delivery_error(e),
+    }
+}
+
+fn phone_receipt(number: String, shared: Arc<Shared>, request: ReceiptRequest) -> Reply_ {
+    match delivery::receipt_on_command(&shared, &number, &request.id, request.kind) {
+        Ok(()) => ok(
+            StatusCode::OK,
+            &serde_json::json!({"id": request.id, "type": request.kind}),
+        ),
+        Err(e) => delivery_error(e),
+    }
+}
+
+/// Path segments may carry the JID percent-encoded.
+fn decode_jid(raw: &str) -> String {
+    raw.replace("%3A", ":")
+        .replace("%3a", ":")
+        .replace("%40", "@")
+}
+
+fn kick_device(raw_jid: String, shared: Arc<Shared>, request: KickRequest) -> Reply_ {
+    let jid_text = decode_jid(&raw_jid);
+    let Ok(jid) = jid_text.parse::<wacore_binary::Jid>() else {
+        return error(StatusCode::BAD_REQUEST, "invalid_jid", format!("{jid_text:?}"));
+    };
+    let Some(number) = shared.number_for_jid(&jid) else {
+        return error(StatusCode::NOT_FOUND, "unknown_device", format!("no account for {jid_text}"));
+    };
+    let device = DeviceKey::new(number, jid.device);
+    let Some(account) = shared.account(&device.number) else {
+        return error(StatusCode::NOT_FOUND, "unknown_device", format!("no account for {jid_text}"));
+    };
+    let known = match request.kind {
+        KickKind::Logout => lock(&account).remove_companion(device.device),
+        KickKind::Failure401 => lock(&account).set_next_login(device.device, NextLogin::Refuse401),
+        KickKind::Ban => lock(&account).set_next_login(device.device, NextLogin::Ban),
+        KickKind::Drop | KickKind::Replaced | KickKind::Restart => {
+            lock(&account).has_companion(device.device)
+        }
+    };
+    let connected = shared.send_to_device(&device, ConnCommand::Kick(request.kind));
+    if !known && !connected {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("{} is not a paired device", device.jid()),
+        );
+    }
+    ok(
+        StatusCode::OK,
+        &KickResponse {
+            jid: device.jid().to_string(),
+            kind: request.kind,
+            connected,
+        },
+    )
+}
+
+fn config_view(shared: &Shared) -> ConfigView {
+    ConfigView {
+        receipts: shared.receipt_mode(),
+        latency_ms: shared.latency().as_millis() as u64,
+    }
+}
+
+fn update_config(shared: Arc<Shared>, update: ConfigUpdate) -> Reply_ {
+    if let Some(receipts) = update.receipts {
+        shared.set_receipt_mode(receipts);
+    }
+    if let Some(latency_ms) = update.latency_ms {
+        shared.set_latency(Duration::from_millis(latency_ms));
+    }
+    ok(StatusCode::OK, &config_view(&shared))
+}

@@ -1,0 +1,205 @@
+//! Starts the simulator: one HTTP listener serving the WhatsApp websocket at
+//! `/ws/chat` and the control API under `/control/`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+use warp::Filter;
+
+use crate::account::ReceivedText;
+use crate::config::{ReceiptMode, SimConfig};
+use crate::delivery::{self, DeliveryError, SentText};
+use crate::scan::{self, Paired, ScanError};
+use crate::stanza::ReceiptKind;
+use crate::state::{ConnCommand, DeviceKey, KickKind, Shared, lock};
+use crate::stats::StatsSnapshot;
+use crate::{connection, control};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Account(#[from] crate::account::AccountError),
+}
+
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds `config.listen` (port 0 picks a free port) and serves in the background
+    /// until the handle is shut down or dropped.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let max_message = config.max_frame_len + 64;
+        let shared = Arc::new(Shared::new(config));
+
+        let ws_shared = shared.clone();
+        let websocket = warp::path!("ws" / "chat")
+            .and(warp::ws())
+            .map(move |ws: warp::ws::Ws| {
+                let shared = ws_shared.clone();
+                ws.max_message_size(max_message)
+                    .max_frame_size(max_message)
+                    .on_upgrade(move |socket| connection::serve(socket, shared))
+            });
+        let routes = websocket
+            .or(control::routes(shared.clone()))
+            .recover(control::recover)
+            .with(warp::trace::request());
+
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = shutdown_rx.await;
+                })
+                .run(),
+        );
+        info!(%addr, "WhatsApp simulator listening");
+        Ok(SimHandle {
+            addr,
+            shared,
+            shutdown: Some(shutdown_tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running simulator. The same operations as the control API are available as
+/// methods, for in-process tests.
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://host:port/ws/chat`, for the client's transport factory.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// `http://host:port`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://host:port/control`.
+    pub fn control_url(&self) -> String {
+        format!("{}/control", self.base_url())
+    }
+
+    /// Creates phone `number` with `devices` simulated devices (no-op if it exists).
+    pub fn create_phone(&self, number: &str, devices: u16) -> Result<(), SimError> {
+        self.shared.create_account(number, devices)?;
+        Ok(())
+    }
+
+    /// Phone `number` (created if needed) scans `qr`; returns the paired companion.
+    pub async fn scan(&self, number: &str, qr: &str) -> Result<Paired, ScanError> {
+        scan::scan(&self.shared, number, qr).await
+    }
+
+    /// Texts phone `number` decrypted so far.
+    pub fn messages(&self, number: &str) -> Vec<ReceivedText> {
+        self.shared
+            .account(number)
+            .map(|account| lock(&account).inbox().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Phone `from` sends `text` to the clients paired to `to`.
+    pub fn send_text(&self, from: &str, to: &str, text: &str) -> Result<SentText, DeliveryError> {
+        delivery::send_text(&self.shared, from, to, text)
+    }
+
+    /// Phone `number` sends a receipt for message `id` it received.
+    pub fn send_receipt(
+        &self,
+        number: &str,
+        id: &str,
+        kind: ReceiptKind,
+    ) -> Result<(), DeliveryError> {
+        delivery::receipt_on_command(&self.shared, number, id, kind)
+    }
+
+    /// Kicks a device like `POST /control/devices/{jid}/kick`; false if it is unknown.
+    pub fn kick(&self, number: &str, device: u16, kind: KickKind) -> bool {
+        let key = DeviceKey::new(number, device);
+        if let Some(account) = self.shared.account(number) {
+            let mut account = lock(&account);
+            match kind {
+                KickKind::Logout => {
+                    account.remove_companion(device);
+                }
+                KickKind::Failure401 => {
+                    account.set_next_login(device, crate::account::NextLogin::Refuse401);
+                }
+                KickKind::Ban => {
+                    account.set_next_login(device, crate::account::NextLogin::Ban);
+                }
+                KickKind::Drop | KickKind::Replaced | KickKind::Restart => {}
+            }
+        }
+        self.shared.send_to_device(&key, ConnCommand::Kick(kind))
+    }
+
+    /// Whether `device` of `number` has a live, logged-in connection.
+    pub fn is_connected(&self, number: &str, device: u16) -> bool {
+        self.shared
+            .live_connection(&DeviceKey::new(number, device))
+            .is_some()
+    }
+
+    pub fn set_receipt_mode(&self, mode: ReceiptMode) {
+        self.shared.set_receipt_mode(mode);
+    }
+
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.set_latency(latency);
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops accepting connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The simulator's shared state: accounts by phone number and LID, live connections
+//! by device, QR refs handed to unpaired connections, runtime settings and counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use wacore_binary::{Jid, Node, Server};
+
+use crate::account::Account;
+use crate::config::{ReceiptMode, SimConfig};
+use crate::noise::ServerIdentity;
+use crate::stats::Stats;
+
+/// A device of an account: `(phone number, device id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceKey {
+    pub number: String,
+    pub device: u16,
+}
+
+impl DeviceKey {
+    pub fn new(number: impl Into<String>, device: u16) -> Self {
+        Self {
+            number: number.into(),
+            device,
+        }
+    }
+
+    pub fn jid(&self) -> Jid {
+        Jid::pn_device(self.number.as_str(), self.device)
+    }
+}
+
+/// How the server ends a client's session on command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KickKind {
+    /// Close the socket without a stanza; the client reconnects by itself.
+    Drop,
+    /// `<conflict type="replaced"/>`: the client reports `StreamReplaced` and stops.
+    Replaced,
+    /// The device is removed from the account (`<conflict type="device_removed"/>`);
+    /// the client reports `LoggedOut`, later logins get `<failure reason="401"/>`.
+    Logout,
+    /// Drop the socket now and answer the next login with `<failure reason="401"/>`.
+    Failure401,
+    /// Drop the socket now and answer the next login with a temporary ban (402).
+    Ban,
+    /// `<stream:error code="515"/>`: the client reconnects at once.
+    Restart,
+}
+
+/// Messages other tasks send to a connection's task.
+pub enum ConnCommand {
+    /// Send a stanza as is.
+    Send(Node),
+    /// End the session the way `KickKind` describes.
+    Kick(KickKind),
+    /// A phone scanned this connection's QR: send pair-success and report the outcome.
+    PairSuccess(Box<PairingStart>),
+}
+
+/// Everything a connection needs to finish a pairing the control API started.
+pub struct PairingStart {
+    pub iq_id: String,
+    pub node: Node,
+    pub device: DeviceKey,
+    pub reply: oneshot::Sender<Result<Jid, String>>,
+}
+
+/// Why a scanned ref cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefClaimError {
+    Unknown,
+    Expired,
+}
+
+pub type CommandSender = mpsc::UnboundedSender<ConnCommand>;
+
+/// A live connection as seen from outside its task.
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub commands: CommandSender,
+}
+
+/// A ref handed to an unpaired connection.
+pub struct PendingRef {
+    pub conn: ConnHandle,
+    pub noise_public: [u8; 32],
+    /// `None` while the client's own timers rule; otherwise when the server retires it.
+    pub expires_at: Option<Instant>,
+}
+
+pub struct Shared {
+    pub config: SimConfig,
+    pub identity: ServerIdentity,
+    pub stats: Stats,
+    accounts: RwLock<AccountIndex>,
+    live: Mutex<HashMap<DeviceKey, ConnHandle>>,
+    refs: Mutex<HashMap<String, PendingRef>>,
+    receipts: Mutex<ReceiptMode>,
+    latency_ms: AtomicU64,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct AccountIndex {
+    by_number: HashMap<String, Arc<Mutex<Account>>>,
+    number_by_lid: HashMap<String, String>,
+}
+
+/// Locks a mutex, recovering the data if a panicking holder poisoned it: one bad
+/// request must not wedge the whole simulator.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// LIDs are 15-digit numbers unrelated to the phone number, like WhatsApp's.
+const FIRST_LID: u64 = 100_200_300_400_000;
+
+impl Shared {
+    pub fn new(config: SimConfig) -> Self {
+        let latency_ms = config.latency.as_millis() as u64;
+        let receipts = config.receipts;
+        Self {
+            config,
+            identity: ServerIdentity::generate(),
+            stats: Stats::default(),
+            accounts: RwLock::default(),
+            live: Mutex::default(),
+            refs: Mutex::default(),
+            receipts: Mutex::new(receipts),
+            latency_ms: AtomicU64::new(latency_ms),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A process-unique number for connection ids, refs and stanza ids.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn receipt_mode(&self) -> ReceiptMode {
+        *lock(&self.receipts)
+    }
+
+    pub fn set_receipt_mode(&self, mode: ReceiptMode) {
+        *lock(&self.receipts) = mode;
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    // ---- accounts ----
+
+    pub fn account(&self, number: &str) -> Option<Arc<Mutex<Account>>> {
+        let index = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        index.by_number.get(number).cloned()
+    }
+
+    /// The account a PN or LID user belongs to.
+    pub fn account_for_jid(&self, jid: &Jid) -> Option<Arc<Mutex<Account>>> {
+        let index = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        let number = match jid.server {
+            Server::Lid => index.number_by_lid.get(jid.user.as_str())?,
+            _ => jid.user.as_str(),
+        };
+        index.by_number.get(number).cloned()
+    }
+
+    /// The phone number behind a PN or LID user, if it is an account here.
+    pub fn number_for_jid(&self, jid: &Jid) -> Option<String> {
+        let index = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        match jid.server {
+            Server::Lid => index.number_by_lid.get(jid.user.as_str()).cloned(),
+            _ => index
+                .by_number
+                .contains_key(jid.user.as_str())
+                .then(|| jid.user.to_string()),
+        }
+    }
+
+    /// Creates the account (a simulated phone with `phone_devices` devices) unless it
+    /// exists. Returns it and whether it was created.
+    pub fn create_account(
+        &self,
+        number: &str,
+        phone_devices: u16,
+    ) -> Result<(Arc<Mutex<Account>>, bool), crate::account::AccountError> {
+        let mut index = self.accounts.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = index.by_number.get(number) {
+            return Ok((existing.clone(), false));
+        }
+        let lid = (FIRST_LID + index.by_number.len() as u64).to_string();
+        let account = Arc::new(Mutex::new(Account::new(
+            number.to_string(),
+            lid.clone(),
+            phone_devices,
+        )?));
+        index.number_by_lid.insert(lid, number.to_string());
+        index.by_number.insert(number.to_string(), account.clone());
+        Ok((account, true))
+    }
+
+    pub fn account_numbers(&self) -> Vec<String> {
+        let index = self.accounts.read().unwrap_or_else(|p| p.into_inner());
+        let mut numbers: Vec<String> = index.by_number.keys().cloned().collect();
+        numbers.sort();
+        numbers
+    }
+
+    // ---- live connections ----
+
+    /// Records `conn` as the live connection of `device`, returning the one it replaces.
+    pub fn set_live(&self, device: DeviceKey, conn: ConnHandle) -> Option<ConnHandle> {
+        lock(&self.live).insert(device, conn)
+    }
+
+    /// Forgets `device`'s live connection if it is still `conn_id`.
+    pub fn clear_live(&self, device: &DeviceKey, conn_id: u64) {
+        let mut live = lock(&self.live);
+        if live.get(device).is_some_and(|c| c.id == conn_id) {
+            live.remove(device);
+        }
+    }
+
+    pub fn live_connection(&self, device: &DeviceKey) -> Option<ConnHandle> {
+        lock(&self.live).get(device).cloned()
+    }
+
+    /// Queues `command` for `device`'s live connection; false if it has none.
+    pub fn send_to_device(&self, device: &DeviceKey, command: ConnCommand) -> bool {
+        match self.live_connection(device) {
+            Some(conn) => conn.commands.send(command).is_ok(),
+            None => false,
+        }
+    }
+
+    // ---- QR refs ----
+
+    pub fn add_ref(&self, reference: String, pending: PendingRef) {
+        lock(&self.refs).insert(reference, pending);
+    }
+
+    /// Claims the ref a phone scanned. A live ref is removed together with every other
+    /// ref of the same connection (a connection pairs once); an expired one stays
+    /// known so the caller can tell "expired" from "never issued".
+    pub fn claim_ref(&self, reference: &str) -> Result<PendingRef, RefClaimError> {
+        let mut refs = lock(&self.refs);
+        let pending = refs.get(reference).ok_or(RefClaimError::Unknown)?;
+        if pending.expires_at.is_some_and(|at| at <= Instant::now()) {
+            return Err(RefClaimError::Expired);
+        }
+        let pending = refs.remove(reference).ok_or(RefClaimError::Unknown)?;
+        refs.retain(|_, other| other.conn.id != pending.conn.id);
+        Ok(pending)
+    }
+
+    /// Marks a connection's refs as expiring (server-driven rotation).
+    pub fn expire_ref(&self, reference: &str, at: Instant) {
+        if let Some(pending) = lock(&self.refs).get_mut(reference) {
+            pending.expires_at = Some(at);
+        }
+    }
+
+    pub fn drop_refs_of(&self, conn_id: u64) {
+        lock(&self.refs).retain(|_, pending| pending.conn.id != conn_id);
+    }
+}

@@ -1,0 +1,122 @@
+//! Counters the control API reports (`GET /control/stats`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+#[derive(Default)]
+pub struct Stats {
+    connections_current: AtomicU64,
+    connections_total: AtomicU64,
+    handshakes_ok: AtomicU64,
+    handshakes_failed: AtomicU64,
+    conflicts: AtomicU64,
+    logins: AtomicU64,
+    logins_refused: AtomicU64,
+    pairings: AtomicU64,
+    messages_decrypted: AtomicU64,
+    decrypt_failures: AtomicU64,
+    messages_sent_to_clients: AtomicU64,
+    receipts_sent: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`], as JSON.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub connections: ConnectionCounts,
+    pub handshakes: HandshakeCounts,
+    /// Logins of a device that already had a live connection (the older one is replaced).
+    pub conflicts: u64,
+    pub logins: u64,
+    pub logins_refused: u64,
+    pub pairings: u64,
+    pub messages_decrypted: u64,
+    pub decrypt_failures: u64,
+    pub messages_sent_to_clients: u64,
+    pub receipts_sent: u64,
+    /// Connections closed for malformed frames, bad ciphertext or garbage.
+    pub protocol_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    pub current: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct HandshakeCounts {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    pub fn connection_opened(&self) {
+        bump(&self.connections_current);
+        bump(&self.connections_total);
+    }
+    pub fn connection_closed(&self) {
+        self.connections_current.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn handshake_ok(&self) {
+        bump(&self.handshakes_ok);
+    }
+    pub fn handshake_failed(&self) {
+        bump(&self.handshakes_failed);
+    }
+    pub fn conflict(&self) {
+        bump(&self.conflicts);
+    }
+    pub fn login(&self) {
+        bump(&self.logins);
+    }
+    pub fn login_refused(&self) {
+        bump(&self.logins_refused);
+    }
+    pub fn pairing(&self) {
+        bump(&self.pairings);
+    }
+    pub fn message_decrypted(&self) {
+        bump(&self.messages_decrypted);
+    }
+    pub fn decrypt_failure(&self) {
+        bump(&self.decrypt_failures);
+    }
+    pub fn message_sent_to_client(&self) {
+        bump(&self.messages_sent_to_clients);
+    }
+    pub fn receipt_sent(&self) {
+        bump(&self.receipts_sent);
+    }
+    pub fn protocol_error(&self) {
+        bump(&self.protocol_errors);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections: ConnectionCounts {
+                current: get(&self.connections_current),
+                total: get(&self.connections_total),
+            },
+            handshakes: HandshakeCounts {
+                ok: get(&self.handshakes_ok),
+                failed: get(&self.handshakes_failed),
+            },
+            conflicts: get(&self.conflicts),
+            logins: get(&self.logins),
+            logins_refused: get(&self.logins_refused),
+            pairings: get(&self.pairings),
+            messages_decrypted: get(&self.messages_decrypted),
+            decrypt_failures: get(&self.decrypt_failures),
+            messages_sent_to_clients: get(&self.messages_sent_to_clients),
+            receipts_sent: get(&self.receipts_sent),
+            protocol_errors: get(&self.protocol_errors),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+#[test]
+fn warm() { let _ = whatsapp_rust::bot::Bot::builder(); }
