@@ -1,0 +1,247 @@
+//! The `botwave` command line: `serve`, `migrate`, `admin` and `demo`.
+
+use std::{io::BufRead, net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::{
+    auth::password,
+    config::Settings,
+    db::Database,
+    domain::{Email, NewPassword, Role},
+    startup::{Application, shutdown_signal},
+    users,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "botwave",
+    version,
+    about = "Self-hosted, multi-user WhatsApp automation gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: HTTP API, dashboard and WhatsApp sessions.
+    Serve(NodeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(NodeArgs),
+    /// Manage accounts from the command line (works while the node runs).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Try botwave on one machine: a node on the embedded database, with a generated admin login.
+    Demo(NodeArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account. The password is read from stdin or BOTWAVE_ADMIN_PASSWORD.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Set a new password for an account (read from stdin or BOTWAVE_ADMIN_PASSWORD); this logs
+    /// the account out everywhere.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Where a node's settings come from; flags win over the environment and the file.
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// TOML config file (see config/botwave.toml).
+    #[arg(long, env = "BOTWAVE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory for generated secrets and the embedded database.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Startup(#[from] crate::startup::StartupError),
+    #[error(transparent)]
+    Database(#[from] crate::db::OpenError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl NodeArgs {
+    fn settings(&self) -> Result<Settings, CliError> {
+        let mut settings = Settings::load(self.config.as_deref(), |key| std::env::var(key).ok())?;
+        if let Some(listen) = self.listen {
+            settings.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        Ok(settings)
+    }
+
+    async fn database(&self) -> Result<Database, CliError> {
+        let settings = self.settings()?;
+        Ok(Database::open(settings.database.url.as_deref(), &settings.data_dir, 2).await?)
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve(&args.settings()?).await,
+        Command::Migrate(args) => {
+            // Opening the database applies the migrations.
+            args.database().await?.close().await;
+            println!("database schema is up to date");
+            Ok(())
+        }
+        Command::Admin { command } => admin(command).await,
+        Command::Demo(args) => demo(args).await,
+    }
+}
+
+async fn serve(settings: &Settings) -> Result<(), CliError> {
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn admin(command: AdminCommand) -> Result<(), CliError> {
+    match command {
+        AdminCommand::Create { email, node } => {
+            let email = Email::parse(&email).map_err(CliError::Usage)?;
+            let password = read_new_password()?;
+            let database = node.database().await?;
+            let result = create_admin(&database, &email, &password).await;
+            database.close().await;
+            result?;
+            println!("created admin {email}");
+            Ok(())
+        }
+        AdminCommand::ResetPassword { email, node } => {
+            let email = Email::parse(&email).map_err(CliError::Usage)?;
+            let password = read_new_password()?;
+            let database = node.database().await?;
+            let result = reset_password(&database, &email, &password).await;
+            database.close().await;
+            result?;
+            println!("password changed for {email}");
+            Ok(())
+        }
+    }
+}
+
+/// The password from BOTWAVE_ADMIN_PASSWORD, else the first line of stdin.
+fn read_new_password() -> Result<NewPassword, CliError> {
+    let raw = match std::env::var("BOTWAVE_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|error| {
+                    CliError::Usage(format!("cannot read the password from stdin: {error}"))
+                })?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    NewPassword::parse(&raw).map_err(CliError::Usage)
+}
+
+async fn create_admin(
+    database: &Database,
+    email: &Email,
+    password: &NewPassword,
+) -> Result<(), CliError> {
+    let hash = password::hash(password.expose())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    users::create(&database.pool, email, &hash, Role::Admin)
+        .await
+        .map_err(|error| match error {
+            users::UserError::EmailTaken => CliError::Failed(format!(
+                "an account with email {email} already exists (use `botwave admin reset-password`)"
+            )),
+            other => CliError::Failed(other.to_string()),
+        })?;
+    Ok(())
+}
+
+async fn reset_password(
+    database: &Database,
+    email: &Email,
+    password: &NewPassword,
+) -> Result<(), CliError> {
+    let failed = |e: crate::db::DbError| CliError::Failed(e.to_string());
+    let (user, _) = users::find_by_email(&database.pool, email)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| CliError::Failed(format!("no account with email {email}")))?;
+    let hash = password::hash(password.expose())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    users::set_password(&database.pool, user.id, &hash)
+        .await
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// The demo's admin account; its password is generated anew on every start and printed.
+const DEMO_ADMIN: &str = "admin@demo.botwave.local";
+
+async fn demo(args: NodeArgs) -> Result<(), CliError> {
+    let mut settings = args.settings()?;
+    if args.data_dir.is_none() && std::env::var_os("BOTWAVE_DATA_DIR").is_none() {
+        settings.data_dir = PathBuf::from(".botwave-demo");
+    }
+    let app = Application::build(&settings).await?;
+
+    let email = Email::parse(DEMO_ADMIN).map_err(CliError::Failed)?;
+    let generated = format!("{}-Demo1", Alphanumeric.sample_string(&mut rand::rng(), 20));
+    let password = NewPassword::parse(&generated).map_err(CliError::Failed)?;
+    let hash = password::hash(password.expose())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let existing = users::find_by_email(app.pool(), &email)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    match existing {
+        Some((user, _)) => {
+            users::set_password(app.pool(), user.id, &hash)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+        None => {
+            users::create(app.pool(), &email, &hash, Role::Admin)
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+        }
+    }
+    println!();
+    println!("  botwave demo is running at http://{}", app.local_addr());
+    println!("  admin login: {DEMO_ADMIN}");
+    println!("  password:    {generated}   (new on every start)");
+    println!();
+    app.run_until(shutdown_signal()).await;
+    Ok(())
+}

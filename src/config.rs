@@ -1,0 +1,325 @@
+//! Layered configuration: built-in defaults, then the TOML file (`config/botwave.toml` documents
+//! every key), then `BOTWAVE_*` environment variables, then command-line flags. Anything invalid
+//! stops the node at start with a message naming the key.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {var} (config key `{key}`): {message}")]
+    Env {
+        var: &'static str,
+        key: &'static str,
+        message: String,
+    },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address the HTTP/websocket front end listens on.
+    pub listen: SocketAddr,
+    /// Where generated secrets and the embedded database live.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub http: HttpSettings,
+    pub whatsapp: WhatsappSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://…` URL; absent means the embedded cluster under `data_dir`.
+    pub url: Option<String>,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// HS256 signing secret for session tokens; absent means one generated in `data_dir`.
+    pub jwt_secret: Option<String>,
+    pub token_ttl_minutes: u64,
+    /// Login attempts allowed per client address per minute.
+    pub login_attempts_per_ip: u32,
+    /// Login attempts allowed per email address per minute.
+    pub login_attempts_per_email: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest request body accepted; bigger ones get 413.
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsappSettings {
+    /// WhatsApp Web websocket URL; absent means WhatsApp's real endpoint.
+    pub url: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".botwave-data"),
+            database: DatabaseSettings::default(),
+            auth: AuthSettings::default(),
+            http: HttpSettings::default(),
+            whatsapp: WhatsappSettings::default(),
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl_minutes: 12 * 60,
+            login_attempts_per_ip: 30,
+            login_attempts_per_email: 5,
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Minimum length of a configured JWT secret: HS256 wants at least 256 bits of key.
+const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl Settings {
+    /// Defaults, overlaid by `file` (when given) and then by the `BOTWAVE_*` variables of `env`.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: error.to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        settings.apply_env(env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            var: &'static str,
+            key: &'static str,
+            value: &str,
+        ) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .trim()
+                .parse()
+                .map_err(|error: T::Err| ConfigError::Env {
+                    var,
+                    key,
+                    message: error.to_string(),
+                })
+        }
+        let set = |value: String| (!value.trim().is_empty()).then(|| value.trim().to_owned());
+
+        if let Some(v) = env("BOTWAVE_LISTEN") {
+            self.listen = parse("BOTWAVE_LISTEN", "listen", &v)?;
+        }
+        if let Some(v) = env("BOTWAVE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("BOTWAVE_DATABASE_URL") {
+            self.database.url = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_DATABASE_POOL_SIZE") {
+            self.database.pool_size =
+                parse("BOTWAVE_DATABASE_POOL_SIZE", "database.pool_size", &v)?;
+        }
+        if let Some(v) = env("BOTWAVE_JWT_SECRET") {
+            self.auth.jwt_secret = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_TOKEN_TTL_MINUTES") {
+            self.auth.token_ttl_minutes =
+                parse("BOTWAVE_TOKEN_TTL_MINUTES", "auth.token_ttl_minutes", &v)?;
+        }
+        if let Some(v) = env("BOTWAVE_LOGIN_ATTEMPTS_PER_IP") {
+            self.auth.login_attempts_per_ip = parse(
+                "BOTWAVE_LOGIN_ATTEMPTS_PER_IP",
+                "auth.login_attempts_per_ip",
+                &v,
+            )?;
+        }
+        if let Some(v) = env("BOTWAVE_LOGIN_ATTEMPTS_PER_EMAIL") {
+            self.auth.login_attempts_per_email = parse(
+                "BOTWAVE_LOGIN_ATTEMPTS_PER_EMAIL",
+                "auth.login_attempts_per_email",
+                &v,
+            )?;
+        }
+        if let Some(v) = env("BOTWAVE_MAX_BODY_BYTES") {
+            self.http.max_body_bytes = parse("BOTWAVE_MAX_BODY_BYTES", "http.max_body_bytes", &v)?;
+        }
+        if let Some(v) = env("BOTWAVE_WHATSAPP_URL") {
+            self.whatsapp.url = set(v);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if let Some(url) = &self.database.url
+            && let Err(error) = url.parse::<tokio_postgres::Config>()
+        {
+            return invalid("database.url", &format!("not a PostgreSQL URL: {error}"));
+        }
+        if self.database.pool_size == 0 {
+            return invalid("database.pool_size", "must be at least 1");
+        }
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.len() < MIN_JWT_SECRET_LEN
+        {
+            return invalid(
+                "auth.jwt_secret",
+                &format!("must be at least {MIN_JWT_SECRET_LEN} characters"),
+            );
+        }
+        if self.auth.token_ttl_minutes == 0 {
+            return invalid("auth.token_ttl_minutes", "must be at least 1");
+        }
+        if self.auth.login_attempts_per_ip == 0 || self.auth.login_attempts_per_email == 0 {
+            return invalid("auth.login_attempts_per_*", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        if let Some(url) = &self.whatsapp.url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            return invalid("whatsapp.url", "must be a ws:// or wss:// URL");
+        }
+        Ok(())
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth.token_ttl_minutes * 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("botwave-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("botwave.toml");
+        std::fs::write(&path, file).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let result = Settings::load(Some(&path), |key| env.get(key).cloned());
+        std::fs::remove_dir_all(dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let settings = load(
+            "listen = \"127.0.0.1:9000\"\n[database]\npool_size = 4\n",
+            &[
+                ("BOTWAVE_DATABASE_POOL_SIZE", "7"),
+                ("BOTWAVE_DATA_DIR", "/srv/bw"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.listen.port(), 9000);
+        assert_eq!(settings.database.pool_size, 7);
+        assert_eq!(settings.data_dir, PathBuf::from("/srv/bw"));
+    }
+
+    #[test]
+    fn the_shipped_config_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/botwave.toml");
+        Settings::load(Some(std::path::Path::new(path)), |_| None).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let unknown = load("[database]\nurll = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("urll"), "{unknown}");
+
+        let wrong_type = load("[database]\npool_size = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(wrong_type.contains("pool_size"), "{wrong_type}");
+
+        let bad_env = load("", &[("BOTWAVE_LISTEN", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_env.contains("BOTWAVE_LISTEN") && bad_env.contains("listen"),
+            "{bad_env}"
+        );
+
+        let short_secret = load("[auth]\njwt_secret = \"short\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(short_secret.contains("auth.jwt_secret"), "{short_secret}");
+
+        let bad_url = load("", &[("BOTWAVE_WHATSAPP_URL", "http://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_url.contains("whatsapp.url"), "{bad_url}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Validated domain values: once built, they are known to be well-formed.
+
+mod email;
+mod password;
+mod role;
+
+pub use email::Email;
+pub use password::NewPassword;
+pub use role::Role;

@@ -1,0 +1,159 @@
+//! `/api/auth/*`: registering, logging in, who am I, and changing the password.
+
+use std::{net::IpAddr, sync::Arc};
+
+use serde::Deserialize;
+use serde_json::json;
+use warp::{Filter, Rejection, Reply, http::StatusCode};
+
+use super::{
+    error::{ApiError, respond},
+    filters::{Caller, Credential, caller, client_ip, json_body, session_caller, with_state},
+};
+use crate::{
+    auth::password,
+    domain::{Email, NewPassword, Role},
+    state::AppState,
+    users::{self, User},
+};
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let register = warp::path!("api" / "auth" / "register")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(client_ip())
+        .and(json_body(state.max_body_bytes))
+        .then(|state, ip, body| async move { respond(register(state, ip, body).await) });
+    let login = warp::path!("api" / "auth" / "login")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(client_ip())
+        .and(json_body(state.max_body_bytes))
+        .then(|state, ip, body| async move { respond(login(state, ip, body).await) });
+    let me = warp::path!("api" / "auth" / "me")
+        .and(warp::get())
+        .and(caller(state.clone()))
+        .map(|caller: Caller| me(caller));
+    let change_password =
+        warp::path!("api" / "auth" / "password")
+            .and(warp::post())
+            .and(with_state(state.clone()))
+            .and(session_caller(state.clone()))
+            .and(json_body(state.max_body_bytes))
+            .then(|state, caller, body| async move {
+                respond(change_password(state, caller, body).await)
+            });
+    register.or(login).or(me).or(change_password)
+}
+
+fn session_reply(
+    state: &AppState,
+    user: &User,
+    status: StatusCode,
+) -> Result<impl Reply + use<>, ApiError> {
+    let issued = state
+        .tokens
+        .issue(user.id, user.role, user.token_version)
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    Ok(warp::reply::with_status(
+        warp::reply::json(&json!({
+            "token": issued.token,
+            "token_type": "Bearer",
+            "expires_at": issued.expires_at,
+            "user": user,
+        })),
+        status,
+    ))
+}
+
+async fn register(
+    state: Arc<AppState>,
+    ip: IpAddr,
+    body: Credentials,
+) -> Result<impl Reply, ApiError> {
+    state
+        .login_by_ip
+        .check(&ip)
+        .map_err(ApiError::TooManyRequests)?;
+    let email = Email::parse(&body.email).map_err(|m| ApiError::validation("email", m))?;
+    let new_password =
+        NewPassword::parse(&body.password).map_err(|m| ApiError::validation("password", m))?;
+    let hash = password::hash(new_password.expose()).await?;
+    let user = users::create(&state.pool, &email, &hash, Role::User).await?;
+    tracing::info!(user = %user.id, "account registered");
+    session_reply(&state, &user, StatusCode::CREATED)
+}
+
+async fn login(
+    state: Arc<AppState>,
+    ip: IpAddr,
+    body: Credentials,
+) -> Result<impl Reply, ApiError> {
+    state
+        .login_by_ip
+        .check(&ip)
+        .map_err(ApiError::TooManyRequests)?;
+    // A malformed email cannot belong to an account: same answer as a wrong password.
+    let email = Email::parse(&body.email).map_err(|_| ApiError::InvalidCredentials)?;
+    state
+        .login_by_email
+        .check(&email.as_str().to_owned())
+        .map_err(ApiError::TooManyRequests)?;
+    let Some((user, hash)) = users::find_by_email(&state.pool, &email).await? else {
+        password::verify(&body.password, password::dummy_hash().await).await?;
+        return Err(ApiError::InvalidCredentials);
+    };
+    if !password::verify(&body.password, &hash).await? {
+        return Err(ApiError::InvalidCredentials);
+    }
+    if user.disabled {
+        return Err(ApiError::AccountDisabled);
+    }
+    session_reply(&state, &user, StatusCode::OK)
+}
+
+fn me(caller: Caller) -> impl Reply {
+    let via = match caller.credential {
+        Credential::Token => json!({ "type": "token" }),
+        Credential::ApiKey { key_id } => json!({ "type": "api_key", "key_id": key_id }),
+    };
+    warp::reply::json(&json!({ "user": caller.user, "authenticated_with": via }))
+}
+
+async fn change_password(
+    state: Arc<AppState>,
+    caller: Caller,
+    body: PasswordChange,
+) -> Result<impl Reply, ApiError> {
+    let current = users::password_hash(&state.pool, caller.user.id)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
+    if !password::verify(&body.current_password, &current).await? {
+        return Err(ApiError::validation(
+            "current_password",
+            "current password is wrong",
+        ));
+    }
+    let new_password = NewPassword::parse(&body.new_password)
+        .map_err(|m| ApiError::validation("new_password", m))?;
+    let hash = password::hash(new_password.expose()).await?;
+    let user = users::set_password(&state.pool, caller.user.id, &hash)
+        .await?
+        .ok_or(ApiError::NotFound("account"))?;
+    // Every earlier token is void now; hand the caller a fresh one so this browser stays in.
+    session_reply(&state, &user, StatusCode::OK)
+}

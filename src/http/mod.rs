@@ -1,0 +1,27 @@
+//! The node's HTTP front end (warp): JSON API routes, composed here and answered in one error
+//! format.
+
+mod account;
+pub mod error;
+mod filters;
+mod health;
+mod keys;
+
+use std::{convert::Infallible, sync::Arc};
+
+use warp::{Filter, Reply};
+
+use crate::state::AppState;
+
+pub use error::ApiError;
+
+/// Every route of the node.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    health::routes(state.clone())
+        .or(account::routes(state.clone()))
+        .or(keys::routes(state))
+        .recover(error::handle_rejection)
+        .with(warp::trace::request())
+}

@@ -1,0 +1,16 @@
+//! botwave: a self-hosted, multi-user WhatsApp automation gateway.
+//!
+//! A node serves the HTTP API and dashboard ([`http`]), keeps accounts and keys in PostgreSQL
+//! ([`db`], [`users`], [`api_keys`]) and is assembled by [`startup::Application`].
+
+pub mod api_keys;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod data_dir;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod users;

@@ -1,0 +1,134 @@
+//! Builds a node from its settings — database, secrets, HTTP server — and runs it until told to
+//! stop.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use crate::{
+    config::Settings,
+    data_dir,
+    db::{Database, OpenError},
+    http,
+    state::AppState,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database: {0}")]
+    Database(#[from] OpenError),
+    #[error("cannot use the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How long open requests get to finish once the node is asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    local_addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    database: Database,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        let data_dir_error = |source| StartupError::DataDir {
+            path: settings.data_dir.clone(),
+            source,
+        };
+        let jwt_secret = match &settings.auth.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => data_dir::load_or_create_secret(&settings.data_dir, "jwt_secret")
+                .map_err(data_dir_error)?,
+        };
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let database = Database::open(
+            settings.database.url.as_deref(),
+            &settings.data_dir,
+            settings.database.pool_size,
+        )
+        .await?;
+        let state = Arc::new(AppState::new(settings, database.pool.clone(), &jwt_secret));
+        Ok(Self {
+            local_addr,
+            listener,
+            state,
+            database,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn pool(&self) -> &crate::db::DbPool {
+        &self.state.pool
+    }
+
+    /// Serves until `shutdown` resolves, then gives open requests a grace period and releases
+    /// the database (stopping the embedded cluster if this node started it).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = warp::serve(http::routes(self.state.clone()))
+            .incoming(self.listener)
+            .graceful(async {
+                let _ = stop_rx.await;
+            })
+            .run();
+        let mut server = tokio::spawn(server);
+        tracing::info!(addr = %self.local_addr, "botwave is listening");
+        tokio::select! {
+            _ = &mut server => {}
+            _ = shutdown => {
+                tracing::info!("shutting down");
+                let _ = stop_tx.send(());
+                if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+                    server.abort();
+                }
+            }
+        }
+        drop(self.state);
+        self.database.close().await;
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,30 @@
+//! What every request handler of a node shares.
+
+use std::{net::IpAddr, time::Duration};
+
+use crate::{
+    auth::{jwt::TokenKeys, rate_limit::RateLimiter},
+    config::Settings,
+    db::DbPool,
+};
+
+pub struct AppState {
+    pub pool: DbPool,
+    pub tokens: TokenKeys,
+    pub login_by_ip: RateLimiter<IpAddr>,
+    pub login_by_email: RateLimiter<String>,
+    pub max_body_bytes: u64,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings, pool: DbPool, jwt_secret: &str) -> Self {
+        let minute = Duration::from_secs(60);
+        Self {
+            pool,
+            tokens: TokenKeys::new(jwt_secret, settings.token_ttl()),
+            login_by_ip: RateLimiter::new(settings.auth.login_attempts_per_ip, minute),
+            login_by_email: RateLimiter::new(settings.auth.login_attempts_per_email, minute),
+            max_body_bytes: settings.http.max_body_bytes,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The `users` table: accounts, their password hashes, roles and whether they are disabled.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::{Row, error::SqlState};
+use uuid::Uuid;
+
+use crate::{
+    db::{DbError, DbPool},
+    domain::{Email, Role},
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    #[serde(skip)]
+    pub token_version: i32,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+const COLUMNS: &str =
+    "id, email, role, token_version, disabled_at IS NOT NULL AS disabled, created_at";
+
+fn from_row(row: &Row) -> User {
+    User {
+        id: row.get("id"),
+        email: row.get("email"),
+        role: row
+            .get::<_, &str>("role")
+            .parse()
+            // The column's CHECK constraint admits only the two roles.
+            .unwrap_or(Role::User),
+        token_version: row.get("token_version"),
+        disabled: row.get("disabled"),
+        created_at: row.get("created_at"),
+    }
+}
+
+pub async fn create(
+    pool: &DbPool,
+    email: &Email,
+    password_hash: &str,
+    role: Role,
+) -> Result<User, UserError> {
+    let conn = pool.get().await.map_err(DbError::from)?;
+    let row = conn
+        .query_one(
+            &format!(
+                "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::new_v4(),
+                &email.as_str(),
+                &password_hash,
+                &role.as_str(),
+            ],
+        )
+        .await
+        .map_err(|error| match error.code() {
+            Some(code) if *code == SqlState::UNIQUE_VIOLATION => UserError::EmailTaken,
+            _ => UserError::Db(error.into()),
+        })?;
+    Ok(from_row(&row))
+}
+
+/// The account and its password hash, for logging in.
+pub async fn find_by_email(
+    pool: &DbPool,
+    email: &Email,
+) -> Result<Option<(User, String)>, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = $1"),
+            &[&email.as_str()],
+        )
+        .await?;
+    Ok(row.map(|row| (from_row(&row), row.get("password_hash"))))
+}
+
+pub async fn find_by_id(pool: &DbPool, id: Uuid) -> Result<Option<User>, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+pub async fn password_hash(pool: &DbPool, id: Uuid) -> Result<Option<String>, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt("SELECT password_hash FROM users WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Replaces the password and voids every token issued so far. Returns the updated account.
+pub async fn set_password(
+    pool: &DbPool,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<Option<User>, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE users SET password_hash = $2, token_version = token_version + 1,
+                        updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &password_hash],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Disables (voiding its tokens) or re-enables an account. Returns the updated account.
+pub async fn set_disabled(
+    pool: &DbPool,
+    id: Uuid,
+    disabled: bool,
+) -> Result<Option<User>, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE users SET
+                     disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
+                     token_version = token_version + CASE WHEN $2 THEN 1 ELSE 0 END,
+                     updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &disabled],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+pub async fn set_role(pool: &DbPool, id: Uuid, role: Role) -> Result<Option<User>, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            &format!(
+                "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &role.as_str()],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
