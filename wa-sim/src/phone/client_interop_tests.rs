@@ -314,12 +314,15 @@ fn phone_message_to_client_and_key_share_decrypt_on_the_client() {
             .unwrap();
         assert_eq!(share.enc_type, EncType::PreKey);
         assert_eq!(share.version, 2);
+        let envelope = PreKeySignalMessage::try_from(&share.ciphertext[..]).unwrap();
+        let expected_prekey = with_one_time_prekey.then(|| 77u32.into());
+        assert_eq!(
+            envelope.pre_key_id(),
+            expected_prekey,
+            "bundle's one-time prekey used"
+        );
         let received = client.decrypt(PHONE_ADDR, &share);
         assert_eq!(shared_app_state_keys(&received).as_deref(), Some(&keys[..]));
-        if with_one_time_prekey {
-            // The client's decrypt reports the used prekey so it can delete it.
-            assert!(client.stores.prekeys.get(77u32.into()).is_some());
-        }
 
         // Same session (the bundle is ignored now); still pkmsg until the client answers.
         let text = phone
@@ -423,4 +426,51 @@ fn simulated_companion_device_bundle_passes_the_clients_adv_check() {
     // A device identity vouching for some other key makes the client drop the bundle.
     let mut stranger = PhoneDevice::generate(1).unwrap();
     assert!(fetch_bundle_as_client(&mut stranger, jid, Some(signed)).is_none());
+}
+
+#[test]
+fn crossing_first_messages_still_converge() {
+    // Right after pairing the phone's key share (phone-initiated session) and the
+    // client's first copy to its own phone (client-initiated session) can cross.
+    let mut phone = PhoneDevice::generate(2).unwrap();
+    let mut client = Companion::new();
+    let companion_bundle = client.bundle(true);
+    let share = phone
+        .encrypt(
+            COMPANION_ADDR,
+            Some(&companion_bundle),
+            &app_state_key_share_message(&[AppStateSyncKey::generate(1, 1, vec![0, 1], 0)]),
+        )
+        .unwrap();
+    let phone_bundle = fetch_bundle_as_client(&mut phone, PHONE_LID, None).unwrap();
+    client.start_session(PHONE_ADDR, &phone_bundle);
+    let (enc_type, ciphertext) = client.encrypt(PHONE_ADDR, &text_message("crossed"));
+    assert_eq!(enc_type, "pkmsg");
+
+    assert!(shared_app_state_keys(&client.decrypt(PHONE_ADDR, &share)).is_some());
+    let received = phone
+        .decrypt(COMPANION_ADDR, enc_type, &ciphertext, ENC_VERSION)
+        .unwrap();
+    assert_eq!(message_text(&received), Some("crossed"));
+
+    for round in 0..3 {
+        let text = format!("phone {round}");
+        let sent = phone
+            .encrypt(
+                COMPANION_ADDR,
+                Some(&companion_bundle),
+                &text_message(&text),
+            )
+            .unwrap();
+        assert_eq!(
+            message_text(&client.decrypt(PHONE_ADDR, &sent)),
+            Some(text.as_str())
+        );
+        let text = format!("client {round}");
+        let (enc_type, ciphertext) = client.encrypt(PHONE_ADDR, &text_message(&text));
+        let received = phone
+            .decrypt(COMPANION_ADDR, enc_type, &ciphertext, ENC_VERSION)
+            .unwrap();
+        assert_eq!(message_text(&received), Some(text.as_str()));
+    }
 }

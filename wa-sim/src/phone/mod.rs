@@ -40,10 +40,12 @@
 //! [`CompanionBundle::from_pairing_data`], or from the client's prekey upload. It
 //! is only used when no session exists yet (or the companion's identity changed).
 //! - Inbound text from a contact: [`text_message`]. The stanza's `from` is the contact.
-//! - App-state key share: [`app_state_key_share_message`]`(&[`[`AppStateSyncKey::generate`]`(..)])`,
-//!   sent by the primary phone (device 0) of the companion's own account — the
-//!   client drops a share that is not from its own account. One stored key ends
-//!   the client's post-pairing wait for keys.
+//! - App-state key share: [`app_state_key_share_message`] over keys from
+//!   [`AppStateSyncKey::generate`], sent by the primary phone (device 0) of the
+//!   companion's own account — the client drops a share that is not from its own
+//!   account. One stored key ends the client's post-pairing wait for keys.
+//! - Sessions: either side may start one; crossing first messages converge.
+//!   [`PhoneDevice::forget_session`] when a companion is unlinked.
 //!
 //! Errors are [`PhoneError`]; nothing here panics on bad input.
 
