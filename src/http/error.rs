@@ -163,7 +163,10 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::BadRequest("a Content-Length header is required".into())
+        // No Content-Length: an empty body, or a chunked one whose size cannot be checked upfront.
+        ApiError::MalformedJson(
+            "the request has no body; send a JSON object with a Content-Length".into(),
+        )
     } else if let Some(missing) = rejection.find::<warp::reject::MissingHeader>() {
         ApiError::BadRequest(format!("missing header {}", missing.name()))
     } else if let Some(invalid) = rejection.find::<warp::reject::InvalidHeader>() {

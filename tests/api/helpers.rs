@@ -1,0 +1,132 @@
+//! Spawns a real node (the same `Application` the binary runs) on port 0 with its own fresh
+//! database, and speaks HTTP to it like any client would.
+
+use std::time::Duration;
+
+use botwave::{config::Settings, startup::Application};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+use crate::common::TestDatabase;
+
+pub const PASSWORD: &str = "Correct-Horse-42";
+
+pub struct TestApp {
+    pub address: String,
+    pub db: TestDatabase,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A node whose settings the test adjusts first (rate limits, token lifetime, …).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDatabase::create().await;
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = std::env::temp_dir().join(format!("botwave-test-{}", uuid::Uuid::new_v4()));
+    settings.database.url = Some(db.url.clone());
+    settings.database.pool_size = 4;
+    configure(&mut settings);
+
+    let app = Application::build(&settings).await.expect("node starts");
+    let address = format!("http://{}", app.local_addr());
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        db,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        shutdown: Some(shutdown),
+    }
+}
+
+/// A registered account and its login token.
+pub struct Account {
+    pub email: String,
+    pub token: String,
+    pub id: String,
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/auth/register",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/auth/login",
+            &json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Registers a fresh account with a unique email.
+    pub async fn new_account(&self) -> Account {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self.register(&email, PASSWORD).await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        Account {
+            email,
+            token: body["token"].as_str().unwrap().to_owned(),
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn me(&self, bearer: &str) -> Response {
+        self.request(Method::GET, "/api/auth/me")
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The `error.code` of a JSON error answer, checking its shape on the way.
+pub async fn error_code(response: Response) -> String {
+    let body: Value = response.json().await.expect("errors are JSON");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error without message: {body}"
+    );
+    body["error"]["code"]
+        .as_str()
+        .expect("error code")
+        .to_owned()
+}

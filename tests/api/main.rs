@@ -1,0 +1,11 @@
+//! Black-box tests of the HTTP API: a real node, real PostgreSQL, real HTTP.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod api_keys;
+mod bad_input;
+mod health;
+mod helpers;
+mod migrations;
