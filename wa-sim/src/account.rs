@@ -13,8 +13,8 @@ use wacore_libsignal::protocol::KeyPair;
 use waproto::whatsapp as wa;
 
 use crate::phone::{
-    AdvDeviceDetails, AppStateSyncKey, CompanionBundle, EncryptedMessage, KeyIndexList,
-    PairingQr, PhoneDevice, PhoneError, app_state_key_share_message, pair_success_device_identity,
+    AdvDeviceDetails, AppStateSyncKey, CompanionBundle, EncryptedMessage, KeyIndexList, PairingQr,
+    PhoneDevice, PhoneError, app_state_key_share_message, pair_success_device_identity,
     signed_key_index_list, verify_pair_device_sign,
 };
 use crate::stanza::unix_now;
@@ -87,7 +87,6 @@ pub struct Companion {
     /// One-time prekeys from the client's upload, handed out one per new session.
     uploaded_prekeys: VecDeque<(u32, [u8; 32])>,
     next_login: Option<NextLogin>,
-    key_share_pending: bool,
     queued: Vec<Node>,
 }
 
@@ -113,7 +112,8 @@ pub struct Account {
     inbox: Vec<ReceivedText>,
     next_device_id: u16,
     next_key_index: u32,
-    key_share_sequence: u32,
+    /// The app-state sync key the phone shares with its companions.
+    app_state_key: AppStateSyncKey,
 }
 
 pub fn unix_millis() -> u64 {
@@ -144,7 +144,7 @@ impl Account {
             inbox: Vec::new(),
             next_device_id: phone_devices,
             next_key_index: 1,
-            key_share_sequence: 1,
+            app_state_key: AppStateSyncKey::generate(1, raw_id, vec![0], unix_millis() as i64),
         };
         for _ in 1..phone_devices {
             account.add_secondary_phone_device()?;
@@ -238,7 +238,8 @@ impl Account {
             },
         )?;
         self.next_device_id += 1;
-        self.pending.insert(device, PendingPairing { key_index, qr });
+        self.pending
+            .insert(device, PendingPairing { key_index, qr });
         Ok((device, container))
     }
 
@@ -272,7 +273,6 @@ impl Account {
                 bundle,
                 uploaded_prekeys: VecDeque::new(),
                 next_login: None,
-                key_share_pending: true,
                 queued: Vec::new(),
             },
         );
@@ -315,7 +315,9 @@ impl Account {
     pub fn remove_companion(&mut self, device: u16) -> bool {
         let removed = self.companions.remove(&device).is_some();
         if removed {
-            let address = DeviceKey::new(self.number.as_str(), device).jid().to_string();
+            let address = DeviceKey::new(self.number.as_str(), device)
+                .jid()
+                .to_string();
             for phone in &mut self.phones {
                 phone.signal.forget_session(&address);
             }
@@ -323,22 +325,15 @@ impl Account {
         removed
     }
 
-    /// The app-state key share for a freshly paired companion, once.
-    pub fn take_key_share(&mut self, device: u16) -> Option<wa::Message> {
-        let companion = self.companions.get_mut(&device)?;
-        if !std::mem::take(&mut companion.key_share_pending) {
-            return None;
-        }
-        let mut device_indexes = vec![0];
-        device_indexes.extend(self.phones.iter().skip(1).map(|p| p.key_index));
-        device_indexes.extend(self.companions.values().map(|c| c.key_index));
-        let key = AppStateSyncKey::generate(
-            self.key_share_sequence,
-            self.raw_id,
-            device_indexes,
-            unix_millis() as i64,
-        );
-        self.key_share_sequence += 1;
+    /// The app-state key share for companion `device`. A real phone sends it once,
+    /// right after pairing; the simulator re-sends it at every login so that a client
+    /// restarted without a push name (which re-runs its initial sync and waits up to
+    /// 10 s for a key) also connects at once.
+    pub fn key_share(&self, device: u16) -> Option<wa::Message> {
+        let companion = self.companions.get(&device)?;
+        let mut key = self.app_state_key.clone();
+        key.device_indexes = vec![0, companion.key_index];
+        key.current_index = companion.key_index;
         Some(app_state_key_share_message(&[key]))
     }
 

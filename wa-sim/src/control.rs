@@ -208,7 +208,11 @@ pub fn routes(
 /// Turns warp's rejections (unknown path, wrong method, bad JSON) into JSON errors.
 pub async fn recover(rejection: Rejection) -> Result<Reply_, Infallible> {
     if rejection.is_not_found() {
-        return Ok(error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"));
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+        ));
     }
     if let Some(bad) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
         return Ok(error(StatusCode::BAD_REQUEST, "bad_request", bad));
@@ -292,7 +296,11 @@ fn create_phone(shared: Arc<Shared>, request: CreatePhone) -> Reply_ {
                     info.number, info.devices
                 ),
             ),
-            None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "phone vanished"),
+            None => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "phone vanished",
+            ),
         },
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
@@ -394,14 +402,26 @@ fn decode_jid(raw: &str) -> String {
 fn kick_device(raw_jid: String, shared: Arc<Shared>, request: KickRequest) -> Reply_ {
     let jid_text = decode_jid(&raw_jid);
     let Ok(jid) = jid_text.parse::<wacore_binary::Jid>() else {
-        return error(StatusCode::BAD_REQUEST, "invalid_jid", format!("{jid_text:?}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_jid",
+            format!("{jid_text:?}"),
+        );
     };
     let Some(number) = shared.number_for_jid(&jid) else {
-        return error(StatusCode::NOT_FOUND, "unknown_device", format!("no account for {jid_text}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("no account for {jid_text}"),
+        );
     };
     let device = DeviceKey::new(number, jid.device);
     let Some(account) = shared.account(&device.number) else {
-        return error(StatusCode::NOT_FOUND, "unknown_device", format!("no account for {jid_text}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("no account for {jid_text}"),
+        );
     };
     let known = match request.kind {
         KickKind::Logout => lock(&account).remove_companion(device.device),

@@ -38,10 +38,7 @@ pub fn send_receipt(
     id: &str,
     kind: ReceiptKind,
 ) -> bool {
-    let sent = shared.send_to_device(
-        sender,
-        ConnCommand::Send(stanza::receipt(chat, id, kind)),
-    );
+    let sent = shared.send_to_device(sender, ConnCommand::Send(stanza::receipt(chat, id, kind)));
     if sent {
         shared.stats.receipt_sent();
     }

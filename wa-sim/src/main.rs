@@ -8,7 +8,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "botwave-wa-sim", about = "WhatsApp Web server simulator for botwave")]
+#[command(
+    name = "botwave-wa-sim",
+    about = "WhatsApp Web server simulator for botwave"
+)]
 struct Args {
     /// Address to listen on (websocket at /ws/chat, control API under /control/).
     #[arg(long, default_value = "127.0.0.1:8089", env = "WA_SIM_LISTEN")]

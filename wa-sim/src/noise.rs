@@ -191,7 +191,9 @@ pub struct TransportCipher {
 
 impl TransportCipher {
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, NoiseFailure> {
-        let sealed = self.send.encrypt_with_counter(self.send_counter, plaintext)?;
+        let sealed = self
+            .send
+            .encrypt_with_counter(self.send_counter, plaintext)?;
         self.send_counter = self.send_counter.wrapping_add(1);
         Ok(sealed)
     }
@@ -201,7 +203,8 @@ impl TransportCipher {
     pub fn open(&mut self, mut frame: Vec<u8>) -> Result<Vec<u8>, NoiseFailure> {
         let counter = self.receive_counter;
         self.receive_counter = self.receive_counter.wrapping_add(1);
-        self.receive.decrypt_in_place_with_counter(counter, &mut frame)?;
+        self.receive
+            .decrypt_in_place_with_counter(counter, &mut frame)?;
         Ok(frame)
     }
 }

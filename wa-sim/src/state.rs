@@ -116,7 +116,9 @@ struct AccountIndex {
 /// Locks a mutex, recovering the data if a panicking holder poisoned it: one bad
 /// request must not wedge the whole simulator.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// LIDs are 15-digit numbers unrelated to the phone number, like WhatsApp's.

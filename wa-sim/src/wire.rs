@@ -130,7 +130,10 @@ mod tests {
 
     #[test]
     fn the_prologue_is_required_and_edge_routing_is_skipped() {
-        assert_eq!(strip_prologue(b"XX\x06\x03abc"), Err(FrameError::BadPrologue));
+        assert_eq!(
+            strip_prologue(b"XX\x06\x03abc"),
+            Err(FrameError::BadPrologue)
+        );
         assert_eq!(strip_prologue(b"WA\x06\x03abc").unwrap(), b"abc");
         let with_edge = [b"ED\x00\x01\x00\x00\x02zz".as_slice(), b"WA\x06\x03abc"].concat();
         assert_eq!(strip_prologue(&with_edge).unwrap(), b"abc");

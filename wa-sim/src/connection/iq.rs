@@ -97,7 +97,7 @@ impl Session {
         }
         let share = {
             let mut account = lock(&account);
-            match account.take_key_share(device.device) {
+            match account.key_share(device.device) {
                 Some(message) => {
                     let bundle = account.take_companion_bundle(device.device);
                     let address = device.jid().to_string();
@@ -144,7 +144,12 @@ impl Session {
             .map(|jid| jid.device)
             .unwrap_or(online.device.device);
         let removed = lock(&online.account).remove_companion(target);
-        info!(conn = self.conn.id, device = target, removed, "companion logged out");
+        info!(
+            conn = self.conn.id,
+            device = target,
+            removed,
+            "companion logged out"
+        );
         Ok(Flow::Continue)
     }
 
@@ -153,7 +158,8 @@ impl Session {
             return stanza::iq_result(id, Vec::new());
         };
         let query = usync.get_optional_child("query");
-        let wants = |protocol: &str| query.is_some_and(|q| q.get_optional_child(protocol).is_some());
+        let wants =
+            |protocol: &str| query.is_some_and(|q| q.get_optional_child(protocol).is_some());
         let (wants_devices, wants_contact) = (wants("devices"), wants("contact"));
         let mut users = Vec::new();
         for user in usync
@@ -304,7 +310,9 @@ fn parse_prekey_upload(node: &Node) -> (Vec<(u32, [u8; 32])>, Option<SignedPreKe
         .collect();
     let signed = node.get_optional_child("skey").and_then(|skey| {
         let (id, value) = key_id_value(skey)?;
-        let signature = skey.get_optional_child("signature").and_then(content_bytes)?;
+        let signature = skey
+            .get_optional_child("signature")
+            .and_then(content_bytes)?;
         Some((id, value, signature.to_vec()))
     });
     (one_time, signed)
@@ -325,5 +333,8 @@ fn app_state_reply(id: &str, node: &Node) -> Node {
                 .build()
         })
         .collect();
-    stanza::iq_result(id, vec![NodeBuilder::new("sync").children(collections).build()])
+    stanza::iq_result(
+        id,
+        vec![NodeBuilder::new("sync").children(collections).build()],
+    )
 }

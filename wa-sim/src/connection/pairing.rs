@@ -118,9 +118,16 @@ impl Session {
         unpaired.rotation_deadline = if remaining.is_empty() {
             None
         } else {
-            self.shared.config.qr_ref_ttl.map(|ttl| Instant::now() + ttl)
+            self.shared
+                .config
+                .qr_ref_ttl
+                .map(|ttl| Instant::now() + ttl)
         };
-        info!(conn = self.conn.id, left = remaining.len(), "rotating QR refs");
+        info!(
+            conn = self.conn.id,
+            left = remaining.len(),
+            "rotating QR refs"
+        );
         self.send_pair_device(&remaining).await?;
         Ok(Flow::Continue)
     }
@@ -128,7 +135,9 @@ impl Session {
     /// A phone scanned one of this connection's refs.
     pub async fn send_pair_success(&mut self, start: PairingStart) -> Result<Flow, ConnError> {
         let Role::Unpaired(unpaired) = &mut self.role else {
-            let _ = start.reply.send(Err("connection is no longer pairing".into()));
+            let _ = start
+                .reply
+                .send(Err("connection is no longer pairing".into()));
             return Ok(Flow::Continue);
         };
         unpaired.rotation_deadline = None;

@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use wacore_binary::Node;
-use warp::ws::Message;
 use waproto::whatsapp as wa;
+use warp::ws::Message;
 
 use super::pairing::Unpaired;
 use super::{ConnError, WsSink, WsStream};
@@ -241,7 +241,10 @@ impl Session {
         };
         let (verdict, lid) = {
             let mut account = lock(&account);
-            (account.login_verdict(device, &client_static), account.lid_jid())
+            (
+                account.login_verdict(device, &client_static),
+                account.lid_jid(),
+            )
         };
         let queued = match verdict {
             LoginVerdict::Accept { queued } => queued,

@@ -1,2 +1,9 @@
-#[test]
-fn warm() { let _ = whatsapp_rust::bot::Bot::builder(); }
+//! End-to-end tests of the simulator driving the real whatsapp-rust client (one test
+//! binary: every test binary links the whole client, and builds are slow).
+
+mod common;
+mod control_api;
+mod lifecycle;
+mod messaging;
+mod pairing;
+mod robustness;

@@ -1,0 +1,176 @@
+//! Test helpers: start a simulator, run a real whatsapp-rust client against it, and
+//! wait for the client's events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
+use tokio::sync::mpsc;
+use whatsapp_rust::Client;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::wacore::store::InMemoryBackend;
+
+/// Generous upper bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+pub async fn start_sim(config: SimConfig) -> SimHandle {
+    init_logs();
+    Simulator::start(config).await.expect("simulator starts")
+}
+
+/// The client never needs HTTP here (its version is pinned); any call is a test bug.
+struct NoHttp;
+
+#[async_trait::async_trait]
+impl HttpClient for NoHttp {
+    async fn execute(&self, request: HttpRequest) -> whatsapp_rust::anyhow::Result<HttpResponse> {
+        Err(whatsapp_rust::anyhow::anyhow!(
+            "unexpected HTTP request to {}",
+            request.url
+        ))
+    }
+}
+
+pub struct TestClient {
+    pub backend: Arc<InMemoryBackend>,
+    pub client: Arc<Client>,
+    pub events: Events,
+    handle: Option<BotHandle>,
+}
+
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Arc<Event>>,
+}
+
+impl Events {
+    /// The first event `pick` maps to `Some`, skipping the others; panics after `WAIT`.
+    pub async fn wait<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        self.wait_for(WAIT, what, &mut pick)
+            .await
+            .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+    }
+
+    /// Like [`Self::wait`] but returns `None` after `timeout`.
+    pub async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        _what: &str,
+        pick: &mut impl FnMut(&Event) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .ok()??;
+            if let Some(found) = pick(&event) {
+                return Some(found);
+            }
+        }
+    }
+}
+
+impl TestClient {
+    /// A client with a fresh store.
+    pub async fn start(sim: &SimHandle) -> Self {
+        Self::start_with(sim, Arc::new(InMemoryBackend::new())).await
+    }
+
+    /// A client on an existing store (a restart of the same device).
+    pub async fn start_with(sim: &SimHandle, backend: Arc<InMemoryBackend>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let bot = Bot::builder()
+            .with_backend_arc(backend.clone())
+            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(sim.ws_url()))
+            .with_http_client(NoHttp)
+            .with_version((2, 3000, 0))
+            .skip_history_sync()
+            .on_event(move |event, _client| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(event);
+                }
+            })
+            .build()
+            .await
+            .expect("bot builds");
+        let client = bot.client();
+        let handle = bot.spawn();
+        Self {
+            backend,
+            client,
+            events: Events { rx },
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn next_qr(&mut self) -> String {
+        self.events
+            .wait("a QR code", |e| match e {
+                Event::PairingQrCode(qr) => Some(qr.code.clone()),
+                _ => None,
+            })
+            .await
+    }
+
+    pub async fn connected(&mut self) {
+        self.events
+            .wait("Connected", |e| {
+                matches!(e, Event::Connected(_)).then_some(())
+            })
+            .await
+    }
+
+    /// Stops the client and waits for its run loop to end.
+    pub async fn stop(mut self) -> Arc<InMemoryBackend> {
+        if let Some(handle) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle.shutdown()).await;
+        }
+        self.backend.clone()
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
+
+/// Pairs a new client to phone `number` and waits until it is connected.
+pub async fn paired_client(sim: &SimHandle, number: &str) -> TestClient {
+    let mut client = TestClient::start(sim).await;
+    let qr = client.next_qr().await;
+    sim.scan(number, &qr).await.expect("scan succeeds");
+    client.connected().await;
+    client
+}
+
+/// Polls `check` until it returns `Some`, panicking after `WAIT`.
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn pn(number: &str) -> whatsapp_rust::Jid {
+    whatsapp_rust::Jid::pn(number)
+}

@@ -1,0 +1,110 @@
+//! Server-side session events: dropped socket, conflict, device removal, 401 and ban
+//! on the next login.
+
+use botwave_wa_sim::{KickKind, SimConfig};
+use whatsapp_rust::types::events::Event;
+
+use crate::common::{paired_client, start_sim};
+
+const PHONE: &str = "15553330000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_is_reconnected_by_the_client() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let device = client.client.pn().expect("paired").device;
+    let logins = sim.stats().logins;
+    assert!(sim.kick(PHONE, device, KickKind::Drop));
+    client.connected().await;
+    assert!(sim.stats().logins > logins, "the client logged in again");
+    assert!(sim.is_connected(PHONE, device));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_reports_stream_replaced() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let device = client.client.pn().expect("paired").device;
+    assert!(sim.kick(PHONE, device, KickKind::Replaced));
+    client
+        .events
+        .wait("StreamReplaced", |e| {
+            matches!(e, Event::StreamReplaced(_)).then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_is_logged_out_and_cannot_log_in_again() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let device = client.client.pn().expect("paired").device;
+    assert!(sim.kick(PHONE, device, KickKind::Logout));
+    let on_connect = client
+        .events
+        .wait("LoggedOut", |e| match e {
+            Event::LoggedOut(out) => Some(out.on_connect),
+            _ => None,
+        })
+        .await;
+    assert!(!on_connect);
+    // The same store trying again is refused at login.
+    let backend = client.stop().await;
+    let mut again = crate::common::TestClient::start_with(&sim, backend).await;
+    let on_connect = again
+        .events
+        .wait("LoggedOut at login", |e| match e {
+            Event::LoggedOut(out) => Some(out.on_connect),
+            _ => None,
+        })
+        .await;
+    assert!(on_connect);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_401_on_the_next_login_logs_the_client_out() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let device = client.client.pn().expect("paired").device;
+    assert!(sim.kick(PHONE, device, KickKind::Failure401));
+    let on_connect = client
+        .events
+        .wait("LoggedOut", |e| match e {
+            Event::LoggedOut(out) => Some(out.on_connect),
+            _ => None,
+        })
+        .await;
+    assert!(on_connect, "the 401 answers the reconnect's login");
+    assert_eq!(sim.stats().logins_refused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_on_the_next_login_is_reported() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let device = client.client.pn().expect("paired").device;
+    assert!(sim.kick(PHONE, device, KickKind::Ban));
+    client
+        .events
+        .wait("TemporaryBan", |e| {
+            matches!(e, Event::TemporaryBan(_)).then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_of_the_same_device_replaces_the_first() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut first = paired_client(&sim, PHONE).await;
+    // A second client on a copy of the same store: the same device logs in twice.
+    let second_store = first.backend.clone();
+    let mut second = crate::common::TestClient::start_with(&sim, second_store).await;
+    second.connected().await;
+    first
+        .events
+        .wait("StreamReplaced on the older connection", |e| {
+            matches!(e, Event::StreamReplaced(_)).then_some(())
+        })
+        .await;
+    assert_eq!(sim.stats().conflicts, 1);
+}

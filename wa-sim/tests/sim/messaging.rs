@@ -1,0 +1,210 @@
+//! Client → phone texts (decrypted by the phone), receipts back, phone → client texts,
+//! and sending to a number that is not on WhatsApp.
+
+use botwave_wa_sim::{ReceiptKind, ReceiptMode, SimConfig};
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::presence::ReceiptType;
+
+use crate::common::{eventually, paired_client, pn, start_sim};
+
+/// libsignal's rule, which the client follows: `pkmsg` until the peer has sent
+/// something back on the session, `msg` afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_are_decrypted_by_the_phone_as_pkmsg_until_it_answers_then_as_msg() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110000").await;
+    sim.create_phone("15552220000", 1).unwrap();
+
+    let first = client
+        .client
+        .send_text(pn("15552220000"), "hello phone")
+        .await
+        .expect("first send");
+    let second = client
+        .client
+        .send_text(pn("15552220000"), "second one")
+        .await
+        .expect("second send");
+    let received = eventually("both texts decrypted", || {
+        let messages = sim.messages("15552220000");
+        (messages.len() >= 2).then_some(messages)
+    })
+    .await;
+    assert_eq!(received[0].id, first.message_id);
+    assert_eq!(received[0].text, "hello phone");
+    assert_eq!(received[0].enc_type, "pkmsg");
+    assert_eq!(received[0].from, "15551110000");
+    assert_eq!(received[1].id, second.message_id);
+    assert_eq!(received[1].text, "second one");
+    assert_eq!(
+        received[1].enc_type, "pkmsg",
+        "the phone has not answered yet"
+    );
+
+    sim.send_text("15552220000", "15551110000", "got it")
+        .unwrap();
+    client
+        .events
+        .wait("the phone's answer", |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .any(|m| m.message.conversation.as_deref() == Some("got it"))
+                .then_some(()),
+            _ => None,
+        })
+        .await;
+    let third = client
+        .client
+        .send_text(pn("15552220000"), "third")
+        .await
+        .expect("third send");
+    let received = eventually("the third text", || {
+        sim.messages("15552220000")
+            .into_iter()
+            .find(|m| m.id == third.message_id)
+    })
+    .await;
+    assert_eq!(received.text, "third");
+    assert_eq!(received.enc_type, "msg", "an answered session uses msg");
+    assert_eq!(sim.stats().decrypt_failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_of_a_two_device_phone_decrypts_the_text() {
+    let sim = start_sim(SimConfig::default()).await;
+    let client = paired_client(&sim, "15551110001").await;
+    sim.create_phone("15552220001", 2).unwrap();
+    let sent = client
+        .client
+        .send_text(pn("15552220001"), "to both")
+        .await
+        .expect("send");
+    let received = eventually("two devices decrypted", || {
+        let messages = sim.messages("15552220001");
+        (messages.len() >= 2).then_some(messages)
+    })
+    .await;
+    let mut devices: Vec<u16> = received.iter().map(|m| m.device).collect();
+    devices.sort();
+    assert_eq!(devices, vec![0, 1]);
+    assert!(
+        received
+            .iter()
+            .all(|m| m.id == sent.message_id && m.text == "to both")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_to_a_number_not_on_whatsapp_fails() {
+    let sim = start_sim(SimConfig::default()).await;
+    let client = paired_client(&sim, "15551110002").await;
+    let error = client
+        .client
+        .send_text(pn("19998887777"), "anyone?")
+        .await
+        .expect_err("a number without WhatsApp cannot be messaged");
+    let text = format!("{error:#}");
+    assert!(text.contains("406"), "error names the server's 406: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_and_read_receipts_reach_the_sender() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110003").await;
+    sim.create_phone("15552220003", 1).unwrap();
+    let sent = client
+        .client
+        .send_text(pn("15552220003"), "receipt me")
+        .await
+        .expect("send");
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let (ids, kind, chat) = client
+            .events
+            .wait("a receipt", |e| match e {
+                Event::Receipt(receipt) => Some((
+                    receipt.message_ids.clone(),
+                    receipt.r#type.clone(),
+                    receipt.source.chat.user.to_string(),
+                )),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            vec![sent.message_id.clone()]
+        );
+        assert_eq!(chat, "15552220003");
+        kinds.push(kind);
+    }
+    assert_eq!(kinds, vec![ReceiptType::Delivered, ReceiptType::Read]);
+
+    // Manual mode: nothing automatic, receipts on command only.
+    sim.set_receipt_mode(ReceiptMode::Manual);
+    let manual = client
+        .client
+        .send_text(pn("15552220003"), "manual")
+        .await
+        .expect("send");
+    eventually("manual text decrypted", || {
+        sim.messages("15552220003")
+            .iter()
+            .any(|m| m.id == manual.message_id)
+            .then_some(())
+    })
+    .await;
+    sim.send_receipt("15552220003", &manual.message_id, ReceiptKind::Read)
+        .expect("receipt on command");
+    let (ids, kind) = client
+        .events
+        .wait("the commanded receipt", |e| match e {
+            Event::Receipt(receipt) => Some((receipt.message_ids.clone(), receipt.r#type.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        vec![manual.message_id.clone()]
+    );
+    assert_eq!(kind, ReceiptType::Read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_text_reaches_the_client_as_a_message_event() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110004").await;
+    let sent = sim
+        .send_text("15552220004", "15551110004", "hi from the phone")
+        .expect("phone sends");
+    assert_eq!(sent.delivered.len(), 1);
+    let (id, text, sender) = client
+        .events
+        .wait("the inbound message", |e| match e {
+            Event::Messages(batch) => batch.iter().find_map(|m| {
+                m.message.conversation.clone().map(|text| {
+                    (
+                        m.info.id.to_string(),
+                        text,
+                        m.info.source.sender.user.to_string(),
+                    )
+                })
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!(id, sent.id);
+    assert_eq!(text, "hi from the phone");
+    assert_eq!(sender, "15552220004");
+
+    // A second text rides the same session.
+    sim.send_text("15552220004", "15551110004", "again")
+        .unwrap();
+    let text = client
+        .events
+        .wait("the second inbound message", |e| match e {
+            Event::Messages(batch) => batch.iter().find_map(|m| m.message.conversation.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(text, "again");
+}
