@@ -57,12 +57,10 @@ fn build_cert_chain(static_pub: &[u8]) -> Vec<u8> {
     let certificate = |details: Details| NoiseCertificate {
         details: Some(details.encode_to_vec()),
         signature: Some(vec![0; 64]),
-        ..Default::default()
     };
     wa::CertChain {
         leaf: MessageField::some(certificate(leaf)),
         intermediate: MessageField::some(certificate(intermediate)),
-        ..Default::default()
     }
     .encode_to_vec()
 }
