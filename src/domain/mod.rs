@@ -2,8 +2,10 @@
 
 mod email;
 mod password;
+mod phone;
 mod role;
 
 pub use email::Email;
 pub use password::NewPassword;
+pub use phone::PhoneNumber;
 pub use role::Role;
