@@ -248,26 +248,8 @@ fn device_list(user: &str, devices: Vec<DeviceInfo>, timestamp: i64) -> DeviceLi
 }
 
 /// The record's fields in comparable form.
-fn summary(
-    record: &DeviceListRecord,
-) -> (
-    String,
-    Vec<(u32, Option<u32>, bool)>,
-    i64,
-    Option<String>,
-    Option<u32>,
-) {
-    (
-        record.user.clone(),
-        record
-            .devices
-            .iter()
-            .map(|d| (d.device_id, d.key_index, d.is_hosted))
-            .collect(),
-        record.timestamp,
-        record.phash.clone(),
-        record.raw_id,
-    )
+fn summary(record: &DeviceListRecord) -> serde_json::Value {
+    serde_json::to_value(record).unwrap()
 }
 
 pub async fn device_lists_round_trip_and_batch<B: Backend>(store: &B) {
