@@ -1,6 +1,24 @@
 //! botwave's per-user actors and the state they keep in PostgreSQL.
+//!
+//! - [`SessionManager`] starts the [`supervisor`], which runs one [`session`] actor per
+//!   user, each owning one whatsapp-rust client on a [`store::PgStore`].
+//! - [`sessions`] is the `wa_sessions` table, [`outbox`] the write side of `messages`.
+//! - [`events`] is the in-process hub every state change is published on.
 
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod manager;
+pub mod outbox;
+pub mod session;
+pub mod sessions;
 pub mod store;
+pub mod supervisor;
+
+pub use config::SessionConfig;
+pub use error::SessionError;
+pub use events::{EventHub, SessionEvent};
+pub use manager::SessionManager;
 
 /// wacore, re-exported so dependants name the store traits and types from the exact
 /// version this crate implements them for.

@@ -1,0 +1,28 @@
+//! How sessions connect and how crashed sessions are restarted.
+
+use std::time::Duration;
+
+/// Settings shared by every session of a node.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Websocket URL of the WhatsApp server; `None` means the real WhatsApp.
+    pub whatsapp_url: Option<String>,
+    /// Delay before the first restart of a crashed session; doubles per consecutive crash.
+    pub restart_base: Duration,
+    /// Upper bound of the restart delay (before jitter).
+    pub restart_max: Duration,
+    /// Consecutive crashes tolerated; one more marks the session `failed`. A session that
+    /// stayed connected for a while starts counting afresh.
+    pub restart_budget: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            whatsapp_url: None,
+            restart_base: Duration::from_millis(500),
+            restart_max: Duration::from_secs(60),
+            restart_budget: 5,
+        }
+    }
+}

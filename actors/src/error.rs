@@ -1,0 +1,29 @@
+//! Errors of the session layer, as the HTTP layer sees them.
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("database error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("database pool error: {0}")]
+    Pool(String),
+    #[error("no such user")]
+    UnknownUser,
+    #[error("the session supervisor is not running")]
+    SupervisorGone,
+    #[error("session actor error: {0}")]
+    Actor(String),
+    #[error("WhatsApp device store error: {0}")]
+    Store(String),
+}
+
+impl From<bb8::RunError<tokio_postgres::Error>> for SessionError {
+    fn from(error: bb8::RunError<tokio_postgres::Error>) -> Self {
+        match error {
+            bb8::RunError::User(error) => SessionError::Database(error),
+            bb8::RunError::TimedOut => {
+                SessionError::Pool("timed out waiting for a connection".into())
+            }
+        }
+    }
+}

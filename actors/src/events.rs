@@ -1,0 +1,87 @@
+//! The in-process event hub: every session and message status change is published here,
+//! and the websocket bridge (and tests) subscribe.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::outbox::MessageStatus;
+use crate::sessions::SessionState;
+
+/// Something a user (or an admin watching every session) wants to hear about.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SessionEvent {
+    /// A fresh QR code to scan; it replaces any earlier one.
+    QrCode {
+        user_id: Uuid,
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
+    WhatsappConnected {
+        user_id: Uuid,
+        phone: String,
+        push_name: Option<String>,
+    },
+    WhatsappDisconnected {
+        user_id: Uuid,
+        reason: String,
+    },
+    MessageStatus {
+        user_id: Uuid,
+        message_id: Uuid,
+        status: MessageStatus,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    },
+    /// Every state change of a session.
+    SessionState {
+        user_id: Uuid,
+        state: SessionState,
+    },
+}
+
+impl SessionEvent {
+    /// The user whose session or message the event is about.
+    pub fn user_id(&self) -> Uuid {
+        match self {
+            SessionEvent::QrCode { user_id, .. }
+            | SessionEvent::WhatsappConnected { user_id, .. }
+            | SessionEvent::WhatsappDisconnected { user_id, .. }
+            | SessionEvent::MessageStatus { user_id, .. }
+            | SessionEvent::SessionState { user_id, .. } => *user_id,
+        }
+    }
+}
+
+/// Fan-out of [`SessionEvent`]s to every subscriber. Cheap to clone; clones share the
+/// channel. A subscriber that falls more than `capacity` events behind loses the oldest
+/// ones (it sees `RecvError::Lagged`), so a slow websocket never holds back a session.
+#[derive(Clone)]
+pub struct EventHub {
+    sender: broadcast::Sender<SessionEvent>,
+}
+
+impl EventHub {
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self { sender }
+    }
+
+    /// Publishes `event`; having no subscriber is not an error.
+    pub fn publish(&self, event: SessionEvent) {
+        tracing::debug!(?event, "session event");
+        let _ = self.sender.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.sender.subscribe()
+    }
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}

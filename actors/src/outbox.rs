@@ -1,0 +1,330 @@
+//! The `messages` table, write side: it is the message log and the send outbox at once.
+//! The HTTP layer [`enqueue`]s; the owning session claims rows oldest first, sends them
+//! and records what WhatsApp answered. Status only moves forward:
+//! queued → sending → sent → delivered → read, or → failed.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::PgPool;
+use crate::error::SessionError;
+
+/// Where a message came from.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageSource {
+    Web,
+    Api,
+}
+
+impl MessageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageSource::Web => "web",
+            MessageSource::Api => "api",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        if text == "api" {
+            MessageSource::Api
+        } else {
+            MessageSource::Web
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Read => "read",
+            MessageStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => MessageStatus::Queued,
+            "sending" => MessageStatus::Sending,
+            "sent" => MessageStatus::Sent,
+            "delivered" => MessageStatus::Delivered,
+            "read" => MessageStatus::Read,
+            "failed" => MessageStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A message to send, as the HTTP layer hands it over.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub user_id: Uuid,
+    /// Phone number, digits only, already validated.
+    pub recipient: String,
+    pub body: String,
+    pub source: MessageSource,
+    pub api_key_id: Option<Uuid>,
+    pub idempotency_key: Option<String>,
+}
+
+/// One row of the message log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Message {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub user_id: Uuid,
+    pub recipient: String,
+    pub body: String,
+    pub source: MessageSource,
+    pub status: MessageStatus,
+    pub wa_message_id: Option<String>,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every column [`Message::from_row`] reads.
+pub const MESSAGE_COLUMNS: &str = "id, user_id, recipient, body, source, status, wa_message_id, \
+     error, attempts, created_at, sent_at, delivered_at, read_at, failed_at, updated_at";
+
+impl Message {
+    /// A row selected with [`MESSAGE_COLUMNS`].
+    pub fn from_row(row: &Row) -> Self {
+        let status: &str = row.get("status");
+        Message {
+            id: row.get("id"),
+            user_id: row.get("user_id"),
+            recipient: row.get("recipient"),
+            body: row.get("body"),
+            source: MessageSource::parse(row.get("source")),
+            // The CHECK constraint admits nothing else.
+            status: MessageStatus::parse(status).unwrap_or(MessageStatus::Failed),
+            wa_message_id: row.get("wa_message_id"),
+            error: row.get("error"),
+            attempts: row.get("attempts"),
+            created_at: row.get("created_at"),
+            sent_at: row.get("sent_at"),
+            delivered_at: row.get("delivered_at"),
+            read_at: row.get("read_at"),
+            failed_at: row.get("failed_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+}
+
+/// Queues `message`. With an idempotency key already used by this user, nothing is
+/// inserted and the existing row comes back with `false`.
+pub async fn enqueue(pool: &PgPool, message: NewMessage) -> Result<(Message, bool), SessionError> {
+    let conn = pool.get().await?;
+    let insert = format!(
+        "INSERT INTO messages (id, user_id, recipient, body, source, api_key_id, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING {MESSAGE_COLUMNS}"
+    );
+    let inserted = conn
+        .query_opt(
+            insert.as_str(),
+            &[
+                &Uuid::new_v4(),
+                &message.user_id,
+                &message.recipient,
+                &message.body,
+                &message.source.as_str(),
+                &message.api_key_id,
+                &message.idempotency_key,
+            ],
+        )
+        .await?;
+    if let Some(row) = inserted {
+        return Ok((Message::from_row(&row), true));
+    }
+    let existing = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND idempotency_key = $2"
+    );
+    let row = conn
+        .query_one(
+            existing.as_str(),
+            &[&message.user_id, &message.idempotency_key],
+        )
+        .await?;
+    Ok((Message::from_row(&row), false))
+}
+
+/// One message by id, for its owner.
+pub async fn get(pool: &PgPool, user_id: Uuid, id: Uuid) -> Result<Option<Message>, SessionError> {
+    let conn = pool.get().await?;
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND id = $2");
+    let row = conn.query_opt(sql.as_str(), &[&user_id, &id]).await?;
+    Ok(row.as_ref().map(Message::from_row))
+}
+
+/// A message a session took from its outbox.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub recipient: String,
+    pub body: String,
+    /// Set when an earlier attempt already chose WhatsApp's id: the retry reuses it, so
+    /// the recipient's WhatsApp drops a duplicate instead of showing it twice.
+    pub wa_message_id: Option<String>,
+    pub attempts: i32,
+    pub at: DateTime<Utc>,
+}
+
+/// Takes the oldest message of `user_id` still to send and marks it `sending`.
+///
+/// A row already `sending` is an attempt a crashed session never finished; only one
+/// session per user runs at a time, so it is safe to take it again.
+pub async fn claim_next(pool: &PgPool, user_id: Uuid) -> Result<Option<Claimed>, SessionError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
+             WHERE id = (SELECT id FROM messages
+                         WHERE user_id = $1 AND status IN ('queued', 'sending')
+                         ORDER BY created_at, id LIMIT 1
+                         FOR UPDATE SKIP LOCKED)
+             RETURNING id, recipient, body, wa_message_id, attempts, updated_at",
+            &[&user_id],
+        )
+        .await?;
+    Ok(row.map(|row| Claimed {
+        id: row.get("id"),
+        recipient: row.get("recipient"),
+        body: row.get("body"),
+        wa_message_id: row.get("wa_message_id"),
+        attempts: row.get("attempts"),
+        at: row.get("updated_at"),
+    }))
+}
+
+/// Records WhatsApp's id for a message before it goes out.
+pub async fn assign_wa_id(
+    pool: &PgPool,
+    id: Uuid,
+    wa_message_id: &str,
+) -> Result<(), SessionError> {
+    let conn = pool.get().await?;
+    conn.execute(
+        "UPDATE messages SET wa_message_id = $2, updated_at = now()
+         WHERE id = $1 AND wa_message_id IS NULL",
+        &[&id, &wa_message_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// WhatsApp took the message. A receipt that raced ahead is not undone.
+pub async fn mark_sent(pool: &PgPool, id: Uuid) -> Result<Option<DateTime<Utc>>, SessionError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "UPDATE messages SET status = 'sent', sent_at = now(), error = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'sending'
+             RETURNING sent_at",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// The send could not happen now (connection lost): back in the queue.
+pub async fn requeue(pool: &PgPool, id: Uuid) -> Result<Option<DateTime<Utc>>, SessionError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "UPDATE messages SET status = 'queued', updated_at = now()
+             WHERE id = $1 AND status = 'sending'
+             RETURNING updated_at",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+pub async fn mark_failed(
+    pool: &PgPool,
+    id: Uuid,
+    reason: &str,
+) -> Result<Option<DateTime<Utc>>, SessionError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt(
+            "UPDATE messages SET status = 'failed', error = $2, failed_at = now(), updated_at = now()
+             WHERE id = $1 AND status IN ('queued', 'sending')
+             RETURNING failed_at",
+            &[&id, &reason],
+        )
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// A receipt from the recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receipt {
+    Delivered,
+    Read,
+}
+
+/// Applies a receipt for the WhatsApp ids `wa_message_ids` of `user_id`'s messages and
+/// returns the rows whose status moved. Read beats delivered, and neither moves a
+/// message backwards; a read receipt also fills a missing delivery time.
+pub async fn apply_receipt(
+    pool: &PgPool,
+    user_id: Uuid,
+    wa_message_ids: &[String],
+    receipt: Receipt,
+    at: DateTime<Utc>,
+) -> Result<Vec<(Uuid, MessageStatus, DateTime<Utc>)>, SessionError> {
+    let conn = pool.get().await?;
+    let sql = match receipt {
+        Receipt::Delivered => {
+            "UPDATE messages SET status = 'delivered', delivered_at = COALESCE(delivered_at, $3),
+                    updated_at = now()
+             WHERE user_id = $1 AND wa_message_id = ANY($2) AND status IN ('sending', 'sent')
+             RETURNING id, status, delivered_at AS at"
+        }
+        Receipt::Read => {
+            "UPDATE messages SET status = 'read', read_at = COALESCE(read_at, $3),
+                    delivered_at = COALESCE(delivered_at, $3), updated_at = now()
+             WHERE user_id = $1 AND wa_message_id = ANY($2)
+               AND status IN ('sending', 'sent', 'delivered')
+             RETURNING id, status, read_at AS at"
+        }
+    };
+    let rows = conn.query(sql, &[&user_id, &wa_message_ids, &at]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let status: &str = row.get("status");
+            (
+                row.get("id"),
+                MessageStatus::parse(status).unwrap_or(MessageStatus::Failed),
+                row.get("at"),
+            )
+        })
+        .collect())
+}

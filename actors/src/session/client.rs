@@ -1,0 +1,129 @@
+//! Building and stopping the whatsapp-rust client a session owns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::ActorRef;
+use whatsapp_rust::Client;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+
+use super::WaSessionMsg;
+use crate::store::PgStore;
+
+/// The WhatsApp Web version the client announces. Pinned, so the client never fetches
+/// WhatsApp's service worker to learn it (and needs no HTTP client for that).
+const WHATSAPP_WEB_VERSION: (u32, u32, u32) = (2, 3000, 1_023_000_000);
+
+/// How long a graceful stop may take before the client task is aborted.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Texts only: the client's HTTP needs (version fetch, media) never arise.
+struct NoHttp;
+
+#[async_trait::async_trait]
+impl HttpClient for NoHttp {
+    async fn execute(&self, request: HttpRequest) -> whatsapp_rust::anyhow::Result<HttpResponse> {
+        Err(whatsapp_rust::anyhow::anyhow!(
+            "botwave sessions make no HTTP requests (asked for {})",
+            request.url
+        ))
+    }
+}
+
+/// A running whatsapp-rust client whose events go to a session actor.
+///
+/// Dropping it (a killed or panicked actor drops its state) still shuts the client down,
+/// in the background: a client outliving its actor would fight the restarted one for
+/// the same device.
+pub struct RunningClient {
+    client: Arc<Client>,
+    handle: Option<BotHandle>,
+}
+
+impl RunningClient {
+    /// Builds the client on `store` and starts its connection loop.
+    pub async fn start(
+        store: PgStore,
+        whatsapp_url: Option<&str>,
+        session: ActorRef<WaSessionMsg>,
+    ) -> Result<Self, String> {
+        let mut transport = TokioWebSocketTransportFactory::new();
+        if let Some(url) = whatsapp_url {
+            transport = transport.with_url(url);
+        }
+        let bot = Bot::builder()
+            .with_backend(store)
+            .with_transport_factory(transport)
+            .with_http_client(NoHttp)
+            .with_version(WHATSAPP_WEB_VERSION)
+            .skip_history_sync()
+            .on_event(move |event, _client| {
+                let session = session.clone();
+                async move {
+                    // A stopped actor has nobody left to tell.
+                    let _ = session.cast(WaSessionMsg::Client(event));
+                }
+            })
+            .build()
+            .await
+            .map_err(|error| format!("cannot build the WhatsApp client: {error}"))?;
+        let client = bot.client();
+        let handle = bot.spawn();
+        Ok(Self {
+            client,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Disconnects (flushing what the client buffers) and waits for its loop to end.
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take()
+            && tokio::time::timeout(STOP_TIMEOUT, handle.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!("WhatsApp client did not stop in time; aborted");
+        }
+    }
+
+    /// Removes this device from the WhatsApp account (best effort when offline), then
+    /// waits for the client to stop.
+    pub async fn logout(mut self) {
+        if tokio::time::timeout(STOP_TIMEOUT, self.client.logout())
+            .await
+            .is_err()
+        {
+            tracing::warn!("WhatsApp logout did not finish in time");
+        }
+        if let Some(handle) = self.handle.take() {
+            stop_handle(handle).await;
+        }
+    }
+}
+
+/// Stops a client loop and waits for it, with a deadline (dropping the handle aborts it).
+async fn stop_handle(handle: BotHandle) {
+    handle.client().disconnect().await;
+    if tokio::time::timeout(STOP_TIMEOUT, handle).await.is_err() {
+        tracing::warn!("WhatsApp client did not stop in time; aborted");
+    }
+}
+
+impl Drop for RunningClient {
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            handle.abort();
+            return;
+        };
+        runtime.spawn(stop_handle(handle));
+    }
+}

@@ -1,0 +1,165 @@
+//! What a session does with each event of its whatsapp-rust client.
+
+use chrono::Utc;
+use ractor::{ActorProcessingErr, ActorRef};
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::presence::ReceiptType;
+
+use super::{WaSessionMsg, WaSessionState};
+use crate::events::SessionEvent;
+use crate::outbox::{self, Receipt};
+use crate::sessions::{self, SessionState};
+use crate::supervisor::SupervisorMsg;
+
+pub async fn handle(
+    myself: &ActorRef<WaSessionMsg>,
+    state: &mut WaSessionState,
+    event: &Event,
+) -> Result<(), ActorProcessingErr> {
+    let user_id = state.user_id();
+    match event {
+        Event::PairingQrCode(qr) => {
+            let expires_at = Utc::now()
+                + chrono::Duration::from_std(qr.timeout).unwrap_or(chrono::Duration::seconds(20));
+            sessions::set_qr(state.pool(), user_id, &qr.code, expires_at).await?;
+            state.publish_state(SessionState::Qr);
+            state.publish(SessionEvent::QrCode {
+                user_id,
+                code: qr.code.clone(),
+                expires_at,
+            });
+        }
+        Event::PairSuccess(paired) => {
+            sessions::set_paired(state.pool(), user_id, &paired.id.user).await?;
+            state.publish_state(SessionState::Connecting);
+        }
+        Event::PairError(failure) => {
+            let reason = format!("pairing failed: {}", failure.error);
+            sessions::set_last_error(state.pool(), user_id, &reason).await?;
+        }
+        Event::Connected(_) => {
+            let Some(client) = state.client.as_ref() else {
+                return Ok(());
+            };
+            let Some(own) = client.client().pn() else {
+                // Connected without an identity cannot happen; keep going without a number.
+                tracing::warn!(%user_id, "connected but the client reports no phone number");
+                return Ok(());
+            };
+            let phone = own.user.to_string();
+            let push_name = Some(client.client().push_name()).filter(|name| !name.is_empty());
+            sessions::set_connected(state.pool(), user_id, &phone, push_name.as_deref()).await?;
+            state.connected = true;
+            state.publish_state(SessionState::Connected);
+            state.publish(SessionEvent::WhatsappConnected {
+                user_id,
+                phone,
+                push_name,
+            });
+            let _ = state
+                .args
+                .supervisor
+                .cast(SupervisorMsg::SessionConnected(user_id));
+            let _ = myself.cast(WaSessionMsg::Drain);
+        }
+        Event::Disconnected(lost) => {
+            // The client reconnects by itself; sends wait for the next Connected.
+            state.connected = false;
+            let reason = format!("connection lost ({}), reconnecting", lost.reason);
+            sessions::set_stopped(
+                state.pool(),
+                user_id,
+                SessionState::Connecting,
+                Some(&reason),
+                false,
+            )
+            .await?;
+            state.publish(SessionEvent::WhatsappDisconnected { user_id, reason });
+            state.publish_state(SessionState::Connecting);
+        }
+        Event::LoggedOut(logged_out) => {
+            let reason = format!(
+                "logged out from the phone ({:?}); scan a new QR code to link again",
+                logged_out.reason
+            );
+            state
+                .end(myself, SessionState::Disconnected, &reason, true, false)
+                .await?;
+        }
+        Event::StreamReplaced(_) => {
+            state
+                .end(
+                    myself,
+                    SessionState::Disconnected,
+                    "replaced by another connection",
+                    false,
+                    false,
+                )
+                .await?;
+        }
+        Event::PairingQrCodesExhausted(_) => {
+            state
+                .end(
+                    myself,
+                    SessionState::Disconnected,
+                    "QR code not scanned in time; initialize again for a new one",
+                    false,
+                    false,
+                )
+                .await?;
+        }
+        Event::TemporaryBan(ban) => {
+            let reason = format!(
+                "temporarily banned by WhatsApp ({}) for {} s",
+                ban.code,
+                ban.expire.num_seconds()
+            );
+            state
+                .end(myself, SessionState::Disconnected, &reason, false, false)
+                .await?;
+        }
+        Event::ClientOutdated(_) => {
+            state
+                .end(
+                    myself,
+                    SessionState::Disconnected,
+                    "WhatsApp rejected this client version as outdated",
+                    false,
+                    false,
+                )
+                .await?;
+        }
+        Event::ConnectFailure(failure) => {
+            let reason = match &failure.message {
+                Some(message) => format!("connect failure {:?}: {message}", failure.reason),
+                None => format!("connect failure {:?}", failure.reason),
+            };
+            sessions::set_last_error(state.pool(), user_id, &reason).await?;
+        }
+        Event::Receipt(receipt) => {
+            let kind = match receipt.r#type {
+                ReceiptType::Delivered => Receipt::Delivered,
+                ReceiptType::Read => Receipt::Read,
+                _ => return Ok(()),
+            };
+            let ids: Vec<String> = receipt
+                .message_ids
+                .iter()
+                .map(|id| id.to_string())
+                .collect();
+            let moved =
+                outbox::apply_receipt(state.pool(), user_id, &ids, kind, receipt.timestamp).await?;
+            for (message_id, status, at) in moved {
+                state.publish(SessionEvent::MessageStatus {
+                    user_id,
+                    message_id,
+                    status,
+                    at,
+                    error: None,
+                });
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! `WaSession`: the actor owning one user's WhatsApp connection. It runs one
+//! whatsapp-rust client on the session's [`PgStore`], turns the client's events into
+//! state in `wa_sessions` and events on the hub, and drains the user's outbox while
+//! connected. Crashes are its supervisor's business (see [`crate::supervisor`]).
+
+mod client;
+mod client_events;
+mod sender;
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uuid::Uuid;
+use whatsapp_rust::types::events::Event;
+
+use crate::PgPool;
+use crate::config::SessionConfig;
+use crate::events::{EventHub, SessionEvent};
+use crate::sessions::{self, SessionState};
+use crate::store::PgStore;
+use crate::supervisor::SupervisorMsg;
+use client::RunningClient;
+
+/// Stop reason of a session that ended on purpose (logout, replaced, QR not scanned,
+/// user disconnect, node shutdown): its supervisor does not restart it.
+pub const ENDED: &str = "session ended";
+
+pub enum WaSessionMsg {
+    /// An event of the whatsapp-rust client.
+    Client(Arc<Event>),
+    /// The outbox may hold something to send.
+    Drain,
+    /// The user disconnects: log the device out, forget it, stop.
+    Logout(RpcReplyPort<()>),
+    /// Panics, so tests can prove the supervisor restarts a crashed session.
+    #[doc(hidden)]
+    CrashForTest,
+}
+
+/// What a session actor is started with.
+pub struct WaSessionArgs {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub pool: PgPool,
+    pub events: EventHub,
+    pub config: Arc<SessionConfig>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+pub struct WaSession;
+
+pub struct WaSessionState {
+    args: WaSessionArgs,
+    store: PgStore,
+    client: Option<RunningClient>,
+    /// Logged in and past the initial sync: sends can go out.
+    connected: bool,
+    /// [`WaSessionState::end`] ran: the actor is stopping, late messages are moot.
+    ended: bool,
+}
+
+impl WaSessionState {
+    fn user_id(&self) -> Uuid {
+        self.args.user_id
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.args.pool
+    }
+
+    fn publish(&self, event: SessionEvent) {
+        self.args.events.publish(event);
+    }
+
+    fn publish_state(&self, state: SessionState) {
+        self.publish(SessionEvent::SessionState {
+            user_id: self.user_id(),
+            state,
+        });
+    }
+
+    /// Ends the session on purpose: stops the client (logging the device out first if
+    /// `logout`), forgets the device if it is gone, records why, and stops the actor.
+    async fn end(
+        &mut self,
+        myself: &ActorRef<WaSessionMsg>,
+        state: SessionState,
+        reason: &str,
+        device_gone: bool,
+        logout: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        self.connected = false;
+        self.ended = true;
+        if let Some(client) = self.client.take() {
+            if logout {
+                client.logout().await;
+            } else {
+                client.stop().await;
+            }
+        }
+        if device_gone {
+            // After the client stopped: it flushes its device state on the way out.
+            self.store.delete_all().await?;
+        }
+        sessions::set_stopped(
+            self.pool(),
+            self.user_id(),
+            state,
+            Some(reason),
+            device_gone,
+        )
+        .await?;
+        self.publish(SessionEvent::WhatsappDisconnected {
+            user_id: self.user_id(),
+            reason: reason.to_owned(),
+        });
+        self.publish_state(state);
+        myself.stop(Some(ENDED.to_owned()));
+        Ok(())
+    }
+}
+
+impl Actor for WaSession {
+    type Msg = WaSessionMsg;
+    type State = WaSessionState;
+    type Arguments = WaSessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        // No I/O here: a pre_start failure goes back to the spawner, unsupervised.
+        let store = PgStore::new(args.pool.clone(), args.session_id);
+        Ok(WaSessionState {
+            args,
+            store,
+            client: None,
+            connected: false,
+            ended: false,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        sessions::set_connecting(state.pool(), state.user_id()).await?;
+        state.publish_state(SessionState::Connecting);
+        let client = RunningClient::start(
+            state.store.clone(),
+            state.args.config.whatsapp_url.as_deref(),
+            myself.clone(),
+        )
+        .await?;
+        state.client = Some(client);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(client) = state.client.take() {
+            client.stop().await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.ended {
+            if let WaSessionMsg::Logout(reply) = message {
+                let _ = reply.send(());
+            }
+            return Ok(());
+        }
+        match message {
+            WaSessionMsg::Client(event) => client_events::handle(&myself, state, &event).await,
+            WaSessionMsg::Drain => sender::send_next(&myself, state).await,
+            WaSessionMsg::Logout(reply) => {
+                let ended = state
+                    .end(
+                        &myself,
+                        SessionState::Idle,
+                        "disconnected by the user",
+                        true,
+                        true,
+                    )
+                    .await;
+                let _ = reply.send(());
+                ended
+            }
+            WaSessionMsg::CrashForTest => panic!("crash requested by a test"),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The `wa_sessions` table: one row per user, holding the session's state as users and
+//! admins see it. Its `id` is the namespace of the session's WhatsApp device state.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::PgPool;
+use crate::error::SessionError;
+
+/// Where a session stands.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Nothing running (never started, or disconnected by the user).
+    Idle,
+    /// The client is (re)connecting or logging in.
+    Connecting,
+    /// Unpaired: a QR code is waiting to be scanned.
+    Qr,
+    Connected,
+    /// Stopped by WhatsApp or the phone (logout, replaced, QR not scanned, ban); see `last_error`.
+    Disconnected,
+    /// Crashed more often than the restart budget allows; see `last_error`.
+    Failed,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Idle => "idle",
+            SessionState::Connecting => "connecting",
+            SessionState::Qr => "qr",
+            SessionState::Connected => "connected",
+            SessionState::Disconnected => "disconnected",
+            SessionState::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "connecting" => SessionState::Connecting,
+            "qr" => SessionState::Qr,
+            "connected" => SessionState::Connected,
+            "disconnected" => SessionState::Disconnected,
+            "failed" => SessionState::Failed,
+            // The CHECK constraint admits nothing else.
+            _ => SessionState::Idle,
+        }
+    }
+}
+
+/// A session as the status endpoint shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionStatus {
+    pub state: SessionState,
+    pub phone: Option<String>,
+    pub push_name: Option<String>,
+    pub connected_since: Option<DateTime<Utc>>,
+    pub restart_count: i32,
+    pub last_error: Option<String>,
+    pub qr_code: Option<String>,
+    pub qr_expires_at: Option<DateTime<Utc>>,
+    /// A paired device is stored: starting the session logs in without a QR code.
+    pub paired: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+const STATUS_COLUMNS: &str = "s.state, s.phone, s.push_name, s.connected_since, s.restart_count, \
+     s.last_error, s.qr_code, s.qr_expires_at, s.updated_at, \
+     EXISTS (SELECT 1 FROM wa_device d WHERE d.session_id = s.id AND d.pn IS NOT NULL) AS paired";
+
+fn status_from_row(row: &Row) -> SessionStatus {
+    SessionStatus {
+        state: SessionState::parse(row.get("state")),
+        phone: row.get("phone"),
+        push_name: row.get("push_name"),
+        connected_since: row.get("connected_since"),
+        restart_count: row.get("restart_count"),
+        last_error: row.get("last_error"),
+        qr_code: row.get("qr_code"),
+        qr_expires_at: row.get("qr_expires_at"),
+        paired: row.get("paired"),
+        updated_at: row.get("updated_at"),
+    }
+}
+
+/// The session of `user_id`, or `None` if the user never initialized one.
+pub async fn status(pool: &PgPool, user_id: Uuid) -> Result<Option<SessionStatus>, SessionError> {
+    let conn = pool.get().await?;
+    let sql = format!("SELECT {STATUS_COLUMNS} FROM wa_sessions s WHERE s.user_id = $1");
+    let row = conn.query_opt(sql.as_str(), &[&user_id]).await?;
+    Ok(row.as_ref().map(status_from_row))
+}
+
+/// The session id (device-state namespace) of `user_id`, creating the row on first use.
+pub async fn ensure(pool: &PgPool, user_id: Uuid) -> Result<Uuid, SessionError> {
+    let conn = pool.get().await?;
+    let exists = conn
+        .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
+        .await?;
+    if exists.is_none() {
+        return Err(SessionError::UnknownUser);
+    }
+    // The no-op update makes RETURNING give the existing row's id too.
+    let row = conn
+        .query_one(
+            "INSERT INTO wa_sessions (id, user_id) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id
+             RETURNING id",
+            &[&Uuid::new_v4(), &user_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Users whose session has a paired device stored: those a starting node resumes.
+pub async fn paired_users(pool: &PgPool) -> Result<Vec<(Uuid, Uuid)>, SessionError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT s.user_id, s.id FROM wa_sessions s
+             WHERE EXISTS (SELECT 1 FROM wa_device d WHERE d.session_id = s.id AND d.pn IS NOT NULL)
+             ORDER BY s.created_at",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// A starting (or restarting) session: the QR code of an earlier attempt is void.
+pub async fn set_connecting(pool: &PgPool, user_id: Uuid) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET state = 'connecting', qr_code = NULL, qr_expires_at = NULL,
+                connected_since = NULL, updated_at = now()
+         WHERE user_id = $1",
+        &[&user_id],
+    )
+    .await
+}
+
+pub async fn set_qr(
+    pool: &PgPool,
+    user_id: Uuid,
+    code: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET state = 'qr', qr_code = $2, qr_expires_at = $3, updated_at = now()
+         WHERE user_id = $1",
+        &[&user_id, &code, &expires_at],
+    )
+    .await
+}
+
+/// The phone scanned the QR code: its number is known, the login still has to happen.
+pub async fn set_paired(pool: &PgPool, user_id: Uuid, phone: &str) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET state = 'connecting', phone = $2, qr_code = NULL,
+                qr_expires_at = NULL, last_error = NULL, updated_at = now()
+         WHERE user_id = $1",
+        &[&user_id, &phone],
+    )
+    .await
+}
+
+pub async fn set_connected(
+    pool: &PgPool,
+    user_id: Uuid,
+    phone: &str,
+    push_name: Option<&str>,
+) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET state = 'connected', phone = $2, push_name = $3,
+                connected_since = now(), last_error = NULL, qr_code = NULL, qr_expires_at = NULL,
+                updated_at = now()
+         WHERE user_id = $1",
+        &[&user_id, &phone, &push_name],
+    )
+    .await
+}
+
+/// The session stopped (or lost its connection) for `reason`; going `idle` (the user's
+/// own doing) clears the last error instead. `forget_phone` is for a
+/// device that no longer exists: logged out, disconnected by the user.
+pub async fn set_stopped(
+    pool: &PgPool,
+    user_id: Uuid,
+    state: SessionState,
+    reason: Option<&str>,
+    forget_phone: bool,
+) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET state = $2,
+                last_error = CASE WHEN $2 = 'idle' THEN NULL ELSE COALESCE($3, last_error) END,
+                connected_since = NULL, qr_code = NULL, qr_expires_at = NULL,
+                phone = CASE WHEN $4 THEN NULL ELSE phone END,
+                push_name = CASE WHEN $4 THEN NULL ELSE push_name END,
+                updated_at = now()
+         WHERE user_id = $1",
+        &[&user_id, &state.as_str(), &reason, &forget_phone],
+    )
+    .await
+}
+
+pub async fn set_last_error(pool: &PgPool, user_id: Uuid, error: &str) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET last_error = $2, updated_at = now() WHERE user_id = $1",
+        &[&user_id, &error],
+    )
+    .await
+}
+
+/// The supervisor restarts a crashed session: count it and keep why it crashed.
+pub async fn record_restart(pool: &PgPool, user_id: Uuid, error: &str) -> Result<(), SessionError> {
+    execute(
+        pool,
+        "UPDATE wa_sessions SET restart_count = restart_count + 1, last_error = $2,
+                state = 'connecting', connected_since = NULL, updated_at = now()
+         WHERE user_id = $1",
+        &[&user_id, &error],
+    )
+    .await
+}
+
+async fn execute(
+    pool: &PgPool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), SessionError> {
+    let conn = pool.get().await?;
+    conn.execute(sql, params).await?;
+    Ok(())
+}

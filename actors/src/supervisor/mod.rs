@@ -1,0 +1,384 @@
+//! `SessionSupervisor`: spawns one linked [`WaSession`] per user and restarts crashed
+//! ones with capped exponential backoff and a restart budget.
+//!
+//! ractor has no restart strategies, and its default supervisor stops itself when a
+//! child exits, so this actor handles every supervision event itself. A restart is a
+//! new actor: the slot (keyed by user) is what stays, and a generation number makes a
+//! restart scheduled before a disconnect or a newer start harmless.
+
+mod backoff;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use uuid::Uuid;
+
+use crate::PgPool;
+use crate::config::SessionConfig;
+use crate::events::{EventHub, SessionEvent};
+use crate::session::{ENDED, WaSession, WaSessionArgs, WaSessionMsg};
+use crate::sessions::{self, SessionState};
+use crate::store::PgStore;
+
+/// A session connected for this long has proven itself: its crash count starts over.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// How long a session gets to log out and stop when the user disconnects it.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a session gets to stop at node shutdown.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub enum SupervisorMsg {
+    /// Runs the session of `user_id` unless it already runs (or waits for a restart).
+    Start {
+        user_id: Uuid,
+        session_id: Uuid,
+        reply: RpcReplyPort<()>,
+    },
+    /// A backoff delay ran out.
+    Restart { user_id: Uuid, generation: u64 },
+    /// New rows in the user's outbox.
+    NotifyQueued(Uuid),
+    /// Log the user's device out, forget it, stop the session.
+    Disconnect {
+        user_id: Uuid,
+        session_id: Uuid,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// The session of this user reached `connected`.
+    SessionConnected(Uuid),
+    /// Stop every session (no logout) and answer when they are down.
+    Shutdown(RpcReplyPort<()>),
+    /// Panics the user's session actor; answers whether one was running.
+    #[doc(hidden)]
+    CrashForTest {
+        user_id: Uuid,
+        reply: RpcReplyPort<bool>,
+    },
+}
+
+/// Everything the supervisor needs to start sessions.
+pub struct SupervisorArgs {
+    pub pool: PgPool,
+    pub events: EventHub,
+    pub config: Arc<SessionConfig>,
+}
+
+pub struct SessionSupervisor;
+
+/// One user's place in the supervisor, across restarts of its actor.
+struct Slot {
+    session_id: Uuid,
+    child: Option<ActorRef<WaSessionMsg>>,
+    generation: u64,
+    /// Crashes since the session last proved stable.
+    crashes: u32,
+    connected_at: Option<Instant>,
+}
+
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    slots: HashMap<Uuid, Slot>,
+    by_actor: HashMap<ActorId, Uuid>,
+    next_generation: u64,
+}
+
+impl SupervisorState {
+    async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg>, user_id: Uuid) {
+        let Some(slot) = self.slots.get(&user_id) else {
+            return;
+        };
+        let args = WaSessionArgs {
+            user_id,
+            session_id: slot.session_id,
+            pool: self.args.pool.clone(),
+            events: self.args.events.clone(),
+            config: self.args.config.clone(),
+            supervisor: myself.clone(),
+        };
+        match Actor::spawn_linked(None, WaSession, args, myself.get_cell()).await {
+            Ok((child, _join)) => {
+                self.by_actor.insert(child.get_id(), user_id);
+                if let Some(slot) = self.slots.get_mut(&user_id) {
+                    slot.child = Some(child);
+                }
+            }
+            Err(error) => {
+                let reason = format!("session failed to start: {error}");
+                self.crashed(myself, user_id, reason).await;
+            }
+        }
+    }
+
+    /// The session of `user_id` died unexpectedly: restart it later, or give up.
+    async fn crashed(&mut self, myself: &ActorRef<SupervisorMsg>, user_id: Uuid, reason: String) {
+        let budget = self.args.config.restart_budget;
+        let Some(slot) = self.slots.get_mut(&user_id) else {
+            return;
+        };
+        slot.child = None;
+        if slot
+            .connected_at
+            .take()
+            .is_some_and(|since| since.elapsed() >= STABLE_AFTER)
+        {
+            slot.crashes = 0;
+        }
+        slot.crashes += 1;
+        tracing::warn!(%user_id, crashes = slot.crashes, %reason, "WhatsApp session crashed");
+        if slot.crashes > budget {
+            self.slots.remove(&user_id);
+            let error = format!("gave up after {budget} restarts; last error: {reason}");
+            if let Err(db) = sessions::set_stopped(
+                &self.args.pool,
+                user_id,
+                SessionState::Failed,
+                Some(&error),
+                false,
+            )
+            .await
+            {
+                tracing::error!(%user_id, %db, "cannot record a failed session");
+            }
+            self.args.events.publish(SessionEvent::SessionState {
+                user_id,
+                state: SessionState::Failed,
+            });
+            return;
+        }
+        let delay = backoff::restart_delay(
+            slot.crashes,
+            self.args.config.restart_base,
+            self.args.config.restart_max,
+        );
+        let generation = slot.generation;
+        if let Err(db) = sessions::record_restart(&self.args.pool, user_id, &reason).await {
+            tracing::error!(%user_id, %db, "cannot record a session restart");
+        }
+        self.args.events.publish(SessionEvent::SessionState {
+            user_id,
+            state: SessionState::Connecting,
+        });
+        myself.send_after(delay, move || SupervisorMsg::Restart {
+            user_id,
+            generation,
+        });
+    }
+
+    fn child_of(&self, user_id: Uuid) -> Option<&ActorRef<WaSessionMsg>> {
+        self.slots
+            .get(&user_id)
+            .and_then(|slot| slot.child.as_ref())
+    }
+
+    /// Forgets the slot of `user_id`; its actor's exit is then nobody's concern.
+    fn release(&mut self, user_id: Uuid) -> Option<ActorRef<WaSessionMsg>> {
+        let child = self.slots.remove(&user_id)?.child?;
+        self.by_actor.remove(&child.get_id());
+        Some(child)
+    }
+
+    fn user_of(&mut self, cell: &ActorCell) -> Option<Uuid> {
+        self.by_actor.remove(&cell.get_id())
+    }
+}
+
+impl Actor for SessionSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SupervisorState {
+            args,
+            slots: HashMap::new(),
+            by_actor: HashMap::new(),
+            next_generation: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Start {
+                user_id,
+                session_id,
+                reply,
+            } => {
+                if !state.slots.contains_key(&user_id) {
+                    state.next_generation += 1;
+                    state.slots.insert(
+                        user_id,
+                        Slot {
+                            session_id,
+                            child: None,
+                            generation: state.next_generation,
+                            crashes: 0,
+                            connected_at: None,
+                        },
+                    );
+                    state.spawn(&myself, user_id).await;
+                }
+                let _ = reply.send(());
+            }
+            SupervisorMsg::Restart {
+                user_id,
+                generation,
+            } => {
+                let due = state
+                    .slots
+                    .get(&user_id)
+                    .is_some_and(|slot| slot.generation == generation && slot.child.is_none());
+                if due {
+                    state.spawn(&myself, user_id).await;
+                }
+            }
+            SupervisorMsg::NotifyQueued(user_id) => {
+                if let Some(child) = state.child_of(user_id) {
+                    let _ = child.cast(WaSessionMsg::Drain);
+                }
+            }
+            SupervisorMsg::SessionConnected(user_id) => {
+                if let Some(slot) = state.slots.get_mut(&user_id) {
+                    slot.connected_at = Some(Instant::now());
+                }
+            }
+            SupervisorMsg::Disconnect {
+                user_id,
+                session_id,
+                reply,
+            } => {
+                let result = disconnect(state, user_id, session_id).await;
+                let _ = reply.send(result);
+            }
+            SupervisorMsg::Shutdown(reply) => {
+                let users: Vec<Uuid> = state.slots.keys().copied().collect();
+                let mut stopping = Vec::new();
+                for user_id in users {
+                    if let Some(child) = state.release(user_id) {
+                        stopping.push((user_id, child));
+                    }
+                }
+                for (user_id, child) in stopping {
+                    let _ = child
+                        .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
+                        .await;
+                    let reason = "node shut down";
+                    if let Err(db) = sessions::set_stopped(
+                        &state.args.pool,
+                        user_id,
+                        SessionState::Disconnected,
+                        Some(reason),
+                        false,
+                    )
+                    .await
+                    {
+                        tracing::error!(%user_id, %db, "cannot record a stopped session");
+                    }
+                    state.args.events.publish(SessionEvent::SessionState {
+                        user_id,
+                        state: SessionState::Disconnected,
+                    });
+                }
+                let _ = reply.send(());
+            }
+            SupervisorMsg::CrashForTest { user_id, reply } => {
+                let child = state.child_of(user_id).cloned();
+                if let Some(child) = &child {
+                    let _ = child.cast(WaSessionMsg::CrashForTest);
+                }
+                let _ = reply.send(child.is_some());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Overridden on purpose: ractor's default stops the supervisor when a child exits.
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(user_id) = state.user_of(&cell) {
+                    state.crashed(&myself, user_id, error.to_string()).await;
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let Some(user_id) = state.user_of(&cell) else {
+                    return Ok(());
+                };
+                if reason.as_deref() == Some(ENDED) {
+                    // Ended on purpose (logout, replaced, QR not scanned): it stays down.
+                    state.slots.remove(&user_id);
+                } else {
+                    let reason = reason.unwrap_or_else(|| "stopped".to_owned());
+                    state
+                        .crashed(&myself, user_id, format!("session actor {reason}"))
+                        .await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The user's disconnect: a running session logs its device out; otherwise the device
+/// state is only forgotten locally (there is no connection to log out with).
+async fn disconnect(
+    state: &mut SupervisorState,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> Result<(), String> {
+    if let Some(child) = state.release(user_id) {
+        let logged_out = child.call(WaSessionMsg::Logout, Some(LOGOUT_TIMEOUT)).await;
+        if !matches!(logged_out, Ok(ractor::rpc::CallResult::Success(()))) {
+            tracing::warn!(%user_id, "session did not log out in time; stopping it");
+            child.kill();
+        } else {
+            return Ok(());
+        }
+    }
+    PgStore::new(state.args.pool.clone(), session_id)
+        .delete_all()
+        .await
+        .map_err(|error| error.to_string())?;
+    let reason = "disconnected by the user";
+    sessions::set_stopped(
+        &state.args.pool,
+        user_id,
+        SessionState::Idle,
+        Some(reason),
+        true,
+    )
+    .await
+    .map_err(|error| error.to_string())?;
+    state
+        .args
+        .events
+        .publish(SessionEvent::WhatsappDisconnected {
+            user_id,
+            reason: reason.to_owned(),
+        });
+    state.args.events.publish(SessionEvent::SessionState {
+        user_id,
+        state: SessionState::Idle,
+    });
+    Ok(())
+}
