@@ -12,8 +12,8 @@
 //! plain `tokio_postgres::Client`s, which have no per-connection statement cache, and a
 //! prepared statement is only valid on the connection that prepared it.
 //!
-//! The trait implementations are split by domain: [`device`], [`signal`],
-//! [`app_state`], [`protocol`] (with its own submodules) and [`msg_secret`].
+//! The trait implementations are split by domain: `device`, `signal`,
+//! `app_state`, `protocol` (with its own submodules) and `msg_secret`.
 
 mod app_state;
 mod batch;

@@ -139,16 +139,20 @@ impl SignalStore for PgStore {
     }
 
     async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
-        // Addresses are "user@server" (device 0) or "user:device@server".
+        // Addresses are "user@server" (device 0) or "user:device@server". ':' sorts
+        // before '@', so [user:, userA) encloses both ranges: the index scans that one
+        // range and the exact ranges filter out the few bytes in between.
         let (primary_start, primary_end) = prefix_range(user, '@');
         let (device_start, device_end) = prefix_range(user, ':');
         let row = self
             .row(
                 "SELECT EXISTS (
-                     SELECT 1 FROM wa_signal_sessions WHERE session_id = $1
+                     SELECT 1 FROM wa_signal_sessions
+                     WHERE session_id = $1 AND address >= $4 AND address < $3
                        AND ((address >= $2 AND address < $3) OR (address >= $4 AND address < $5))
                  ) OR EXISTS (
-                     SELECT 1 FROM wa_identities WHERE session_id = $1
+                     SELECT 1 FROM wa_identities
+                     WHERE session_id = $1 AND address >= $4 AND address < $3
                        AND ((address >= $2 AND address < $3) OR (address >= $4 AND address < $5))
                  )",
                 &[
