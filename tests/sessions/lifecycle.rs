@@ -1,0 +1,187 @@
+//! Pairing, reconnects, supervision, logout, disconnect and node restarts.
+
+use botwave_actors::SessionEvent;
+use botwave_actors::sessions::SessionState;
+use botwave_wa_sim::KickKind;
+
+use crate::support::{Events, Harness, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_shows_a_qr_code_and_scanning_it_connects() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    let mut events = Events::new(&h.hub, user);
+
+    let initial = h.manager.initialize(user).await.unwrap();
+    assert!(!initial.paired);
+    let qr = events.qr().await;
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Qr);
+    assert_eq!(status.qr_code.as_deref(), Some(qr.as_str()));
+    assert!(status.qr_expires_at.is_some_and(|at| at > chrono::Utc::now()));
+    assert!(events.seen.iter().any(|e| matches!(
+        e,
+        SessionEvent::SessionState { state: SessionState::Qr, .. }
+    )));
+
+    // Initializing again while the QR is up neither fails nor starts a second session.
+    let again = h.manager.initialize(user).await.unwrap();
+    assert_eq!(again.state, SessionState::Qr);
+
+    h.sim.scan("15550001001", &qr).await.expect("scan succeeds");
+    assert_eq!(events.connected().await, "15550001001");
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Connected);
+    assert_eq!(status.phone.as_deref(), Some("15550001001"));
+    assert!(status.paired);
+    assert!(status.connected_since.is_some());
+    assert_eq!(status.qr_code, None);
+    assert_eq!(status.restart_count, 0);
+    assert_eq!(h.companions("15550001001").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_reconnects_and_a_crashed_session_is_restarted_without_a_qr() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550001002").await;
+    let mut events = Events::new(&h.hub, user);
+
+    // The server drops the socket: the client reconnects by itself.
+    assert!(h.sim.kick("15550001002", 1, KickKind::Drop));
+    events.disconnected().await;
+    assert_eq!(events.connected().await, "15550001002");
+    assert_eq!(h.status(user).await.restart_count, 0);
+
+    // The actor panics: the supervisor starts a new one, which logs in with the stored device.
+    assert!(h.manager.crash_for_test(user).await.unwrap());
+    assert_eq!(events.connected().await, "15550001002");
+    assert!(!events.saw_qr(), "a paired session never shows a QR code");
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Connected);
+    assert_eq!(status.restart_count, 1);
+    assert!(
+        status.last_error.is_none(),
+        "connecting again clears the crash"
+    );
+    assert!(h.sim.is_connected("15550001002", 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_crashing_past_its_budget_is_marked_failed() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    let mut events = Events::new(&h.hub, user);
+    h.manager.initialize(user).await.unwrap();
+    // Crash it every time it comes back (budget 3: the fourth crash is final).
+    for _ in 0..4 {
+        events.qr().await;
+        assert!(h.manager.crash_for_test(user).await.unwrap());
+    }
+    events
+        .wait("the failed state", |e| match e {
+            SessionEvent::SessionState {
+                state: SessionState::Failed,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Failed);
+    assert_eq!(status.restart_count, 3);
+    let error = status.last_error.unwrap();
+    assert!(error.contains("gave up after 3 restarts"), "{error}");
+    assert!(error.contains("crash requested by a test"), "{error}");
+
+    // The user may try again: initialize starts afresh.
+    h.manager.initialize(user).await.unwrap();
+    events.qr().await;
+    assert_eq!(h.status(user).await.state, SessionState::Qr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_from_the_phone_forgets_the_device_and_pairing_again_works() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550001003").await;
+    let mut events = Events::new(&h.hub, user);
+
+    assert!(h.sim.kick("15550001003", 1, KickKind::Logout));
+    let reason = events.disconnected().await;
+    assert!(reason.contains("logged out"), "{reason}");
+    let status = eventually("the device to be forgotten", || async {
+        let status = h.status(user).await;
+        (!status.paired).then_some(status)
+    })
+    .await;
+    assert_eq!(status.state, SessionState::Disconnected);
+    assert_eq!(status.phone, None);
+    assert!(status.last_error.unwrap().contains("logged out"));
+
+    h.manager.initialize(user).await.unwrap();
+    let qr = events.qr().await;
+    h.sim.scan("15550001003", &qr).await.expect("scan succeeds");
+    assert_eq!(events.connected().await, "15550001003");
+    assert!(h.status(user).await.paired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_logs_the_device_out_on_whatsapp() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550001004").await;
+    assert_eq!(h.companions("15550001004").await.len(), 1);
+    let mut events = Events::new(&h.hub, user);
+
+    h.manager.disconnect(user).await.unwrap();
+    assert!(events.disconnected().await.contains("disconnected by the user"));
+    assert!(h.companions("15550001004").await.is_empty(), "the simulator removed the device");
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Idle);
+    assert!(!status.paired);
+    assert_eq!(status.phone, None);
+    assert!(!h.sim.is_connected("15550001004", 1));
+
+    h.manager.initialize(user).await.unwrap();
+    events.qr().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resumes_paired_sessions_and_sends_what_was_queued_once() {
+    let mut h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550001005").await;
+    h.sim.create_phone("15550002005", 1).unwrap();
+
+    h.manager.shutdown().await;
+    assert_eq!(h.status(user).await.state, SessionState::Disconnected);
+    let first = h.enqueue(user, "15550002005", "queued while down 1").await;
+    let second = h.enqueue(user, "15550002005", "queued while down 2").await;
+
+    let mut events = Events::new(&h.hub, user);
+    h.restart_node().await;
+    assert_eq!(events.connected().await, "15550001005");
+    assert!(!events.saw_qr());
+    events.message_status(second.id, botwave_actors::outbox::MessageStatus::Read).await;
+
+    let received = eventually("both texts at the phone", || async {
+        let texts = h.sim.messages("15550002005");
+        (texts.len() >= 2).then_some(texts)
+    })
+    .await;
+    // Give a duplicate time to show up before counting.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let received = if h.sim.messages("15550002005").len() > received.len() {
+        h.sim.messages("15550002005")
+    } else {
+        received
+    };
+    let texts: Vec<&str> = received.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["queued while down 1", "queued while down 2"], "in order, once each");
+    for message in [first, second] {
+        let row = h.message(user, message.id).await;
+        assert_eq!(row.attempts, 1);
+        assert!(received.iter().any(|t| Some(&t.id) == row.wa_message_id.as_ref()));
+    }
+}

@@ -1,0 +1,106 @@
+//! The outbox: sending, receipts, failures, idempotency.
+
+use botwave_actors::outbox::{self, MessageSource, MessageStatus, NewMessage};
+
+use crate::support::{Events, Harness, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_message_is_sent_then_delivered_then_read() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550003001").await;
+    h.sim.create_phone("15550004001", 1).unwrap();
+    let mut events = Events::new(&h.hub, user);
+
+    let message = h.enqueue(user, "15550004001", "hello from botwave").await;
+    h.manager.notify_queued(user);
+
+    assert_eq!(events.message_status(message.id, MessageStatus::Sending).await, None);
+    events.message_status(message.id, MessageStatus::Sent).await;
+    events.message_status(message.id, MessageStatus::Delivered).await;
+    events.message_status(message.id, MessageStatus::Read).await;
+
+    let row = h.message(user, message.id).await;
+    assert_eq!(row.status, MessageStatus::Read);
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.error, None);
+    let (sent, delivered, read) = (
+        row.sent_at.unwrap(),
+        row.delivered_at.unwrap(),
+        row.read_at.unwrap(),
+    );
+    assert!(delivered <= read, "{delivered} <= {read}");
+    assert!(sent <= read);
+    let received = h.sim.messages("15550004001");
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].text, "hello from botwave");
+    assert_eq!(received[0].from, "15550003001");
+    assert_eq!(Some(&received[0].id), row.wa_message_id.as_ref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_before_connecting_go_out_on_connect() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.sim.create_phone("15550004002", 1).unwrap();
+    let mut events = Events::new(&h.hub, user);
+    h.manager.initialize(user).await.unwrap();
+    let qr = events.qr().await;
+    let message = h.enqueue(user, "15550004002", "waited for the QR").await;
+    h.manager.notify_queued(user);
+
+    h.sim.scan("15550003002", &qr).await.unwrap();
+    events.message_status(message.id, MessageStatus::Sent).await;
+    let received = eventually("the text at the phone", || async {
+        h.sim.messages("15550004002").into_iter().next()
+    })
+    .await;
+    assert_eq!(received.text, "waited for the QR");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_not_on_whatsapp_fails_clearly_and_the_session_keeps_sending() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550003003").await;
+    h.sim.create_phone("15550004003", 1).unwrap();
+    let mut events = Events::new(&h.hub, user);
+
+    let nobody = h.enqueue(user, "19998887777", "anyone?").await;
+    let garbage = h.enqueue(user, "12ab; DROP TABLE", "bad recipient").await;
+    let good = h.enqueue(user, "15550004003", "still works").await;
+    h.manager.notify_queued(user);
+
+    let error = events.message_status(nobody.id, MessageStatus::Failed).await.unwrap();
+    assert!(error.contains("not on WhatsApp"), "{error}");
+    let error = events.message_status(garbage.id, MessageStatus::Failed).await.unwrap();
+    assert!(error.contains("invalid recipient"), "{error}");
+    events.message_status(good.id, MessageStatus::Sent).await;
+
+    let row = h.message(user, nobody.id).await;
+    assert_eq!(row.status, MessageStatus::Failed);
+    assert!(row.failed_at.is_some());
+    assert!(row.error.unwrap().contains("not on WhatsApp"));
+    assert_eq!(h.status(user).await.restart_count, 0, "no crash on bad input");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_returns_the_first_message() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    let new = |body: &str| NewMessage {
+        user_id: user,
+        recipient: "15550004004".into(),
+        body: body.into(),
+        source: MessageSource::Web,
+        api_key_id: None,
+        idempotency_key: Some("key-1".into()),
+    };
+    let (first, created) = outbox::enqueue(&h.db.pool, new("one")).await.unwrap();
+    assert!(created);
+    let (again, created) = outbox::enqueue(&h.db.pool, new("two")).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.body, "one");
+    assert_eq!(again.source, MessageSource::Web);
+}
