@@ -13,7 +13,8 @@ const QUIET_ZONE: usize = 4;
 
 fn encode(text: &str) -> Result<QrCode, QrError> {
     // WhatsApp's own QR codes use level L; it keeps the code small enough to scan from a screen.
-    QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L).map_err(|e| QrError(e.to_string()))
+    QrCode::with_error_correction_level(text.as_bytes(), EcLevel::L)
+        .map_err(|e| QrError(e.to_string()))
 }
 
 pub fn svg(text: &str) -> Result<String, QrError> {
@@ -91,7 +92,11 @@ fn crc32(data: &[u8]) -> u32 {
     for byte in data {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -116,7 +121,10 @@ mod tests {
         let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
         assert_eq!(width, height);
         assert_eq!(width as usize % SCALE, 0);
-        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82]), "IEND chunk with its CRC");
+        assert!(
+            png.ends_with(&[0xAE, 0x42, 0x60, 0x82]),
+            "IEND chunk with its CRC"
+        );
     }
 
     #[test]

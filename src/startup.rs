@@ -3,6 +3,8 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use botwave_actors::{EventHub, SessionConfig, SessionManager};
+
 use crate::{
     config::Settings,
     data_dir,
@@ -21,6 +23,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the WhatsApp sessions: {0}")]
+    Sessions(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -28,6 +32,9 @@ pub enum StartupError {
         source: std::io::Error,
     },
 }
+
+/// Events a slow websocket client may fall behind by before it is dropped.
+const EVENT_BUFFER: usize = 1024;
 
 /// How long open requests get to finish once the node is asked to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -66,7 +73,24 @@ impl Application {
             settings.database.pool_size,
         )
         .await?;
-        let state = Arc::new(AppState::new(settings, database.pool.clone(), &jwt_secret));
+        let events = EventHub::new(EVENT_BUFFER);
+        let sessions = SessionManager::start(
+            database.pool.clone(),
+            events.clone(),
+            SessionConfig {
+                whatsapp_url: settings.whatsapp.url.clone(),
+                ..SessionConfig::default()
+            },
+        )
+        .await
+        .map_err(|e| StartupError::Sessions(e.to_string()))?;
+        let state = Arc::new(AppState::new(
+            settings,
+            database.pool.clone(),
+            &jwt_secret,
+            sessions,
+            events,
+        ));
         Ok(Self {
             local_addr,
             listener,
@@ -109,6 +133,7 @@ impl Application {
                 }
             }
         }
+        self.state.sessions.shutdown().await;
         drop(self.state);
         self.database.close().await;
     }

@@ -2,6 +2,8 @@
 
 use std::{net::IpAddr, time::Duration};
 
+use botwave_actors::{EventHub, SessionManager};
+
 use crate::{
     auth::{jwt::TokenKeys, rate_limit::RateLimiter},
     config::Settings,
@@ -14,10 +16,18 @@ pub struct AppState {
     pub login_by_ip: RateLimiter<IpAddr>,
     pub login_by_email: RateLimiter<String>,
     pub max_body_bytes: u64,
+    pub sessions: SessionManager,
+    pub events: EventHub,
 }
 
 impl AppState {
-    pub fn new(settings: &Settings, pool: DbPool, jwt_secret: &str) -> Self {
+    pub fn new(
+        settings: &Settings,
+        pool: DbPool,
+        jwt_secret: &str,
+        sessions: SessionManager,
+        events: EventHub,
+    ) -> Self {
         let minute = Duration::from_secs(60);
         Self {
             pool,
@@ -25,6 +35,8 @@ impl AppState {
             login_by_ip: RateLimiter::new(settings.auth.login_attempts_per_ip, minute),
             login_by_email: RateLimiter::new(settings.auth.login_attempts_per_email, minute),
             max_body_bytes: settings.http.max_body_bytes,
+            sessions,
+            events,
         }
     }
 }

@@ -26,7 +26,9 @@ impl PhoneNumber {
             .chars()
             .find(|c| !(c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')))
         {
-            return Err(format!("phone number contains {bad:?}; use digits in international form, e.g. +15550001111"));
+            return Err(format!(
+                "phone number contains {bad:?}; use digits in international form, e.g. +15550001111"
+            ));
         }
         if number.chars().skip(1).any(|c| c == '+') {
             return Err("phone number may only start with +".into());
@@ -75,13 +77,26 @@ mod tests {
             "15550001111@s.whatsapp.net",
             " +15550001111 ",
         ] {
-            assert_eq!(PhoneNumber::parse(input).unwrap().digits(), "15550001111", "{input}");
+            assert_eq!(
+                PhoneNumber::parse(input).unwrap().digits(),
+                "15550001111",
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn rejects_what_whatsapp_cannot_address() {
-        for input in ["", "abc", "+1 555 CALL NOW", "0555 000 1111", "123", "+1234567890123456", "1+5550001111", "group@g.us"] {
+        for input in [
+            "",
+            "abc",
+            "+1 555 CALL NOW",
+            "0555 000 1111",
+            "123",
+            "+1234567890123456",
+            "1+5550001111",
+            "group@g.us",
+        ] {
             assert!(PhoneNumber::parse(input).is_err(), "{input:?} accepted");
         }
     }

@@ -41,8 +41,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     BadRequest(String),
-    #[error("the database is unavailable")]
-    Unavailable,
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -77,7 +79,8 @@ impl ApiError {
             ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -125,7 +128,7 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::Pool(_) => ApiError::Unavailable,
+            DbError::Pool(_) => ApiError::Unavailable("the database is unavailable".into()),
             other => ApiError::Internal(other.to_string()),
         }
     }

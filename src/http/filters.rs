@@ -113,7 +113,7 @@ async fn identify(
     }
 }
 
-async fn identify_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+pub(super) async fn identify_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
     let (key, user) = api_keys::authenticate(&state.pool, &api_key::digest(key))
         .await?
         .ok_or(ApiError::Unauthorized(
@@ -129,7 +129,7 @@ async fn identify_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
     })
 }
 
-async fn identify_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+pub(super) async fn identify_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let claims = state.tokens.verify(token).map_err(|error| match error {
         TokenError::Expired => {
             ApiError::Unauthorized("token_expired", "the login token has expired")

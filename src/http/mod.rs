@@ -6,6 +6,9 @@ pub mod error;
 mod filters;
 mod health;
 mod keys;
+mod messages;
+mod whatsapp;
+mod ws;
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -21,7 +24,10 @@ pub fn routes(
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     health::routes(state.clone())
         .or(account::routes(state.clone()))
-        .or(keys::routes(state))
+        .or(keys::routes(state.clone()))
+        .or(whatsapp::routes(state.clone()))
+        .or(messages::routes(state.clone()))
+        .or(ws::routes(state))
         .recover(error::handle_rejection)
         .with(warp::trace::request())
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use botwave::{config::Settings, startup::Application};
+use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 
@@ -11,17 +12,25 @@ use crate::common::TestDatabase;
 
 pub const PASSWORD: &str = "Correct-Horse-42";
 
+/// A running node, its database and the WhatsApp simulator it talks to.
 pub struct TestApp {
     pub address: String,
     pub db: TestDatabase,
+    pub sim: SimHandle,
     pub client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    settings: Settings,
+    node: Option<RunningNode>,
+}
+
+struct RunningNode {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    stopped: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        if let Some(node) = self.node.take() {
+            let _ = node.shutdown.send(());
         }
     }
 }
@@ -33,27 +42,57 @@ pub async fn spawn_app() -> TestApp {
 /// A node whose settings the test adjusts first (rate limits, token lifetime, …).
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let db = TestDatabase::create().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator starts");
     let mut settings = Settings::default();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.data_dir = std::env::temp_dir().join(format!("botwave-test-{}", uuid::Uuid::new_v4()));
     settings.database.url = Some(db.url.clone());
-    settings.database.pool_size = 4;
+    settings.database.pool_size = 8;
+    settings.whatsapp.url = Some(sim.ws_url());
     configure(&mut settings);
 
-    let app = Application::build(&settings).await.expect("node starts");
-    let address = format!("http://{}", app.local_addr());
-    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        address,
+    let mut app = TestApp {
+        address: String::new(),
         db,
+        sim,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        shutdown: Some(shutdown),
+        settings,
+        node: None,
+    };
+    app.start_node().await;
+    app
+}
+
+impl TestApp {
+    async fn start_node(&mut self) {
+        let node = Application::build(&self.settings)
+            .await
+            .expect("node starts");
+        self.address = format!("http://{}", node.local_addr());
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let stopped = tokio::spawn(node.run_until(async {
+            let _ = stop.await;
+        }));
+        self.node = Some(RunningNode { shutdown, stopped });
+    }
+
+    /// Stops the node completely (its sessions included); the database and simulator stay.
+    pub async fn stop_node(&mut self) {
+        if let Some(node) = self.node.take() {
+            let _ = node.shutdown.send(());
+            node.stopped.await.unwrap();
+        }
+    }
+
+    /// Starts a new node on the same database, data directory and simulator.
+    pub async fn restart_node(&mut self) {
+        self.stop_node().await;
+        self.start_node().await;
     }
 }
 
@@ -129,4 +168,28 @@ pub async fn error_code(response: Response) -> String {
         .as_str()
         .expect("error code")
         .to_owned()
+}
+
+impl TestApp {
+    /// A fresh account promoted to admin, logged in again so its token carries the role.
+    pub async fn new_admin(&self) -> Account {
+        let account = self.new_account().await;
+        botwave::users::set_role(
+            &self.db.pool,
+            account.id.parse().unwrap(),
+            botwave::domain::Role::Admin,
+        )
+        .await
+        .unwrap();
+        let body: Value = self
+            .login(&account.email, PASSWORD)
+            .await
+            .json()
+            .await
+            .unwrap();
+        Account {
+            token: body["token"].as_str().unwrap().to_owned(),
+            ..account
+        }
+    }
 }

@@ -9,3 +9,6 @@ mod bad_input;
 mod health;
 mod helpers;
 mod migrations;
+mod websocket;
+mod whatsapp;
+mod whatsapp_helpers;

@@ -1,0 +1,109 @@
+//! Listing the message log: a user's messages, newest first, filtered and paged with an opaque
+//! cursor. (Writing — queuing and status changes — and single reads belong to the sessions'
+//! outbox in `actors`.)
+
+use base64::Engine;
+use botwave_actors::outbox::{MESSAGE_COLUMNS, Message, MessageSource, MessageStatus};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::db::{DbError, DbPool};
+
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 200;
+
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    pub status: Option<MessageStatus>,
+    pub recipient: Option<String>,
+    pub source: Option<MessageSource>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Where the previous page ended: the last message's creation time and id.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cursor {
+    created_at: DateTime<Utc>,
+    id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at.to_rfc3339(),
+            self.id
+        ))
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (at, id) = text.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+pub struct Page {
+    pub messages: Vec<Message>,
+    pub next_cursor: Option<Cursor>,
+}
+
+pub async fn list(
+    pool: &DbPool,
+    user_id: Uuid,
+    filter: &LogFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Page, DbError> {
+    let conn = pool.get().await?;
+    let status = filter.status.map(|s| s.as_str());
+    let source = filter.source.map(|s| s.as_str());
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE user_id = $1
+                   AND ($2::text IS NULL OR status = $2)
+                   AND ($3::text IS NULL OR recipient = $3)
+                   AND ($4::text IS NULL OR source = $4)
+                   AND ($5::timestamptz IS NULL OR created_at >= $5)
+                   AND ($6::timestamptz IS NULL OR created_at < $6)
+                   AND ($7::timestamptz IS NULL OR (created_at, id) < ($7, $8))
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT $9"
+            ),
+            &[
+                &user_id,
+                &status,
+                &filter.recipient,
+                &source,
+                &filter.since,
+                &filter.until,
+                &after.map(|c| c.created_at),
+                &after.map(|c| c.id),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let mut messages: Vec<Message> = rows.iter().map(Message::from_row).collect();
+    let next_cursor = if messages.len() as i64 > limit {
+        messages.truncate(limit as usize);
+        messages.last().map(|m| Cursor {
+            created_at: m.created_at,
+            id: m.id,
+        })
+    } else {
+        None
+    };
+    Ok(Page {
+        messages,
+        next_cursor,
+    })
+}

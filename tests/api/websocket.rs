@@ -1,0 +1,135 @@
+//! The `/ws` event stream: authentication rules and who receives which events.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode};
+
+use crate::helpers::{TestApp, spawn_app};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp) -> Socket {
+    let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket upgrade")
+        .0
+}
+
+async fn authenticated(app: &TestApp, token: &str) -> Socket {
+    let mut socket = connect(app).await;
+    socket
+        .send(Message::text(
+            json!({ "type": "authenticate", "token": token }).to_string(),
+        ))
+        .await
+        .unwrap();
+    let hello = next_json(&mut socket, Duration::from_secs(10))
+        .await
+        .expect("authenticated");
+    assert_eq!(hello["type"], "authenticated");
+    socket
+}
+
+/// The next JSON event, or `None` if none arrives in time.
+async fn next_json(socket: &mut Socket, within: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??
+            .ok()?;
+        if let Message::Text(text) = message {
+            return Some(serde_json::from_str(&text).unwrap());
+        }
+    }
+}
+
+/// Waits for the server to close the socket and returns its close code and reason.
+async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (frame.code, frame.reason.to_string());
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_socket_that_never_authenticates_is_closed() {
+    let app = spawn_app().await;
+    let mut socket = connect(&app).await;
+    let started = std::time::Instant::now();
+    let (code, _) = close_frame(&mut socket).await;
+    assert_eq!(code, CloseCode::from(4000));
+    assert!(started.elapsed() >= Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_bad_token_is_closed_with_a_reason() {
+    let app = spawn_app().await;
+    for token in ["not-a-jwt", ""] {
+        let mut socket = connect(&app).await;
+        socket
+            .send(Message::text(
+                json!({ "type": "authenticate", "token": token }).to_string(),
+            ))
+            .await
+            .unwrap();
+        let (code, reason) = close_frame(&mut socket).await;
+        assert_eq!(code, CloseCode::from(4001));
+        assert!(reason.contains("token"), "{reason}");
+    }
+    let mut socket = connect(&app).await;
+    socket.send(Message::text("hello?")).await.unwrap();
+    let (code, _) = close_frame(&mut socket).await;
+    assert_eq!(code, CloseCode::from(4001));
+}
+
+#[tokio::test]
+async fn events_reach_only_their_owner_and_admins_see_every_session_state() {
+    let app = spawn_app().await;
+    let alice = app.new_account().await;
+    let bob = app.new_account().await;
+    let admin = app.new_admin().await;
+    let mut alice_socket = authenticated(&app, &alice.token).await;
+    let mut bob_socket = authenticated(&app, &bob.token).await;
+    let mut admin_socket = authenticated(&app, &admin.token).await;
+
+    app.initialize(&alice.token).await;
+    let mut saw_qr = false;
+    while let Some(event) = next_json(&mut alice_socket, Duration::from_secs(30)).await {
+        if event["type"] == "qr_code" {
+            assert!(
+                event["code"].as_str().is_some_and(|c| c.contains(',')),
+                "{event}"
+            );
+            saw_qr = true;
+            break;
+        }
+    }
+    assert!(saw_qr, "alice never got her QR code");
+
+    let mut admin_saw_alice = false;
+    while let Some(event) = next_json(&mut admin_socket, Duration::from_secs(5)).await {
+        assert_ne!(
+            event["type"], "qr_code",
+            "admins get states, not other users' QR codes"
+        );
+        if event["type"] == "session_state" && event["user_id"] == alice.id.as_str() {
+            admin_saw_alice = true;
+        }
+    }
+    assert!(admin_saw_alice);
+    assert_eq!(
+        next_json(&mut bob_socket, Duration::from_secs(2)).await,
+        None,
+        "bob got alice's event"
+    );
+}

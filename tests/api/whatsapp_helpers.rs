@@ -1,0 +1,196 @@
+//! Driving a WhatsApp link end to end: the node's API on one side, the simulator's control API
+//! (the simulated phone) on the other.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Account, TestApp};
+
+/// Long enough for a debug build on a loaded 2-core machine; a passing run takes a fraction.
+pub const PATIENCE: Duration = Duration::from_secs(45);
+
+impl TestApp {
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self.request(method, path).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn status(&self, token: &str) -> Value {
+        self.api(Method::GET, "/api/whatsapp/status", token, None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn initialize(&self, token: &str) {
+        let response = self
+            .api(Method::POST, "/api/whatsapp/initialize", token, None)
+            .await;
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    }
+
+    /// Polls the QR endpoint until a QR string other than `previous` is there.
+    pub async fn wait_for_qr(&self, token: &str, previous: Option<&str>) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let response = self.api(Method::GET, "/api/whatsapp/qr", token, None).await;
+            if response.status() == 200 {
+                let body: Value = response.json().await.unwrap();
+                if body["code"].as_str() != previous {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new QR code; status {}",
+                self.status(token).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_for_state(&self, token: &str, state: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let status = self.status(token).await;
+            if status["state"] == state {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "never reached {state}: {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The simulated phone `phone` scans `qr`.
+    pub async fn scan(&self, phone: &str, qr: &str) {
+        let response = self
+            .client
+            .post(format!("{}/scan", self.sim.control_url()))
+            .json(&json!({ "phone": phone, "qr": qr }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "scan failed: {:?}",
+            response.text().await
+        );
+    }
+
+    pub async fn create_phone(&self, number: &str) {
+        let response = self
+            .client
+            .post(format!("{}/phones", self.sim.control_url()))
+            .json(&json!({ "number": number, "devices": 1 }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    }
+
+    /// What the simulated phone `number` received, decrypted.
+    pub async fn phone_messages(&self, number: &str) -> Vec<Value> {
+        let response = self
+            .client
+            .get(format!(
+                "{}/phones/{number}/messages",
+                self.sim.control_url()
+            ))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 404 {
+            return Vec::new();
+        }
+        response.json().await.unwrap()
+    }
+
+    pub async fn wait_for_phone_text(&self, number: &str, text: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while !self
+            .phone_messages(number)
+            .await
+            .iter()
+            .any(|m| m["text"] == text)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{number} never received {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn sim_stats(&self) -> Value {
+        self.client
+            .get(format!("{}/stats", self.sim.control_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Registers nothing: links `account`'s WhatsApp to the simulated phone `phone`.
+    pub async fn link(&self, account: &Account, phone: &str) -> Value {
+        self.initialize(&account.token).await;
+        let qr = self.wait_for_qr(&account.token, None).await;
+        self.scan(phone, qr["code"].as_str().unwrap()).await;
+        self.wait_for_state(&account.token, "connected").await
+    }
+
+    pub async fn send_web(&self, token: &str, to: &str, text: &str) -> reqwest::Response {
+        self.api(
+            Method::POST,
+            "/api/messages/send",
+            token,
+            Some(json!({ "to": to, "text": text })),
+        )
+        .await
+    }
+
+    /// Waits until message `id` has reached `status` (or gone past it: read implies delivered).
+    pub async fn wait_for_message_status(&self, token: &str, id: &str, status: &str) -> Value {
+        const PROGRESS: [&str; 5] = ["queued", "sending", "sent", "delivered", "read"];
+        let rank = |s: &str| PROGRESS.iter().position(|p| *p == s);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let message: Value = self
+                .api(Method::GET, &format!("/api/messages/{id}"), token, None)
+                .await
+                .json()
+                .await
+                .unwrap();
+            let current = message["status"].as_str().unwrap_or_default();
+            let reached = match (rank(current), rank(status)) {
+                (Some(current), Some(wanted)) => current >= wanted,
+                _ => current == status,
+            };
+            if reached {
+                return message;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message never became {status}: {message}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
