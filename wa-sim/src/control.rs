@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Json, WithStatus};
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Rejection};
 
 use crate::account::{MAX_PHONE_DEVICES, NextLogin, ReceivedText};
 use crate::config::ReceiptMode;
@@ -129,9 +130,9 @@ fn json_body<T: serde::de::DeserializeOwned + Send>()
     warp::body::content_length_limit(64 * 1024).and(warp::body::json())
 }
 
-pub fn routes(
-    shared: Arc<Shared>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+/// All control routes, boxed: the combined filter type is deep enough to exceed the
+/// default recursion limit of crates that merely await [`crate::Simulator::start`].
+pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
     let with = move || {
         let shared = shared.clone();
         warp::any().map(move || shared.clone())
@@ -203,6 +204,7 @@ pub fn routes(
         .unify()
         .or(put_config)
         .unify()
+        .boxed()
 }
 
 /// Turns warp's rejections (unknown path, wrong method, bad JSON) into JSON errors.

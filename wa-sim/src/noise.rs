@@ -248,6 +248,41 @@ mod tests {
     }
 
     #[test]
+    fn an_ik_hello_is_answered_with_xxfallback_and_completes() {
+        use wacore_noise::{IkHandshakeState, IkServerHelloOutcome, XxFallbackHandshakeState};
+        let device = wacore::store::Device::new();
+        let payload = waproto::codec::client_payload_to_vec(&device.get_client_payload());
+        // The client believes in a server key the simulator does not have.
+        let cached_server_key = [9u8; 32];
+        let mut client = IkHandshakeState::new(
+            device.noise_key.clone(),
+            cached_server_key,
+            payload,
+            &WA_CONN_HEADER,
+        )
+        .unwrap();
+        let hello = client.build_client_hello().unwrap();
+        let identity = ServerIdentity::generate();
+        let (server_hello, awaiting) = respond_to_client_hello(&identity, &hello).unwrap();
+        assert!(awaiting.fell_back_from_ik);
+        let IkServerHelloOutcome::Fallback(inputs) =
+            client.read_server_hello(&server_hello).unwrap()
+        else {
+            panic!("the client must see a fallback");
+        };
+        let mut fallback =
+            XxFallbackHandshakeState::from_ik_failure(*inputs, &WA_CONN_HEADER).unwrap();
+        let finish = fallback.build_client_finish().unwrap();
+        let client_keys = fallback.finish().unwrap();
+        let mut done = awaiting.complete(&finish).unwrap();
+        let up = client_keys
+            .write_cipher
+            .encrypt_with_counter(0, b"\x00up")
+            .unwrap();
+        assert_eq!(done.transport.open(up).unwrap(), b"\x00up");
+    }
+
+    #[test]
     fn garbage_hellos_are_refused() {
         let identity = ServerIdentity::generate();
         assert!(respond_to_client_hello(&identity, b"\xff\xff garbage").is_err());

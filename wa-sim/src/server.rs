@@ -59,9 +59,13 @@ impl Simulator {
                     .on_upgrade(move |socket| connection::serve(socket, shared))
             });
         let routes = websocket
-            .or(control::routes(shared.clone()))
+            .map(|reply| Box::new(reply) as Box<dyn warp::Reply>)
+            .or(control::routes(shared.clone())
+                .map(|reply| Box::new(reply) as Box<dyn warp::Reply>))
+            .unify()
             .recover(control::recover)
-            .with(warp::trace::request());
+            .with(warp::trace::request())
+            .boxed();
 
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(

@@ -141,8 +141,13 @@ impl Session {
         let target = removal
             .attrs()
             .optional_jid("jid")
-            .map(|jid| jid.device)
-            .unwrap_or(online.device.device);
+            .unwrap_or_else(|| online.device.jid());
+        // Only devices of the connection's own account can be unlinked from it.
+        if self.shared.number_for_jid(&target).as_deref() != Some(online.device.number.as_str()) {
+            warn!(conn = self.conn.id, target = %target, "removal of another account's device ignored");
+            return Ok(Flow::Continue);
+        }
+        let target = target.device;
         let removed = lock(&online.account).remove_companion(target);
         info!(
             conn = self.conn.id,

@@ -108,3 +108,31 @@ async fn a_second_connection_of_the_same_device_replaces_the_first() {
         .await;
     assert_eq!(sim.stats().conflicts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_logs_itself_out_is_unlinked() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let device = client.client.pn().expect("paired").device;
+    client.client.logout().await;
+    client
+        .events
+        .wait("LoggedOut", |e| {
+            matches!(e, Event::LoggedOut(_)).then_some(())
+        })
+        .await;
+    crate::common::eventually("the companion removed", || {
+        (!sim.is_connected(PHONE, device)).then_some(())
+    })
+    .await;
+    let backend = client.stop().await;
+    let mut again = crate::common::TestClient::start_with(&sim, backend).await;
+    let on_connect = again
+        .events
+        .wait("LoggedOut at login", |e| match e {
+            Event::LoggedOut(out) => Some(out.on_connect),
+            _ => None,
+        })
+        .await;
+    assert!(on_connect, "an unlinked device is refused at login");
+}
