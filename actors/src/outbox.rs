@@ -291,7 +291,8 @@ pub enum Receipt {
 
 /// Applies a receipt for the WhatsApp ids `wa_message_ids` of `user_id`'s messages and
 /// returns the rows whose status moved. Read beats delivered, and neither moves a
-/// message backwards; a read receipt also fills a missing delivery time.
+/// message backwards; a read receipt also fills a missing delivery time. WhatsApp
+/// stamps receipts in whole seconds, so a receipt time is never put before `sent_at`.
 pub async fn apply_receipt(
     pool: &PgPool,
     user_id: Uuid,
@@ -302,14 +303,15 @@ pub async fn apply_receipt(
     let conn = pool.get().await?;
     let sql = match receipt {
         Receipt::Delivered => {
-            "UPDATE messages SET status = 'delivered', delivered_at = COALESCE(delivered_at, $3),
+            "UPDATE messages SET status = 'delivered',
+                    delivered_at = COALESCE(delivered_at, GREATEST($3, sent_at)),
                     updated_at = now()
              WHERE user_id = $1 AND wa_message_id = ANY($2) AND status IN ('sending', 'sent')
              RETURNING id, status, delivered_at AS at"
         }
         Receipt::Read => {
-            "UPDATE messages SET status = 'read', read_at = COALESCE(read_at, $3),
-                    delivered_at = COALESCE(delivered_at, $3), updated_at = now()
+            "UPDATE messages SET status = 'read', read_at = COALESCE(read_at, GREATEST($3, sent_at)),
+                    delivered_at = COALESCE(delivered_at, GREATEST($3, sent_at)), updated_at = now()
              WHERE user_id = $1 AND wa_message_id = ANY($2)
                AND status IN ('sending', 'sent', 'delivered')
              RETURNING id, status, read_at AS at"

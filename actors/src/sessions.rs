@@ -129,6 +129,18 @@ pub async fn paired_users(pool: &PgPool) -> Result<Vec<(Uuid, Uuid)>, SessionErr
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
+/// Whether any device state (paired or not) is stored under `session_id`.
+pub async fn device_stored(pool: &PgPool, session_id: Uuid) -> Result<bool, SessionError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM wa_device WHERE session_id = $1)",
+            &[&session_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// A starting (or restarting) session: the QR code of an earlier attempt is void.
 pub async fn set_connecting(pool: &PgPool, user_id: Uuid) -> Result<(), SessionError> {
     execute(

@@ -18,10 +18,17 @@ async fn initialize_shows_a_qr_code_and_scanning_it_connects() {
     let status = h.status(user).await;
     assert_eq!(status.state, SessionState::Qr);
     assert_eq!(status.qr_code.as_deref(), Some(qr.as_str()));
-    assert!(status.qr_expires_at.is_some_and(|at| at > chrono::Utc::now()));
+    assert!(
+        status
+            .qr_expires_at
+            .is_some_and(|at| at > chrono::Utc::now())
+    );
     assert!(events.seen.iter().any(|e| matches!(
         e,
-        SessionEvent::SessionState { state: SessionState::Qr, .. }
+        SessionEvent::SessionState {
+            state: SessionState::Qr,
+            ..
+        }
     )));
 
     // Initializing again while the QR is up neither fails nor starts a second session.
@@ -135,8 +142,16 @@ async fn disconnect_logs_the_device_out_on_whatsapp() {
     let mut events = Events::new(&h.hub, user);
 
     h.manager.disconnect(user).await.unwrap();
-    assert!(events.disconnected().await.contains("disconnected by the user"));
-    assert!(h.companions("15550001004").await.is_empty(), "the simulator removed the device");
+    assert!(
+        events
+            .disconnected()
+            .await
+            .contains("disconnected by the user")
+    );
+    assert!(
+        h.companions("15550001004").await.is_empty(),
+        "the simulator removed the device"
+    );
     let status = h.status(user).await;
     assert_eq!(status.state, SessionState::Idle);
     assert!(!status.paired);
@@ -163,7 +178,9 @@ async fn a_restarted_node_resumes_paired_sessions_and_sends_what_was_queued_once
     h.restart_node().await;
     assert_eq!(events.connected().await, "15550001005");
     assert!(!events.saw_qr());
-    events.message_status(second.id, botwave_actors::outbox::MessageStatus::Read).await;
+    events
+        .message_status(second.id, botwave_actors::outbox::MessageStatus::Read)
+        .await;
 
     let received = eventually("both texts at the phone", || async {
         let texts = h.sim.messages("15550002005");
@@ -178,10 +195,18 @@ async fn a_restarted_node_resumes_paired_sessions_and_sends_what_was_queued_once
         received
     };
     let texts: Vec<&str> = received.iter().map(|t| t.text.as_str()).collect();
-    assert_eq!(texts, ["queued while down 1", "queued while down 2"], "in order, once each");
+    assert_eq!(
+        texts,
+        ["queued while down 1", "queued while down 2"],
+        "in order, once each"
+    );
     for message in [first, second] {
         let row = h.message(user, message.id).await;
         assert_eq!(row.attempts, 1);
-        assert!(received.iter().any(|t| Some(&t.id) == row.wa_message_id.as_ref()));
+        assert!(
+            received
+                .iter()
+                .any(|t| Some(&t.id) == row.wa_message_id.as_ref())
+        );
     }
 }

@@ -15,9 +15,16 @@ async fn a_queued_message_is_sent_then_delivered_then_read() {
     let message = h.enqueue(user, "15550004001", "hello from botwave").await;
     h.manager.notify_queued(user);
 
-    assert_eq!(events.message_status(message.id, MessageStatus::Sending).await, None);
+    assert_eq!(
+        events
+            .message_status(message.id, MessageStatus::Sending)
+            .await,
+        None
+    );
     events.message_status(message.id, MessageStatus::Sent).await;
-    events.message_status(message.id, MessageStatus::Delivered).await;
+    events
+        .message_status(message.id, MessageStatus::Delivered)
+        .await;
     events.message_status(message.id, MessageStatus::Read).await;
 
     let row = h.message(user, message.id).await;
@@ -71,9 +78,15 @@ async fn a_number_not_on_whatsapp_fails_clearly_and_the_session_keeps_sending() 
     let good = h.enqueue(user, "15550004003", "still works").await;
     h.manager.notify_queued(user);
 
-    let error = events.message_status(nobody.id, MessageStatus::Failed).await.unwrap();
+    let error = events
+        .message_status(nobody.id, MessageStatus::Failed)
+        .await
+        .unwrap();
     assert!(error.contains("not on WhatsApp"), "{error}");
-    let error = events.message_status(garbage.id, MessageStatus::Failed).await.unwrap();
+    let error = events
+        .message_status(garbage.id, MessageStatus::Failed)
+        .await
+        .unwrap();
     assert!(error.contains("invalid recipient"), "{error}");
     events.message_status(good.id, MessageStatus::Sent).await;
 
@@ -81,7 +94,11 @@ async fn a_number_not_on_whatsapp_fails_clearly_and_the_session_keeps_sending() 
     assert_eq!(row.status, MessageStatus::Failed);
     assert!(row.failed_at.is_some());
     assert!(row.error.unwrap().contains("not on WhatsApp"));
-    assert_eq!(h.status(user).await.restart_count, 0, "no crash on bad input");
+    assert_eq!(
+        h.status(user).await.restart_count,
+        0,
+        "no crash on bad input"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,7 +154,11 @@ impl Events {
     }
 
     /// The first event of this user that `pick` maps to `Some`; panics after [`WAIT`].
-    pub async fn wait<T>(&mut self, what: &str, mut pick: impl FnMut(&SessionEvent) -> Option<T>) -> T {
+    pub async fn wait<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&SessionEvent) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let event = match tokio::time::timeout_at(deadline, self.rx.recv()).await {

@@ -9,8 +9,11 @@ mod sender;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
+use whatsapp_rust::Client;
 use whatsapp_rust::types::events::Event;
 
 use crate::PgPool;
@@ -24,6 +27,10 @@ use client::RunningClient;
 /// Stop reason of a session that ended on purpose (logout, replaced, QR not scanned,
 /// user disconnect, node shutdown): its supervisor does not restart it.
 pub const ENDED: &str = "session ended";
+
+/// How often, and how far apart, a forgotten device is deleted (see `forget_device`).
+const FORGET_ATTEMPTS: usize = 5;
+const FORGET_SETTLE: Duration = Duration::from_millis(200);
 
 pub enum WaSessionMsg {
     /// An event of the whatsapp-rust client.
@@ -91,7 +98,9 @@ impl WaSessionState {
     ) -> Result<(), ActorProcessingErr> {
         self.connected = false;
         self.ended = true;
+        let mut stopped = None;
         if let Some(client) = self.client.take() {
+            stopped = Some(client.client().clone());
             if logout {
                 client.logout().await;
             } else {
@@ -99,8 +108,7 @@ impl WaSessionState {
             }
         }
         if device_gone {
-            // After the client stopped: it flushes its device state on the way out.
-            self.store.delete_all().await?;
+            self.forget_device(stopped).await?;
         }
         sessions::set_stopped(
             self.pool(),
@@ -117,6 +125,27 @@ impl WaSessionState {
         self.publish_state(state);
         myself.stop(Some(ENDED.to_owned()));
         Ok(())
+    }
+}
+
+impl WaSessionState {
+    /// Deletes the device state of a stopped client. Its background saver may still be
+    /// finishing a last write when the client's loop has ended, so the deletion is
+    /// repeated until the device stays gone.
+    async fn forget_device(&self, stopped: Option<Arc<Client>>) -> Result<(), ActorProcessingErr> {
+        if let Some(client) = stopped
+            && let Err(error) = client.persistence_manager().flush().await
+        {
+            tracing::debug!(%error, "final device flush before forgetting it failed");
+        }
+        for _ in 0..FORGET_ATTEMPTS {
+            self.store.delete_all().await?;
+            tokio::time::sleep(FORGET_SETTLE).await;
+            if !sessions::device_stored(self.pool(), self.args.session_id).await? {
+                return Ok(());
+            }
+        }
+        Err("the device state kept coming back after deleting it".into())
     }
 }
 
