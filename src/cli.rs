@@ -214,34 +214,101 @@ async fn demo(args: NodeArgs) -> Result<(), CliError> {
     if args.data_dir.is_none() && std::env::var_os("BOTWAVE_DATA_DIR").is_none() {
         settings.data_dir = PathBuf::from(".botwave-demo");
     }
-    let app = Application::build(&settings).await?;
+    let simulator = demo_simulator::start(&mut settings).await?;
+    let app = match &simulator {
+        Some(sim) => Application::build_demo(&settings, sim.control_url()).await?,
+        None => Application::build(&settings).await?,
+    };
+    let password = reset_demo_admin(&app).await?;
 
+    println!();
+    println!("  botwave demo is running at http://{}", app.local_addr());
+    println!("  admin login: {DEMO_ADMIN}");
+    println!("  password:    {password}   (new on every start)");
+    if let Some(sim) = &simulator {
+        println!();
+        println!("  WhatsApp simulator: {}", sim.control_url());
+        println!("  link a phone: POST /api/whatsapp/initialize, then");
+        println!(
+            "    curl -X POST {}/scan -H 'content-type: application/json' -d '{{\"phone\":\"15550001111\",\"qr\":\"<code from GET /api/whatsapp/qr>\"}}'",
+            sim.control_url()
+        );
+    }
+    println!();
+    app.run_until(shutdown_signal()).await;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Creates the demo admin, or gives it a new generated password; returns the password.
+async fn reset_demo_admin(app: &Application) -> Result<String, CliError> {
+    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
     let email = Email::parse(DEMO_ADMIN).map_err(CliError::Failed)?;
     let generated = format!("{}-Demo1", Alphanumeric.sample_string(&mut rand::rng(), 20));
     let password = NewPassword::parse(&generated).map_err(CliError::Failed)?;
     let hash = password::hash(password.expose())
         .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    let existing = users::find_by_email(app.pool(), &email)
+        .map_err(|e| failed(&e))?;
+    match users::find_by_email(app.pool(), &email)
         .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    match existing {
+        .map_err(|e| failed(&e))?
+    {
         Some((user, _)) => {
             users::set_password(app.pool(), user.id, &hash)
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+                .map_err(|e| failed(&e))?;
         }
         None => {
             users::create(app.pool(), &email, &hash, Role::Admin)
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+                .map_err(|e| failed(&e))?;
         }
     }
-    println!();
-    println!("  botwave demo is running at http://{}", app.local_addr());
-    println!("  admin login: {DEMO_ADMIN}");
-    println!("  password:    {generated}   (new on every start)");
-    println!();
-    app.run_until(shutdown_signal()).await;
-    Ok(())
+    Ok(generated)
+}
+
+/// The demo's WhatsApp: the simulator, in-process, when built with the `simulator` feature.
+#[cfg(feature = "simulator")]
+mod demo_simulator {
+    use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
+
+    use super::CliError;
+    use crate::config::Settings;
+
+    pub async fn start(settings: &mut Settings) -> Result<Option<SimHandle>, CliError> {
+        if settings.whatsapp.url.is_some() {
+            return Ok(None);
+        }
+        let sim = Simulator::start(SimConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..SimConfig::default()
+        })
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot start the WhatsApp simulator: {e}")))?;
+        settings.whatsapp.url = Some(sim.ws_url());
+        Ok(Some(sim))
+    }
+}
+
+/// Without the `simulator` feature the demo talks to whatever `whatsapp.url` says.
+#[cfg(not(feature = "simulator"))]
+mod demo_simulator {
+    use super::CliError;
+    use crate::config::Settings;
+
+    pub enum NoSimulator {}
+
+    impl NoSimulator {
+        pub fn control_url(&self) -> String {
+            match *self {}
+        }
+
+        pub async fn shutdown(self) {}
+    }
+
+    pub async fn start(_: &mut Settings) -> Result<Option<NoSimulator>, CliError> {
+        Ok(None)
+    }
 }

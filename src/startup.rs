@@ -48,6 +48,21 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, None).await
+    }
+
+    /// A node for `botwave demo`, whose dashboard may drive the simulator at `simulator_control`.
+    pub async fn build_demo(
+        settings: &Settings,
+        simulator_control: String,
+    ) -> Result<Self, StartupError> {
+        Self::build_with(settings, Some(simulator_control)).await
+    }
+
+    async fn build_with(
+        settings: &Settings,
+        demo_simulator: Option<String>,
+    ) -> Result<Self, StartupError> {
         let data_dir_error = |source| StartupError::DataDir {
             path: settings.data_dir.clone(),
             source,
@@ -84,13 +99,15 @@ impl Application {
         )
         .await
         .map_err(|e| StartupError::Sessions(e.to_string()))?;
-        let state = Arc::new(AppState::new(
+        let mut state = AppState::new(
             settings,
             database.pool.clone(),
             &jwt_secret,
             sessions,
             events,
-        ));
+        );
+        state.demo_simulator = demo_simulator;
+        let state = Arc::new(state);
         Ok(Self {
             local_addr,
             listener,

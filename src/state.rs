@@ -18,6 +18,9 @@ pub struct AppState {
     pub max_body_bytes: u64,
     pub sessions: SessionManager,
     pub events: EventHub,
+    /// In `botwave demo`: the WhatsApp simulator's control URL, so the dashboard can offer
+    /// "scan with the simulated phone". `None` on a real node.
+    pub demo_simulator: Option<String>,
 }
 
 impl AppState {
@@ -37,6 +40,7 @@ impl AppState {
             max_body_bytes: settings.http.max_body_bytes,
             sessions,
             events,
+            demo_simulator: None,
         }
     }
 }

@@ -79,7 +79,7 @@ async fn serve(socket: WebSocket, state: Arc<AppState>) {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) if is_for(&event, &user) => {
-                    let Ok(text) = serde_json::to_string(&event) else { continue };
+                    let text = render(&event);
                     if sink.send(Message::text(text)).await.is_err() {
                         return;
                     }
@@ -127,6 +127,17 @@ async fn authenticate(
             .map_err(|_| "invalid or expired token");
     }
     Err("closed before authenticating")
+}
+
+/// The event as the browser gets it; a QR code comes with its image, ready to show.
+fn render(event: &SessionEvent) -> String {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let (SessionEvent::QrCode { code, .. }, Some(object)) = (event, value.as_object_mut())
+        && let Ok(svg) = crate::qr::svg(code)
+    {
+        object.insert("svg".into(), serde_json::Value::String(svg));
+    }
+    value.to_string()
 }
 
 fn is_for(event: &SessionEvent, user: &User) -> bool {

@@ -107,6 +107,10 @@ async fn events_reach_only_their_owner_and_admins_see_every_session_state() {
     while let Some(event) = next_json(&mut alice_socket, Duration::from_secs(30)).await {
         if event["type"] == "qr_code" {
             assert!(
+                event["svg"].as_str().is_some_and(|s| s.contains("<svg")),
+                "QR events carry the image"
+            );
+            assert!(
                 event["code"].as_str().is_some_and(|c| c.contains(',')),
                 "{event}"
             );
