@@ -3,6 +3,7 @@
 //! A node serves the HTTP API and dashboard ([`http`]), keeps accounts and keys in PostgreSQL
 //! ([`db`], [`users`], [`api_keys`]) and is assembled by [`startup::Application`].
 
+pub mod admin;
 pub mod api_keys;
 pub mod auth;
 pub mod cli;

@@ -69,6 +69,19 @@ impl SessionManager {
         result.map_err(SessionError::Store)
     }
 
+    /// Stops the user's session without logging its device out (it stays paired and
+    /// [`initialize`](Self::initialize) resumes it without a QR code). Returns whether a
+    /// session was running.
+    pub async fn stop(&self, user_id: Uuid, reason: &str) -> Result<bool, SessionError> {
+        let reason = reason.to_owned();
+        self.call(|reply| SupervisorMsg::Stop {
+            user_id,
+            reason,
+            reply,
+        })
+        .await
+    }
+
     /// Tells the user's session that its outbox has new rows. A session that is not
     /// connected sends them once it is.
     pub fn notify_queued(&self, user_id: Uuid) {

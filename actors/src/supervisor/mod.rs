@@ -50,6 +50,13 @@ pub enum SupervisorMsg {
         session_id: Uuid,
         reply: RpcReplyPort<Result<(), String>>,
     },
+    /// Stop the user's session without logging out (its device stays paired); answers
+    /// whether one was running or waiting for a restart.
+    Stop {
+        user_id: Uuid,
+        reason: String,
+        reply: RpcReplyPort<bool>,
+    },
     /// The session of this user reached `connected`.
     SessionConnected(Uuid),
     /// Stop every session (no logout) and answer when they are down.
@@ -264,6 +271,14 @@ impl Actor for SessionSupervisor {
                 let result = disconnect(state, user_id, session_id).await;
                 let _ = reply.send(result);
             }
+            SupervisorMsg::Stop {
+                user_id,
+                reason,
+                reply,
+            } => {
+                let stopped = stop_one(state, user_id, &reason).await;
+                let _ = reply.send(stopped);
+            }
             SupervisorMsg::Shutdown(reply) => {
                 let users: Vec<Uuid> = state.slots.keys().copied().collect();
                 let mut stopping = Vec::new();
@@ -337,6 +352,36 @@ impl Actor for SessionSupervisor {
         }
         Ok(())
     }
+}
+
+/// Stops one user's session without logging out, recording it `disconnected` for `reason`.
+/// Returns whether it was running (or waiting for a restart).
+async fn stop_one(state: &mut SupervisorState, user_id: Uuid, reason: &str) -> bool {
+    let was_supervised = state.slots.contains_key(&user_id);
+    if let Some(child) = state.release(user_id) {
+        let _ = child
+            .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
+            .await;
+    }
+    if !was_supervised {
+        return false;
+    }
+    if let Err(db) = sessions::set_stopped(
+        &state.args.pool,
+        user_id,
+        SessionState::Disconnected,
+        Some(reason),
+        false,
+    )
+    .await
+    {
+        tracing::error!(%user_id, %db, "cannot record a stopped session");
+    }
+    state.args.events.publish(SessionEvent::SessionState {
+        user_id,
+        state: SessionState::Disconnected,
+    });
+    true
 }
 
 /// The user's disconnect: a running session logs its device out; otherwise the device

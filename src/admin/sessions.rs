@@ -1,0 +1,92 @@
+//! Every WhatsApp session of the installation as admins watch them: whose, in what state, on
+//! which node, how healthy, and how much is waiting to be sent.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::AdminError;
+use crate::db::DbPool;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionOverview {
+    pub user_id: Uuid,
+    pub email: String,
+    pub user_disabled: bool,
+    pub state: String,
+    /// The node running the session; sessions without a recorded owner run on this node.
+    pub owner_node: String,
+    pub phone: Option<String>,
+    pub push_name: Option<String>,
+    pub connected_since: Option<DateTime<Utc>>,
+    pub restart_count: i32,
+    pub last_error: Option<String>,
+    /// Seconds since the QR code now on offer was issued; `None` when there is none.
+    pub qr_age_seconds: Option<f64>,
+    /// Messages queued or being sent.
+    pub queued_messages: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every session (or only `only_user`'s), oldest account first. `this_node` names the node
+/// answering.
+pub async fn list(
+    pool: &DbPool,
+    this_node: &str,
+    only_user: Option<Uuid>,
+) -> Result<Vec<SessionOverview>, AdminError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            "SELECT s.user_id, u.email, u.disabled_at IS NOT NULL AS user_disabled, s.state,
+                    coalesce(s.owner_node, $1) AS owner_node, s.phone, s.push_name,
+                    s.connected_since, s.restart_count, s.last_error, s.updated_at,
+                    CASE WHEN s.qr_code IS NOT NULL AND s.qr_issued_at IS NOT NULL
+                         THEN extract(epoch FROM now() - s.qr_issued_at)::float8 END AS qr_age,
+                    (SELECT count(*) FROM messages m
+                     WHERE m.user_id = s.user_id AND m.status IN ('queued', 'sending')) AS queued
+             FROM wa_sessions s
+             JOIN users u ON u.id = s.user_id
+             WHERE $2::uuid IS NULL OR s.user_id = $2
+             ORDER BY u.created_at, u.id",
+            &[&this_node, &only_user],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| SessionOverview {
+            user_id: row.get("user_id"),
+            email: row.get("email"),
+            user_disabled: row.get("user_disabled"),
+            state: row.get("state"),
+            owner_node: row.get("owner_node"),
+            phone: row.get("phone"),
+            push_name: row.get("push_name"),
+            connected_since: row.get("connected_since"),
+            restart_count: row.get("restart_count"),
+            last_error: row.get("last_error"),
+            qr_age_seconds: row.get("qr_age"),
+            queued_messages: row.get("queued"),
+            updated_at: row.get("updated_at"),
+        })
+        .collect())
+}
+
+/// Whether `user_id` has a session row (ever started one).
+pub async fn exists(pool: &DbPool, user_id: Uuid) -> Result<bool, AdminError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_opt("SELECT 1 FROM wa_sessions WHERE user_id = $1", &[&user_id])
+        .await?;
+    Ok(row.is_some())
+}
+
+/// This node's name as admins see it: the host name, or `local` when it cannot be read.
+pub fn this_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}

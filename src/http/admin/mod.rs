@@ -1,0 +1,69 @@
+//! `/api/admin/*`: what the people running an installation use — accounts, sessions,
+//! analytics and the audit log. Every route needs a login token (not an API key) of an
+//! account whose role, read from the database on this request, is `admin`.
+
+mod analytics;
+mod audit;
+mod query;
+mod sessions;
+mod users;
+
+use std::sync::Arc;
+
+use warp::{Filter, Rejection, Reply, filters::BoxedFilter, reply::Response};
+
+use super::{
+    error::ApiError,
+    filters::{Caller, session_caller},
+};
+use crate::{admin::AdminError, domain::Role, state::AppState};
+
+pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
+    // Boxed per area: the combined filter type is otherwise deep enough to slow every build.
+    users::routes(state.clone())
+        .or(sessions::routes(state.clone()))
+        .unify()
+        .or(analytics::routes(state.clone()))
+        .unify()
+        .or(audit::routes(state))
+        .unify()
+        .boxed()
+}
+
+/// The caller, if logged in with a token as an enabled admin. `Caller.user` was loaded from
+/// the database for this request, so a demoted admin's older token no longer passes.
+fn admin(state: Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    session_caller(state).and_then(|caller: Caller| async move {
+        if caller.user.role == Role::Admin {
+            Ok(caller)
+        } else {
+            Err(warp::reject::custom(ApiError::Forbidden(
+                "this endpoint is for administrators",
+            )))
+        }
+    })
+}
+
+/// A JSON answer with the given status.
+fn json_reply(value: &impl serde::Serialize, status: warp::http::StatusCode) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+impl From<AdminError> for ApiError {
+    fn from(error: AdminError) -> Self {
+        match error {
+            AdminError::NotFound(what) => ApiError::NotFound(what),
+            AdminError::LastAdmin => ApiError::Conflict("last_admin", error.to_string()),
+            AdminError::EmailTaken => ApiError::EmailTaken,
+            AdminError::Report(detail) => ApiError::Internal(detail),
+            AdminError::Db(error) => error.into(),
+        }
+    }
+}
+
+fn session_error(error: botwave_actors::SessionError) -> ApiError {
+    match error {
+        botwave_actors::SessionError::UnknownUser => ApiError::NotFound("user"),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
