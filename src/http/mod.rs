@@ -2,6 +2,7 @@
 //! format.
 
 mod account;
+mod admin;
 pub mod error;
 mod filters;
 mod health;
@@ -27,6 +28,7 @@ pub fn routes(
         .or(keys::routes(state.clone()))
         .or(whatsapp::routes(state.clone()))
         .or(messages::routes(state.clone()))
+        .or(admin::routes(state.clone()))
         .or(ws::routes(state))
         .recover(error::handle_rejection)
         .with(warp::trace::request())
