@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use whatsapp_rust::Client;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::wacore::store::InMemoryBackend;
+use whatsapp_rust::{Client, ConnectError};
 
 use super::WaSessionMsg;
 use crate::store::PgStore;
@@ -32,6 +33,54 @@ impl HttpClient for NoHttp {
     }
 }
 
+fn transport(whatsapp_url: Option<&str>) -> TokioWebSocketTransportFactory {
+    let factory = TokioWebSocketTransportFactory::new();
+    match whatsapp_url {
+        Some(url) => factory.with_url(url),
+        None => factory,
+    }
+}
+
+/// Why the WhatsApp server cannot be reached.
+pub struct Unreachable {
+    pub reason: String,
+    /// Retrying cannot help (e.g. the server's certificate chain is not WhatsApp's).
+    pub permanent: bool,
+}
+
+/// Connects once with a throwaway device and reports what went wrong, if anything.
+///
+/// The client's own loop only logs connect failures and retries forever, so a session
+/// that makes no progress asks this to learn (and show) why.
+pub async fn probe(whatsapp_url: Option<&str>) -> Result<(), Unreachable> {
+    let bot = Bot::builder()
+        .with_backend(InMemoryBackend::new())
+        .with_transport_factory(transport(whatsapp_url))
+        .with_http_client(NoHttp)
+        .with_version(WHATSAPP_WEB_VERSION)
+        .skip_history_sync()
+        .build()
+        .await
+        .map_err(|error| Unreachable {
+            reason: format!("cannot build a WhatsApp client: {error}"),
+            permanent: false,
+        })?;
+    let client = bot.client();
+    let connected = tokio::time::timeout(STOP_TIMEOUT, client.connect()).await;
+    client.disconnect().await;
+    match connected {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Unreachable {
+            permanent: matches!(&error, ConnectError::Handshake(h) if !h.is_transient()),
+            reason: format!("cannot connect to WhatsApp: {error:#}"),
+        }),
+        Err(_) => Err(Unreachable {
+            reason: "cannot connect to WhatsApp: no answer in time".into(),
+            permanent: false,
+        }),
+    }
+}
+
 /// A running whatsapp-rust client whose events go to a session actor.
 ///
 /// Dropping it (a killed or panicked actor drops its state) still shuts the client down,
@@ -49,13 +98,9 @@ impl RunningClient {
         whatsapp_url: Option<&str>,
         session: ActorRef<WaSessionMsg>,
     ) -> Result<Self, String> {
-        let mut transport = TokioWebSocketTransportFactory::new();
-        if let Some(url) = whatsapp_url {
-            transport = transport.with_url(url);
-        }
         let bot = Bot::builder()
             .with_backend(store)
-            .with_transport_factory(transport)
+            .with_transport_factory(transport(whatsapp_url))
             .with_http_client(NoHttp)
             .with_version(WHATSAPP_WEB_VERSION)
             .skip_history_sync()

@@ -17,6 +17,12 @@ pub async fn handle(
     event: &Event,
 ) -> Result<(), ActorProcessingErr> {
     let user_id = state.user_id();
+    if matches!(
+        event,
+        Event::PairingQrCode(_) | Event::PairSuccess(_) | Event::Connected(_)
+    ) {
+        state.progressed = true;
+    }
     match event {
         Event::PairingQrCode(qr) => {
             let expires_at = Utc::now()

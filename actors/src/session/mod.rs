@@ -32,6 +32,10 @@ pub const ENDED: &str = "session ended";
 const FORGET_ATTEMPTS: usize = 5;
 const FORGET_SETTLE: Duration = Duration::from_millis(200);
 
+/// A client that shows neither a QR code nor a login this long after starting is asked
+/// why (see [`client::probe`]).
+const CONNECT_WATCHDOG: Duration = Duration::from_secs(10);
+
 pub enum WaSessionMsg {
     /// An event of the whatsapp-rust client.
     Client(Arc<Event>),
@@ -39,6 +43,8 @@ pub enum WaSessionMsg {
     Drain,
     /// The user disconnects: log the device out, forget it, stop.
     Logout(RpcReplyPort<()>),
+    /// The client made no visible progress since it started: find out why.
+    ConnectWatchdog,
     /// Panics, so tests can prove the supervisor restarts a crashed session.
     #[doc(hidden)]
     CrashForTest,
@@ -64,6 +70,8 @@ pub struct WaSessionState {
     connected: bool,
     /// [`WaSessionState::end`] ran: the actor is stopping, late messages are moot.
     ended: bool,
+    /// The client got somewhere (a QR code, a pairing, a login) since it started.
+    progressed: bool,
 }
 
 impl WaSessionState {
@@ -167,6 +175,7 @@ impl Actor for WaSession {
             client: None,
             connected: false,
             ended: false,
+            progressed: false,
         })
     }
 
@@ -184,6 +193,7 @@ impl Actor for WaSession {
         )
         .await?;
         state.client = Some(client);
+        drop(myself.send_after(CONNECT_WATCHDOG, || WaSessionMsg::ConnectWatchdog));
         Ok(())
     }
 
@@ -226,7 +236,42 @@ impl Actor for WaSession {
                 let _ = reply.send(());
                 ended
             }
+            WaSessionMsg::ConnectWatchdog => watchdog(&myself, state).await,
             WaSessionMsg::CrashForTest => panic!("crash requested by a test"),
         }
     }
+}
+
+/// The client is silent: probe the server. A permanent failure (say, a certificate chain
+/// that is not WhatsApp's) ends the session as `failed`; a passing one is recorded as the
+/// last error while the client keeps retrying.
+async fn watchdog(
+    myself: &ActorRef<WaSessionMsg>,
+    state: &mut WaSessionState,
+) -> Result<(), ActorProcessingErr> {
+    if state.progressed {
+        return Ok(());
+    }
+    match client::probe(state.args.config.whatsapp_url.as_deref()).await {
+        Ok(()) => {}
+        Err(unreachable) if unreachable.permanent => {
+            tracing::warn!(user_id = %state.user_id(), reason = %unreachable.reason, "WhatsApp unreachable");
+            return state
+                .end(
+                    myself,
+                    SessionState::Failed,
+                    &unreachable.reason,
+                    false,
+                    false,
+                )
+                .await;
+        }
+        Err(unreachable) => {
+            sessions::set_last_error(state.pool(), state.user_id(), &unreachable.reason).await?;
+        }
+    }
+    if !state.progressed {
+        drop(myself.send_after(CONNECT_WATCHDOG, || WaSessionMsg::ConnectWatchdog));
+    }
+    Ok(())
 }

@@ -98,7 +98,8 @@ pub async fn send_next(
             // The next `Connected` drains again; retrying now would spin.
             state.connected = state.connected && client.is_connected();
             if state.connected {
-                let _ = myself.send_after(Duration::from_secs(2), || WaSessionMsg::Drain);
+                // Detached: the timer task delivers on its own.
+                drop(myself.send_after(Duration::from_secs(2), || WaSessionMsg::Drain));
             }
         }
         Outcome::Failed(reason) => {
