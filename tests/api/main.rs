@@ -4,6 +4,9 @@
 mod common;
 
 mod accounts;
+mod admin;
+mod admin_analytics;
+mod admin_helpers;
 mod api_keys;
 mod bad_input;
 mod health;
