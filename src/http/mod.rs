@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod dashboard;
 pub mod error;
 mod filters;
 mod health;
@@ -29,7 +30,8 @@ pub fn routes(
         .or(whatsapp::routes(state.clone()))
         .or(messages::routes(state.clone()))
         .or(admin::routes(state.clone()))
-        .or(ws::routes(state))
+        .or(ws::routes(state.clone()))
+        .or(dashboard::routes(state))
         .recover(error::handle_rejection)
         .with(warp::trace::request())
 }

@@ -1,0 +1,151 @@
+// Entry point: login and registration, hash routing between the views, and wiring the live
+// event stream to the cards.
+
+import { api, ApiError, session } from "./api.js";
+import { $, busy, fieldError, setText } from "./dom.js";
+import { Live } from "./live.js";
+import { createConnection } from "./connection.js";
+import { createMessages } from "./messages.js";
+import { createKeys } from "./keys.js";
+
+const MODE_LABELS = { live: "Live", polling: "Polling", connecting: "Connecting…", offline: "Offline" };
+
+let current = null; // { user, connection, messages, keys, live } while logged in
+
+function show(view) {
+  for (const id of ["view-auth", "view-home", "view-keys"]) $(id).hidden = id !== `view-${view}`;
+}
+
+function route() {
+  const hash = location.hash || "#/";
+  if (!current) {
+    const register = hash === "#/register";
+    show("auth");
+    $("login-form").hidden = register;
+    $("register-form").hidden = !register;
+    $("tab-login").setAttribute("aria-selected", String(!register));
+    $("tab-register").setAttribute("aria-selected", String(register));
+    document.title = register ? "Create account · botwave" : "Log in · botwave";
+    return;
+  }
+  const keys = hash === "#/keys";
+  show(keys ? "keys" : "home");
+  for (const link of $("nav").querySelectorAll("a")) {
+    if (link.dataset.route === (keys ? "keys" : "home")) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  document.title = keys ? "API keys · botwave" : "Dashboard · botwave";
+  if (keys) current.keys.load();
+  else current.keys.hideSecret();
+}
+
+async function start() {
+  if (!session.token) {
+    route();
+    return;
+  }
+  let me;
+  let config = { demo: false };
+  try {
+    [me, config] = await Promise.all([api("GET", "/api/auth/me"), api("GET", "/api/dashboard/config").catch(() => config)]);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) session.token = null;
+    else setText("login-error", error.message);
+    route();
+    return;
+  }
+  const user = me.user;
+  const connection = createConnection({ userId: user.id, demo: Boolean(config.demo) });
+  const messages = createMessages({ userId: user.id });
+  const keys = createKeys();
+  const live = new Live({
+    onEvent: (event) => {
+      connection.onEvent(event);
+      messages.onEvent(event);
+    },
+    onResync: () => {
+      connection.refresh();
+      messages.resync();
+    },
+    onMode: (mode) => {
+      const badge = $("live-mode");
+      badge.dataset.mode = mode;
+      badge.textContent = MODE_LABELS[mode] || mode;
+    },
+    onAuthFailed: logout,
+  });
+  current = { user, connection, messages, keys, live };
+  $("user-email").textContent = user.email;
+  $("nav").hidden = false;
+  $("session").hidden = false;
+  if (location.hash === "#/login" || location.hash === "#/register") location.hash = "#/";
+  route();
+  await Promise.all([connection.refresh(), messages.load()]);
+  live.start(session.token);
+}
+
+function logout() {
+  if (current) current.live.stop();
+  current = null;
+  session.token = null;
+  $("nav").hidden = true;
+  $("session").hidden = true;
+  // Drop everything the previous user saw, so the next login starts clean.
+  location.hash = "#/login";
+  location.reload();
+}
+
+session.onExpired = () => {
+  if (current) logout();
+};
+
+async function authenticate(form, path, errorId) {
+  const email = form.querySelector("input[type=email]").value.trim();
+  const password = form.querySelector("input[type=password]").value;
+  const data = await api("POST", path, { email, password });
+  session.token = data.token;
+  setText(errorId, "");
+  location.hash = "#/";
+  await start();
+}
+
+$("login-form").onsubmit = (submit) => {
+  submit.preventDefault();
+  const form = $("login-form");
+  busy(form.querySelector("button"), async () => {
+    setText("login-error", "");
+    try {
+      await authenticate(form, "/api/auth/login", "login-error");
+    } catch (error) {
+      setText("login-error", error.code === "invalid_credentials" ? "Wrong email or password." : error.message);
+      $("login-password").select();
+    }
+  });
+};
+
+$("register-form").onsubmit = (submit) => {
+  submit.preventDefault();
+  const form = $("register-form");
+  busy(form.querySelector("button"), async () => {
+    setText("register-error", "");
+    fieldError("register-email", "");
+    fieldError("register-password", "");
+    try {
+      await authenticate(form, "/api/auth/register", "register-error");
+    } catch (error) {
+      if (error.code === "email_taken") {
+        fieldError("register-email", "An account with this email already exists. Log in instead.");
+        $("register-email").focus();
+      } else if (error.field === "email" || error.field === "password") {
+        fieldError(`register-${error.field}`, error.message);
+        $(`register-${error.field}`).focus();
+      } else {
+        setText("register-error", error.message);
+      }
+    }
+  });
+};
+
+$("logout").onclick = logout;
+window.addEventListener("hashchange", route);
+start();

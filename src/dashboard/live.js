@@ -1,0 +1,113 @@
+// Live updates: the /ws websocket, reconnected with exponential backoff. While it is down (or
+// websockets are blocked altogether, e.g. by a proxy) the page polls the API instead, so it
+// never silently goes stale.
+
+const POLL_EVERY_MS = 3000;
+const MAX_BACKOFF_MS = 30000;
+const CLOSE_AUTH_FAILED = 4001;
+
+export class Live {
+  /**
+   * onEvent(event): a server event; onResync(): fetch everything again (after a gap, and on
+   * every poll); onMode("live"|"polling"|"connecting"|"offline"); onAuthFailed().
+   */
+  constructor({ onEvent, onResync, onMode, onAuthFailed }) {
+    this.onEvent = onEvent;
+    this.onResync = onResync;
+    this.onMode = onMode;
+    this.onAuthFailed = onAuthFailed;
+    this.socket = null;
+    this.failures = 0;
+    this.retryTimer = null;
+    this.pollTimer = null;
+    this.token = null;
+  }
+
+  start(token) {
+    this.stop();
+    this.token = token;
+    if (typeof WebSocket !== "function") {
+      this.startPolling();
+      return;
+    }
+    this.connect();
+  }
+
+  stop() {
+    this.token = null;
+    clearTimeout(this.retryTimer);
+    this.stopPolling();
+    if (this.socket) {
+      const socket = this.socket;
+      this.socket = null;
+      socket.onclose = null;
+      socket.close(1000, "logged out");
+    }
+    this.onMode("offline");
+  }
+
+  connect() {
+    if (!this.token) return;
+    if (!this.pollTimer) this.onMode("connecting");
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    let socket;
+    try {
+      socket = new WebSocket(url);
+    } catch {
+      this.retry();
+      return;
+    }
+    this.socket = socket;
+    let authenticated = false;
+    socket.onopen = () => socket.send(JSON.stringify({ type: "authenticate", token: this.token }));
+    socket.onmessage = (message) => {
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (event.type === "authenticated") {
+        authenticated = true;
+        this.failures = 0;
+        this.stopPolling();
+        this.onMode("live");
+        // Events sent while we were away are gone: catch up from the API once.
+        this.onResync();
+        return;
+      }
+      this.onEvent(event);
+    };
+    socket.onclose = (close) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (close.code === CLOSE_AUTH_FAILED) {
+        this.onAuthFailed();
+        return;
+      }
+      if (!authenticated) this.failures += 1;
+      this.retry();
+    };
+  }
+
+  retry() {
+    if (!this.token) return;
+    this.startPolling();
+    const backoff = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(this.failures, 5));
+    const jitter = Math.random() * 500;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(), backoff + jitter);
+  }
+
+  startPolling() {
+    if (this.pollTimer || !this.token) return;
+    this.onMode("polling");
+    this.onResync();
+    this.pollTimer = setInterval(() => this.onResync(), POLL_EVERY_MS);
+  }
+
+  stopPolling() {
+    clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+}

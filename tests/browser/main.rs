@@ -1,0 +1,21 @@
+//! The dashboard in a real browser: headless Chromium driven over WebDriver against a real
+//! node, real PostgreSQL and the WhatsApp simulator.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+#[allow(dead_code)]
+#[path = "../api/whatsapp_helpers.rs"]
+mod whatsapp_helpers;
+
+mod accounts;
+mod api_keys;
+mod flow;
+mod isolation;
+mod page;
+mod polling;
+mod send_form;
+mod serving;
+mod webdriver;
