@@ -227,8 +227,7 @@ impl Session {
                 );
                 let _ = start.reply.send(Ok(device.jid()));
                 // 515: "reconnect now"; the client comes back with the login payload.
-                self.send(&stanza::stream_error_code(515)).await?;
-                Ok(Flow::Close)
+                self.send_final(&stanza::stream_error_code(515)).await
             }
             Err(error) => {
                 warn!(conn = self.conn.id, %error, "pairing failed");

@@ -50,7 +50,13 @@ pub struct Session {
     reader: FrameReader,
     transport: TransportCipher,
     pub role: Role,
+    /// A terminal stanza went out: give the client a moment to read it and close
+    /// the socket itself, so the close cannot overtake the stanza.
+    linger: bool,
 }
+
+/// How long the server waits for the client to hang up after a terminal stanza.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Session {
     pub fn new(
@@ -71,6 +77,7 @@ impl Session {
             reader,
             transport,
             role: Role::Starting,
+            linger: false,
         }
     }
 
@@ -82,6 +89,16 @@ impl Session {
         let result = self.run_inner(client_static, payload).await;
         if let Role::Online(online) = &self.role {
             self.shared.clear_live(&online.device, self.conn.id);
+        }
+        if self.linger && result.is_ok() {
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Some(Ok(message)) = self.stream.next().await {
+                    if message.is_close() {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         let _ = self.sink.send(Message::close()).await;
         let _ = self.sink.close().await;
@@ -190,9 +207,16 @@ impl Session {
             KickKind::Logout => Some(stanza::stream_conflict("device_removed")),
             KickKind::Restart => Some(stanza::stream_error_code(515)),
         };
-        if let Some(stanza) = stanza {
-            self.send(&stanza).await?;
+        match stanza {
+            Some(stanza) => self.send_final(&stanza).await,
+            None => Ok(Flow::Close),
         }
+    }
+
+    /// Sends a stanza after which the server ends the connection.
+    pub async fn send_final(&mut self, node: &Node) -> Result<Flow, ConnError> {
+        self.send(node).await?;
+        self.linger = true;
         Ok(Flow::Close)
     }
 
@@ -224,20 +248,17 @@ impl Session {
         let (Some(username), Some(device)) = (payload.username, payload.device) else {
             warn!(conn = self.conn.id, "login payload without username/device");
             self.shared.stats.login_refused();
-            self.send(&stanza::failure(401)).await?;
-            return Ok(Flow::Close);
+            return self.send_final(&stanza::failure(401)).await;
         };
         let Ok(device) = u16::try_from(device) else {
             self.shared.stats.login_refused();
-            self.send(&stanza::failure(401)).await?;
-            return Ok(Flow::Close);
+            return self.send_final(&stanza::failure(401)).await;
         };
         let key = DeviceKey::new(username.to_string(), device);
         let Some(account) = self.shared.account(&key.number) else {
             info!(conn = self.conn.id, device = %key.jid(), "login of an unknown account");
             self.shared.stats.login_refused();
-            self.send(&stanza::failure(401)).await?;
-            return Ok(Flow::Close);
+            return self.send_final(&stanza::failure(401)).await;
         };
         let (verdict, lid) = {
             let mut account = lock(&account);
@@ -251,14 +272,12 @@ impl Session {
             LoginVerdict::Refuse(reason) => {
                 info!(conn = self.conn.id, device = %key.jid(), reason, "login refused");
                 self.shared.stats.login_refused();
-                self.send(&stanza::failure(reason)).await?;
-                return Ok(Flow::Close);
+                return self.send_final(&stanza::failure(reason)).await;
             }
             LoginVerdict::Ban => {
                 info!(conn = self.conn.id, device = %key.jid(), "login answered with a temporary ban");
                 self.shared.stats.login_refused();
-                self.send(&stanza::temporary_ban(101, 3600)).await?;
-                return Ok(Flow::Close);
+                return self.send_final(&stanza::temporary_ban(101, 3600)).await;
             }
         };
         if let Some(previous) = self.shared.set_live(key.clone(), self.conn.clone())

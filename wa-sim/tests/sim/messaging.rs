@@ -208,3 +208,30 @@ async fn a_phone_text_reaches_the_client_as_a_message_event() {
         .await;
     assert_eq!(text, "again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_latency_delays_what_the_server_sends() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110005").await;
+    sim.create_phone("15552220005", 1).unwrap();
+    sim.set_latency(std::time::Duration::from_millis(400));
+    let started = std::time::Instant::now();
+    client
+        .client
+        .send_text(pn("15552220005"), "slow")
+        .await
+        .expect("send");
+    client
+        .events
+        .wait("the delivery receipt", |e| match e {
+            Event::Receipt(receipt) if receipt.r#type == ReceiptType::Delivered => Some(()),
+            _ => None,
+        })
+        .await;
+    let elapsed = started.elapsed();
+    // The usync and key-fetch replies, the ack and the receipt each wait 400 ms.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(800),
+        "latency was not applied: {elapsed:?}"
+    );
+}
