@@ -2,7 +2,7 @@
 
 use botwave_actors::SessionEvent;
 use botwave_actors::sessions::SessionState;
-use botwave_wa_sim::KickKind;
+use botwave_wa_sim::{KickKind, SimConfig};
 
 use crate::support::{Events, Harness, eventually};
 
@@ -209,4 +209,54 @@ async fn a_restarted_node_resumes_paired_sessions_and_sends_what_was_queued_once
                 .any(|t| Some(&t.id) == row.wa_message_id.as_ref())
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_stream_stops_the_session_which_resumes_without_a_qr() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550001006").await;
+    let mut events = Events::new(&h.hub, user);
+
+    assert!(h.sim.kick("15550001006", 1, KickKind::Replaced));
+    assert_eq!(
+        events.disconnected().await,
+        "replaced by another connection"
+    );
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Disconnected);
+    assert_eq!(
+        status.last_error.as_deref(),
+        Some("replaced by another connection")
+    );
+    assert!(status.paired, "a replaced stream keeps the device");
+    assert_eq!(status.restart_count, 0, "stopping on purpose is no crash");
+
+    h.manager.initialize(user).await.unwrap();
+    assert_eq!(events.connected().await, "15550001006");
+    assert!(!events.saw_qr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unscanned_qr_codes_run_out_and_initialize_brings_new_ones() {
+    let h = Harness::start_with(SimConfig {
+        qr_ref_count: 2,
+        qr_ref_ttl: Some(std::time::Duration::from_millis(500)),
+        ..SimConfig::default()
+    })
+    .await;
+    let user = h.create_user().await;
+    let mut events = Events::new(&h.hub, user);
+    h.manager.initialize(user).await.unwrap();
+    let first = events.qr().await;
+    let reason = events.disconnected().await;
+    assert!(reason.contains("QR code not scanned"), "{reason}");
+    let status = h.status(user).await;
+    assert_eq!(status.state, SessionState::Disconnected);
+    assert_eq!(status.qr_code, None);
+
+    h.manager.initialize(user).await.unwrap();
+    let fresh = events.qr().await;
+    assert_ne!(fresh, first);
+    assert_eq!(h.status(user).await.state, SessionState::Qr);
 }

@@ -1,4 +1,5 @@
 //! Test fixtures: a database, a simulator, a session manager, and waiting for events.
+#![cfg_attr(not(feature = "simulator"), allow(dead_code, unused_imports))]
 
 use std::time::Duration;
 
@@ -39,9 +40,13 @@ pub fn config(sim: &SimHandle) -> SessionConfig {
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_with(SimConfig::default()).await
+    }
+
+    pub async fn start_with(sim_config: SimConfig) -> Self {
         init_logs();
         let db = TestDatabase::create().await;
-        let sim = Simulator::start(SimConfig::default())
+        let sim = Simulator::start(sim_config)
             .await
             .expect("simulator starts");
         let hub = EventHub::new(4096);
