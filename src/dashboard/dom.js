@@ -25,7 +25,7 @@ export function setText(id, text) {
 /** Marks an input invalid (or valid again) and shows the message under it. */
 export function fieldError(inputId, message) {
   const input = $(inputId);
-  setText(`${inputId}-error`, message);
+  setText(`${inputId}-error`, message ? message[0].toUpperCase() + message.slice(1) : "");
   if (!input) return;
   if (message) input.setAttribute("aria-invalid", "true");
   else input.removeAttribute("aria-invalid");

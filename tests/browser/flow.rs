@@ -51,6 +51,10 @@ async fn register_link_send_watch_receipts_unlink_and_get_a_new_qr() {
         .unwrap();
     assert_eq!(from_api["code"], code.as_str());
     page.wait_for_text("#conn-state", "Waiting for scan").await;
+    assert!(
+        !page.is_displayed("#demo-scan-btn").await,
+        "the simulated scan is offered outside demo mode"
+    );
     page.screenshot("qr").await;
 
     // The phone scans it: the page says so by itself.

@@ -12,6 +12,7 @@ mod whatsapp_helpers;
 
 mod accounts;
 mod api_keys;
+mod demo;
 mod flow;
 mod isolation;
 mod page;

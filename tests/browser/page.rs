@@ -28,6 +28,15 @@ impl Page {
 
     /// Opens the dashboard with `scripts` run before the page's own in every document.
     pub async fn open_with(app: &TestApp, scripts: &[&str]) -> Page {
+        Self::open_url_with(&app.address, scripts).await
+    }
+
+    /// Opens the dashboard of the node at `address` (`http://host:port`).
+    pub async fn open_url(address: &str) -> Page {
+        Self::open_url_with(address, &[]).await
+    }
+
+    async fn open_url_with(address: &str, scripts: &[&str]) -> Page {
         let browser = Browser::start().await;
         for source in std::iter::once(&CSP_RECORDER).chain(scripts) {
             browser
@@ -38,10 +47,10 @@ impl Page {
                 .await
                 .expect("add an init script");
         }
-        browser.goto(&format!("{}/", app.address)).await;
+        browser.goto(&format!("{address}/")).await;
         Page {
             browser,
-            base: app.address.clone(),
+            base: address.to_owned(),
         }
     }
 
