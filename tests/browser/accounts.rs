@@ -36,7 +36,11 @@ async fn login_and_registration_mistakes_are_shown_inline() {
         .await;
 
     // The right password gets in; logging out comes back to the login form.
-    page.login(&existing.email, helpers::PASSWORD).await;
+    // Keyboard only: Enter in the password field submits the form.
+    page.goto("#/login").await;
+    page.fill("#login-email", &existing.email).await;
+    page.fill("#login-password", &format!("{}\u{E007}", helpers::PASSWORD))
+        .await;
     page.wait_for_dashboard(&existing.email).await;
     page.click("#logout").await;
     page.wait_until(

@@ -15,6 +15,7 @@ mod api_keys;
 mod demo;
 mod flow;
 mod isolation;
+mod message_log;
 mod page;
 mod polling;
 mod send_form;
