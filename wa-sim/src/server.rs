@@ -189,19 +189,29 @@ impl SimHandle {
         self.shared.stats.snapshot()
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Closes every client connection, stops accepting new ones and waits (briefly)
+    /// for the server task.
     pub async fn shutdown(mut self) {
+        self.shared.stop();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
         }
     }
 }
 
+/// How long [`SimHandle::shutdown`] lets open HTTP exchanges finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Drop for SimHandle {
     fn drop(&mut self) {
+        self.shared.stop();
         if let Some(task) = self.task.take() {
             task.abort();
         }

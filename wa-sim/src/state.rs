@@ -105,6 +105,8 @@ pub struct Shared {
     receipts: Mutex<ReceiptMode>,
     latency_ms: AtomicU64,
     next_id: AtomicU64,
+    /// Flips to true when the simulator stops; every connection closes on it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -138,6 +140,20 @@ impl Shared {
             receipts: Mutex::new(receipts),
             latency_ms: AtomicU64::new(latency_ms),
             next_id: AtomicU64::new(1),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Tells every connection to close.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Self::stop`] was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
         }
     }
 

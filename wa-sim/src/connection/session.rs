@@ -118,6 +118,8 @@ impl Session {
         if let Flow::Close = flow {
             return Ok(());
         }
+        let stopped = self.shared.stopped();
+        tokio::pin!(stopped);
         loop {
             let rotation = self.rotation_deadline();
             let flow = tokio::select! {
@@ -140,6 +142,7 @@ impl Session {
                     None => Flow::Close,
                 },
                 () = sleep_until_or_forever(rotation) => self.rotate_refs().await?,
+                () = &mut stopped => Flow::Close,
             };
             if let Flow::Close = flow {
                 return Ok(());

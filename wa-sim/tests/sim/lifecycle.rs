@@ -136,3 +136,20 @@ async fn a_client_that_logs_itself_out_is_unlinked() {
         .await;
     assert!(on_connect, "an unlinked device is refused at login");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_the_simulator_down_closes_client_connections() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, PHONE).await;
+    let shutdown = tokio::time::timeout(std::time::Duration::from_secs(10), sim.shutdown()).await;
+    assert!(
+        shutdown.is_ok(),
+        "shutdown returns while a client is connected"
+    );
+    client
+        .events
+        .wait("Disconnected", |e| {
+            matches!(e, Event::Disconnected(_)).then_some(())
+        })
+        .await;
+}
