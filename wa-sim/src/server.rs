@@ -149,7 +149,9 @@ impl SimHandle {
         delivery::receipt_on_command(&self.shared, number, id, kind)
     }
 
-    /// Kicks a device like `POST /control/devices/{jid}/kick`; false if it is unknown.
+    /// Kicks a device like `POST /control/devices/{jid}/kick`. `logout`, `failure401`
+    /// and `ban` take effect on the account even when the device is offline; the
+    /// result says whether a live connection of the device was acted on.
     pub fn kick(&self, number: &str, device: u16, kind: KickKind) -> bool {
         let key = DeviceKey::new(number, device);
         if let Some(account) = self.shared.account(number) {

@@ -113,7 +113,7 @@ impl Session {
         match share {
             Some(Ok((encrypted, own_pn))) => {
                 let stanza = stanza::encrypted_message(
-                    &format!("{:X}", self.shared.next_id() + 0x3EB0_0000_0000),
+                    &crate::delivery::new_message_id(),
                     &own_pn,
                     &device.jid(),
                     encrypted.enc_type.as_wire_str(),
