@@ -34,15 +34,34 @@ export function createKeys() {
       el("td", { class: "name", text: key.name }),
       el("td", {}, el("code", { text: `${key.prefix}…` })),
       el("td", { text: formatTime(key.created_at) }),
-      el("td", { text: key.last_used_at ? formatTime(key.last_used_at) : "Never" }),
+      el("td", { class: "last-used" }),
       el("td", { class: "row-actions" }, revoke),
     );
+  }
+
+  // Rows are kept across reloads of the list, so a half-done revoke (armed button) or a
+  // focused button survives a refresh.
+  const rows = new Map(); // key id → <tr>
+
+  function render(keys) {
+    const shown = keys.map((key) => {
+      let tr = rows.get(key.id);
+      if (!tr) {
+        tr = row(key);
+        rows.set(key.id, tr);
+      }
+      tr.querySelector(".last-used").textContent = key.last_used_at ? formatTime(key.last_used_at) : "Never";
+      return tr;
+    });
+    const ids = new Set(keys.map((key) => key.id));
+    for (const id of [...rows.keys()]) if (!ids.has(id)) rows.delete(id);
+    $("keys-body").replaceChildren(...shown);
   }
 
   async function load() {
     try {
       const { keys } = await api("GET", "/api/keys");
-      $("keys-body").replaceChildren(...keys.map(row));
+      render(keys);
       $("keys-empty").hidden = keys.length > 0;
       setText("keys-error", "");
     } catch (error) {
