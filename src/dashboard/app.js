@@ -23,8 +23,8 @@ function route() {
     show("auth");
     $("login-form").hidden = register;
     $("register-form").hidden = !register;
-    $("tab-login").setAttribute("aria-selected", String(!register));
-    $("tab-register").setAttribute("aria-selected", String(register));
+    $(register ? "tab-register" : "tab-login").setAttribute("aria-current", "page");
+    $(register ? "tab-login" : "tab-register").removeAttribute("aria-current");
     document.title = register ? "Create account · botwave" : "Log in · botwave";
     return;
   }
