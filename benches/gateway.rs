@@ -1,0 +1,416 @@
+//! Gateway benchmark: a real node (release build), real PostgreSQL and the WhatsApp simulator
+//! in one process, measured the way a user would notice:
+//!
+//! - initialize → first QR code, and scan → connected;
+//! - resident memory per connected idle session;
+//! - send throughput and latency, from the HTTP request to the recipient phone decrypting it;
+//! - websocket fan-out: memory per authenticated socket and event delivery latency.
+//!
+//! `cargo bench --bench gateway --features simulator -- [--sessions N] [--messages N] [--sockets N]`
+//! (defaults 500, 2000, 1000). The simulator shares the process, so memory figures are upper
+//! bounds for the node alone.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use botwave::{auth::jwt::TokenKeys, config::Settings, domain::Role, startup::Application};
+use botwave_wa_sim::{SimConfig, Simulator};
+use futures_util::{SinkExt, StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+const SECRET: &str = "benchmark-secret-benchmark-secret-benchmark";
+const RECIPIENT: &str = "15559990001";
+
+struct Args {
+    sessions: usize,
+    messages: usize,
+    sockets: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        sessions: 500,
+        messages: 2000,
+        sockets: 1000,
+    };
+    let raw: Vec<String> = std::env::args().collect();
+    for pair in raw.windows(2) {
+        let value = pair[1].parse().ok();
+        match (pair[0].as_str(), value) {
+            ("--sessions", Some(v)) => args.sessions = v,
+            ("--messages", Some(v)) => args.messages = v,
+            ("--sockets", Some(v)) => args.sockets = v,
+            _ => {}
+        }
+    }
+    args
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(label: &str, mut values: Vec<f64>, unit: &str) {
+    values.sort_by(f64::total_cmp);
+    println!(
+        "{label:<44} p50 {:>8.1} {unit}   p99 {:>8.1} {unit}   max {:>8.1} {unit}   (n={})",
+        percentile(&values, 0.5),
+        percentile(&values, 0.99),
+        values.last().copied().unwrap_or(f64::NAN),
+        values.len()
+    );
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
+struct Bench {
+    base: String,
+    control: String,
+    http: reqwest::Client,
+}
+
+impl Bench {
+    async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Initialize → QR → scan → connected; returns (time to QR, scan to connected).
+    async fn pair(&self, token: &str, phone: &str) -> (Duration, Duration) {
+        let started = Instant::now();
+        assert_eq!(
+            self.post("/api/whatsapp/initialize", token).await.status(),
+            202
+        );
+        let code = loop {
+            let response = self.get("/api/whatsapp/qr", token).await;
+            if response.status() == 200 {
+                let body: Value = response.json().await.unwrap();
+                break body["code"].as_str().unwrap().to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "no QR");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let to_qr = started.elapsed();
+        let scanned = Instant::now();
+        let scan = self
+            .http
+            .post(format!("{}/scan", self.control))
+            .json(&json!({ "phone": phone, "qr": code }))
+            .send()
+            .await
+            .unwrap();
+        assert!(scan.status().is_success(), "{:?}", scan.text().await);
+        loop {
+            let status: Value = self
+                .get("/api/whatsapp/status", token)
+                .await
+                .json()
+                .await
+                .unwrap();
+            if status["state"] == "connected" {
+                break;
+            }
+            assert!(
+                scanned.elapsed() < Duration::from_secs(120),
+                "never connected: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (to_qr, scanned.elapsed())
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    println!(
+        "botwave gateway benchmark: {} sessions, {} messages, {} sockets",
+        args.sessions, args.messages, args.sockets
+    );
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+
+    let db = common::TestDatabase::create().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator");
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir =
+        std::env::temp_dir().join(format!("botwave-bench-{}", uuid::Uuid::new_v4()));
+    settings.database.url = Some(db.url.clone());
+    settings.database.pool_size = 32;
+    settings.auth.jwt_secret = Some(SECRET.into());
+    settings.whatsapp.url = Some(sim.ws_url());
+    let app = Application::build(&settings).await.expect("node");
+    let pool = app.pool().clone();
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let bench = Arc::new(Bench {
+        base,
+        control: sim.control_url(),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap(),
+    });
+
+    // Accounts straight into the database: hashing hundreds of passwords measures argon2, not us.
+    let keys = TokenKeys::new(SECRET, Duration::from_secs(3600));
+    let hash = botwave::auth::password::hash("Benchmark-Password-1")
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    // One more account than sessions: it never pairs, and its first initialize is the
+    // websocket benchmark's trigger.
+    for i in 0..=args.sessions.max(1) {
+        let email = botwave::domain::Email::parse(&format!("bench{i}@example.com")).unwrap();
+        let user = botwave::users::create(&pool, &email, &hash, Role::Admin)
+            .await
+            .unwrap();
+        tokens.push(keys.issue(user.id, Role::Admin, 0).unwrap().token);
+    }
+    sim.create_phone(RECIPIENT, 1).unwrap();
+
+    let trigger = tokens.pop().expect("the trigger account");
+
+    // Pairing latency, one at a time so each figure is undisturbed.
+    let rss_before_sessions = rss_kib();
+    let measured = tokens.len().min(20);
+    let (mut to_qr, mut to_connected) = (Vec::new(), Vec::new());
+    for (i, token) in tokens.iter().take(measured).enumerate() {
+        let (qr, connected) = bench.pair(token, &format!("1555100{i:04}")).await;
+        to_qr.push(qr.as_secs_f64() * 1000.0);
+        to_connected.push(connected.as_secs_f64() * 1000.0);
+    }
+    summary("initialize -> first QR", to_qr, "ms");
+    summary("scan -> connected", to_connected, "ms");
+
+    // The rest, concurrently.
+    let started = Instant::now();
+    stream::iter(tokens.iter().enumerate().skip(measured))
+        .for_each_concurrent(16, |(i, token)| {
+            let bench = bench.clone();
+            async move {
+                bench.pair(token, &format!("1555100{i:04}")).await;
+            }
+        })
+        .await;
+    println!(
+        "{:<44} {:.1} s for {} sessions",
+        "pairing all sessions",
+        started.elapsed().as_secs_f64(),
+        tokens.len()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let per_session = (rss_kib().saturating_sub(rss_before_sessions)) as f64 / tokens.len() as f64;
+    println!(
+        "{:<44} {per_session:.0} KiB per connected idle session ({} sessions, node + simulator)",
+        "memory",
+        tokens.len()
+    );
+
+    send_benchmark(&bench, &tokens, &sim, args.messages).await;
+    websocket_benchmark(&bench, &tokens, &trigger, args.sockets).await;
+
+    let _ = stop.send(());
+    let _ = node.await;
+    sim.shutdown().await;
+}
+
+async fn send_benchmark(
+    bench: &Arc<Bench>,
+    tokens: &[String],
+    sim: &botwave_wa_sim::SimHandle,
+    messages: usize,
+) {
+    let senders = tokens.len().clamp(1, 20);
+    let permits = Arc::new(Semaphore::new(64));
+    let started = Instant::now();
+    let mut requests = Vec::with_capacity(messages);
+    for n in 0..messages {
+        let bench = bench.clone();
+        let token = tokens[n % senders].clone();
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        requests.push(tokio::spawn(async move {
+            let text = format!("bench message {n}");
+            let sent_at = now_ms();
+            let response = bench
+                .http
+                .post(format!("{}/api/messages/send", bench.base))
+                .bearer_auth(&token)
+                .json(&json!({ "to": RECIPIENT, "text": text }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202);
+            drop(permit);
+            (text, sent_at)
+        }));
+    }
+    let mut sent = std::collections::HashMap::new();
+    for request in requests {
+        let (text, at) = request.await.unwrap();
+        sent.insert(text, at);
+    }
+    let accepted = started.elapsed();
+    loop {
+        if sim.messages(RECIPIENT).len() >= messages {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "messages lost"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = started.elapsed();
+    let received = sim.messages(RECIPIENT);
+    let latencies: Vec<f64> = received
+        .iter()
+        .filter_map(|m| Some(m.received_at as f64 - sent.get(&m.text)?))
+        .collect();
+    println!(
+        "{:<44} {:.0} messages/s ({} in {:.2} s)",
+        "send API accepted (202)",
+        messages as f64 / accepted.as_secs_f64(),
+        messages,
+        accepted.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:.0} messages/s",
+        "sent and decrypted by the recipient",
+        messages as f64 / delivered.as_secs_f64()
+    );
+    summary("HTTP request -> recipient decrypted", latencies, "ms");
+}
+
+async fn websocket_benchmark(bench: &Arc<Bench>, tokens: &[String], trigger: &str, sockets: usize) {
+    let url = format!("{}/ws", bench.base.replacen("http", "ws", 1));
+    let rss_before = rss_kib();
+    let mut connected = Vec::with_capacity(sockets);
+    for i in 0..sockets {
+        let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("upgrade");
+        let token = &tokens[i % tokens.len()];
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                json!({ "type": "authenticate", "token": token }).to_string(),
+            ))
+            .await
+            .unwrap();
+        let _authenticated = socket.next().await;
+        connected.push(socket);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_socket = rss_kib().saturating_sub(rss_before) as f64 / sockets.max(1) as f64;
+    println!(
+        "{:<44} {per_socket:.1} KiB per authenticated socket ({sockets} held, both ends in-process)",
+        "websocket memory"
+    );
+
+    // Every socket is an admin's, so each receives every session_state: start one more session
+    // (its first state change is published at once) and time the event's arrival everywhere.
+    let (collected_tx, mut collected_rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    for mut socket in connected {
+        let tx = collected_tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Text(text) = message
+                    && text.contains("\"session_state\"")
+                {
+                    let _ = tx.send(now_ms());
+                    break;
+                }
+            }
+        });
+    }
+    drop(collected_tx);
+    let triggered = now_ms();
+    let _ = bench.post("/api/whatsapp/initialize", trigger).await;
+    let mut arrivals = Vec::new();
+    while let Ok(Some(at)) =
+        tokio::time::timeout(Duration::from_secs(30), collected_rx.recv()).await
+    {
+        arrivals.push(at);
+        if arrivals.len() == sockets {
+            break;
+        }
+    }
+    println!(
+        "{:<44} {} of {sockets} sockets got the event",
+        "websocket fan-out",
+        arrivals.len()
+    );
+    summary(
+        "HTTP request -> event on each socket",
+        arrivals.iter().map(|at| at - triggered).collect(),
+        "ms",
+    );
+    let first = arrivals.iter().copied().fold(f64::INFINITY, f64::min);
+    summary(
+        "first socket -> each other socket",
+        arrivals.iter().map(|at| at - first).collect(),
+        "ms",
+    );
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
