@@ -1,5 +1,6 @@
-//! When websockets are blocked (a proxy that does not pass them), the page falls back to
-//! polling and still follows the link from QR code to connected.
+//! Live updates when the websocket is unreliable: blocked altogether (a proxy that does not
+//! pass websockets), the page polls and still follows the link from QR code to connected; cut
+//! once, it polls meanwhile and reconnects.
 
 use crate::{helpers::spawn_app, page::Page};
 
@@ -29,4 +30,32 @@ async fn without_websockets_the_page_polls_and_still_sees_the_link() {
         .await;
     page.assert_not_reloaded().await;
     assert_eq!(page.text("#live-mode").await, "Polling");
+}
+
+/// Keeps every WebSocket the page opens in `window.__sockets`, so the test can cut one.
+const RECORD_WEBSOCKETS: &str = "const NativeWebSocket = window.WebSocket; \
+    window.__sockets = []; \
+    window.WebSocket = class extends NativeWebSocket { \
+    constructor(...args) { super(...args); window.__sockets.push(this); } };";
+
+#[tokio::test]
+async fn a_dropped_websocket_is_reopened_and_events_flow_again() {
+    let app = spawn_app().await;
+    let account = app.new_account().await;
+    let page = Page::open_with(&app, &[RECORD_WEBSOCKETS]).await;
+    page.login(&account.email, crate::helpers::PASSWORD).await;
+    page.wait_for_dashboard(&account.email).await;
+    page.mark_no_reload().await;
+
+    page.eval("window.__sockets.at(-1).close()").await;
+    page.wait_for_text("#live-mode", "Polling").await;
+    page.wait_for_text("#live-mode", "Live").await;
+    assert_eq!(page.eval("window.__sockets.length").await, 2);
+
+    // The new socket carries the session's events: the link shows up by itself.
+    page.click("#connect-btn").await;
+    let code = page.wait_for_qr(None).await;
+    app.scan(OWN_PHONE, &code).await;
+    page.wait_for_text("#conn-state", "Connected").await;
+    page.assert_not_reloaded().await;
 }
