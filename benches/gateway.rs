@@ -18,7 +18,12 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use botwave::{auth::jwt::TokenKeys, config::Settings, domain::Role, startup::Application};
+use botwave::{
+    auth::jwt::TokenKeys,
+    config::{AuthSettings, DatabaseSettings, Settings, WhatsappSettings},
+    domain::Role,
+    startup::Application,
+};
 use botwave_wa_sim::{SimConfig, Simulator};
 use futures_util::{SinkExt, StreamExt, stream};
 use serde_json::{Value, json};
@@ -178,14 +183,22 @@ async fn main() {
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator");
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir =
-        std::env::temp_dir().join(format!("botwave-bench-{}", uuid::Uuid::new_v4()));
-    settings.database.url = Some(db.url.clone());
-    settings.database.pool_size = 32;
-    settings.auth.jwt_secret = Some(SECRET.into());
-    settings.whatsapp.url = Some(sim.ws_url());
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: std::env::temp_dir().join(format!("botwave-bench-{}", uuid::Uuid::new_v4())),
+        database: DatabaseSettings {
+            url: Some(db.url.clone()),
+            pool_size: 32,
+        },
+        auth: AuthSettings {
+            jwt_secret: Some(SECRET.into()),
+            ..AuthSettings::default()
+        },
+        whatsapp: WhatsappSettings {
+            url: Some(sim.ws_url()),
+        },
+        ..Settings::default()
+    };
     let app = Application::build(&settings).await.expect("node");
     let pool = app.pool().clone();
     let base = format!("http://{}", app.local_addr());

@@ -17,7 +17,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Arbitrary constant shared by every botwave node; identifies "the migration lock".
-const MIGRATION_LOCK_KEY: i64 = 0x626f_7477_6176_65;
+const MIGRATION_LOCK_KEY: i64 = 0x0062_6f74_7761_7665; // "botwave" in ASCII
 
 /// The schema version this build expects: the newest embedded migration.
 pub fn latest_version() -> i32 {

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use botwave::{config::Settings, startup::Application};
+use botwave::{
+    config::{DatabaseSettings, Settings, WhatsappSettings},
+    startup::Application,
+};
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
@@ -45,12 +48,18 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let sim = Simulator::start(SimConfig::default())
         .await
         .expect("simulator starts");
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = std::env::temp_dir().join(format!("botwave-test-{}", uuid::Uuid::new_v4()));
-    settings.database.url = Some(db.url.clone());
-    settings.database.pool_size = 8;
-    settings.whatsapp.url = Some(sim.ws_url());
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: std::env::temp_dir().join(format!("botwave-test-{}", uuid::Uuid::new_v4())),
+        database: DatabaseSettings {
+            url: Some(db.url.clone()),
+            pool_size: 8,
+        },
+        whatsapp: WhatsappSettings {
+            url: Some(sim.ws_url()),
+        },
+        ..Settings::default()
+    };
     configure(&mut settings);
 
     let mut app = TestApp {
