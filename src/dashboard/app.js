@@ -7,13 +7,14 @@ import { Live } from "./live.js";
 import { createConnection } from "./connection.js";
 import { createMessages } from "./messages.js";
 import { createKeys } from "./keys.js";
+import { createAdmin } from "./admin.js";
 
 const MODE_LABELS = { live: "Live", polling: "Polling", connecting: "Connecting…", offline: "Offline" };
 
-let current = null; // { user, connection, messages, keys, live } while logged in
+let current = null; // { user, connection, messages, keys, live, admin } while logged in
 
 function show(view) {
-  for (const id of ["view-auth", "view-home", "view-keys"]) $(id).hidden = id !== `view-${view}`;
+  for (const id of ["view-auth", "view-home", "view-keys", "view-admin"]) $(id).hidden = id !== `view-${view}`;
 }
 
 function route() {
@@ -28,13 +29,16 @@ function route() {
     document.title = register ? "Create account · botwave" : "Log in · botwave";
     return;
   }
+  // Admins only: the admin area answers for #/admin/… hashes (and sets its own title).
+  const admin = current.admin ? current.admin.route(hash) : null;
   const keys = hash === "#/keys";
-  show(keys ? "keys" : "home");
+  const active = admin || (keys ? "keys" : "home");
+  show(active);
   for (const link of $("nav").querySelectorAll("a")) {
-    if (link.dataset.route === (keys ? "keys" : "home")) link.setAttribute("aria-current", "page");
+    if (link.dataset.route === active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title = keys ? "API keys · botwave" : "Dashboard · botwave";
+  if (!admin) document.title = keys ? "API keys · botwave" : "Dashboard · botwave";
   if (keys) current.keys.load();
   else current.keys.hideSecret();
 }
@@ -74,7 +78,8 @@ async function start() {
     },
     onAuthFailed: logout,
   });
-  current = { user, connection, messages, keys, live };
+  const admin = user.role === "admin" ? createAdmin({ live, selfId: user.id }) : null;
+  current = { user, connection, messages, keys, live, admin };
   $("user-email").textContent = user.email;
   $("nav").hidden = false;
   $("session").hidden = false;

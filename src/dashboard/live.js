@@ -12,8 +12,16 @@ export class Live {
    * every poll); onMode("live"|"polling"|"connecting"|"offline"); onAuthFailed().
    */
   constructor({ onEvent, onResync, onMode, onAuthFailed }) {
-    this.onEvent = onEvent;
-    this.onResync = onResync;
+    // More views (the admin area) listen to the same socket through subscribe().
+    this.listeners = new Set();
+    this.onEvent = (event) => {
+      onEvent(event);
+      for (const listener of this.listeners) listener.onEvent(event);
+    };
+    this.onResync = () => {
+      onResync();
+      for (const listener of this.listeners) listener.onResync();
+    };
     this.onMode = onMode;
     this.onAuthFailed = onAuthFailed;
     this.socket = null;
@@ -21,6 +29,12 @@ export class Live {
     this.retryTimer = null;
     this.pollTimer = null;
     this.token = null;
+  }
+
+  /** listener: { onEvent(event), onResync() }, called after the constructor's own. */
+  subscribe(listener) {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   start(token) {

@@ -57,6 +57,42 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         ),
         ("keys.js", asset(include_bytes!("../dashboard/keys.js"), js)),
         ("dom.js", asset(include_bytes!("../dashboard/dom.js"), js)),
+        // The admin area (admin.js and the views it loads).
+        (
+            "admin.css",
+            asset(
+                include_bytes!("../dashboard/admin.css"),
+                "text/css; charset=utf-8",
+            ),
+        ),
+        (
+            "admin.js",
+            asset(include_bytes!("../dashboard/admin.js"), js),
+        ),
+        (
+            "admin-ui.js",
+            asset(include_bytes!("../dashboard/admin-ui.js"), js),
+        ),
+        (
+            "admin-sessions.js",
+            asset(include_bytes!("../dashboard/admin-sessions.js"), js),
+        ),
+        (
+            "admin-users.js",
+            asset(include_bytes!("../dashboard/admin-users.js"), js),
+        ),
+        (
+            "admin-analytics.js",
+            asset(include_bytes!("../dashboard/admin-analytics.js"), js),
+        ),
+        (
+            "admin-audit.js",
+            asset(include_bytes!("../dashboard/admin-audit.js"), js),
+        ),
+        (
+            "chart.js",
+            asset(include_bytes!("../dashboard/chart.js"), js),
+        ),
         (
             "icon.svg",
             asset(include_bytes!("../dashboard/icon.svg"), "image/svg+xml"),

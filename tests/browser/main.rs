@@ -1,6 +1,9 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver against a real
 //! node, real PostgreSQL and the WhatsApp simulator.
 
+#[allow(dead_code)]
+#[path = "../api/admin_helpers.rs"]
+mod admin_helpers;
 #[path = "../common/mod.rs"]
 mod common;
 #[allow(dead_code)]
@@ -11,6 +14,8 @@ mod helpers;
 mod whatsapp_helpers;
 
 mod accounts;
+mod admin;
+mod admin_analytics;
 mod api_keys;
 mod demo;
 mod flow;
