@@ -42,13 +42,10 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// A node whose settings the test adjusts first (rate limits, token lifetime, …).
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let db = TestDatabase::create().await;
-    let sim = Simulator::start(SimConfig::default())
-        .await
-        .expect("simulator starts");
-    let mut settings = Settings {
+/// Settings for a test node: port 0, a private data directory, this test's database and
+/// simulator.
+pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
+    Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: std::env::temp_dir().join(format!("botwave-test-{}", uuid::Uuid::new_v4())),
         database: DatabaseSettings {
@@ -59,7 +56,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             url: Some(sim.ws_url()),
         },
         ..Settings::default()
-    };
+    }
+}
+
+/// A node whose settings the test adjusts first (rate limits, token lifetime, …).
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDatabase::create().await;
+    let sim = Simulator::start(SimConfig::default())
+        .await
+        .expect("simulator starts");
+    let mut settings = node_settings(&db, &sim);
     configure(&mut settings);
 
     let mut app = TestApp {

@@ -1,7 +1,7 @@
 //! `botwave demo`: the page offers "Scan with the simulated phone", and that button alone links
 //! the account, through the node's demo-scan endpoint.
 
-use botwave::{config::Settings, startup::Application};
+use botwave::startup::Application;
 use botwave_wa_sim::{SimConfig, Simulator};
 
 use crate::{common::TestDatabase, page::Page};
@@ -14,11 +14,7 @@ async fn in_demo_mode_the_simulated_phone_scans_from_the_page() {
     // A demo node: like the API suite's node, but built the way `botwave demo` builds it.
     let db = TestDatabase::create().await;
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.data_dir = std::env::temp_dir().join(format!("botwave-test-{}", uuid::Uuid::new_v4()));
-    settings.database.url = Some(db.url.clone());
-    settings.whatsapp.url = Some(sim.ws_url());
+    let settings = crate::helpers::node_settings(&db, &sim);
     let node = Application::build_demo(&settings, sim.control_url())
         .await
         .unwrap();
