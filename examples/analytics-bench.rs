@@ -163,8 +163,11 @@ async fn seed(pool: &botwave::db::DbPool, messages: i64) -> uuid::Uuid {
     )
     .await
     .expect("messages");
-    conn.batch_execute("VACUUM ANALYZE messages; VACUUM ANALYZE session_events;")
-        .await
-        .expect("vacuum");
+    // One statement per call: several in one string run as a transaction, where VACUUM may not.
+    for table in ["messages", "message_stats_daily", "session_events"] {
+        conn.batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .await
+            .expect("vacuum");
+    }
     admin
 }
