@@ -120,8 +120,9 @@ pub async fn paired_users(pool: &PgPool) -> Result<Vec<(Uuid, Uuid)>, SessionErr
     let conn = pool.get().await?;
     let rows = conn
         .query(
-            "SELECT s.user_id, s.id FROM wa_sessions s
-             WHERE EXISTS (SELECT 1 FROM wa_device d WHERE d.session_id = s.id AND d.pn IS NOT NULL)
+            "SELECT s.user_id, s.id FROM wa_sessions s JOIN users u ON u.id = s.user_id
+             WHERE u.disabled_at IS NULL
+               AND EXISTS (SELECT 1 FROM wa_device d WHERE d.session_id = s.id AND d.pn IS NOT NULL)
              ORDER BY s.created_at",
             &[],
         )

@@ -227,7 +227,7 @@ async fn created_accounts_log_in_and_bad_creations_are_refused() {
 
 #[tokio::test]
 async fn disabling_stops_the_session_at_once_and_refuses_token_and_key_until_enabled() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.create_phone(FRIEND).await;
     let admin = app.new_admin().await;
     let user = app.new_account().await;
@@ -266,6 +266,13 @@ async fn disabling_stops_the_session_at_once_and_refuses_token_and_key_until_ena
     assert_eq!(by_key.status(), 403);
     assert_eq!(error_code(by_key).await, "account_disabled");
     assert_eq!(app.login(&user.email, PASSWORD).await.status(), 403);
+
+    // A restarted node does not bring a disabled user's session back.
+    app.restart_node().await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(app.sim_stats().await["connections"]["current"], 0);
+    let session = app.admin_session(&admin, &user.id).await;
+    assert_ne!(session["state"], "connected", "{session}");
 
     let enabled = app
         .admin_post(
