@@ -130,6 +130,17 @@ impl EmbeddedPostgres {
         let initdb_password = data_dir.join(".initdb-password");
         write_private(&initdb_password, &password)?;
         if let Some(user) = self.run_as {
+            if let Some(blocked) = untraversable_ancestor(data_dir, user) {
+                return Err(EmbeddedError::Command {
+                    action: "initdb",
+                    dir: self.cluster_dir.clone(),
+                    detail: format!(
+                        "PostgreSQL runs as the postgres user, which cannot enter {}; \
+                         choose a data directory outside it (--data-dir /var/lib/botwave)",
+                        blocked.display()
+                    ),
+                });
+            }
             // The postgres user must be able to walk down to its directory; 0711 lets it pass
             // through the data directory without listing or reading anything in it.
             let mode = std::fs::metadata(data_dir)?.permissions().mode();
@@ -297,6 +308,23 @@ fn find_binaries() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
+}
+
+/// The first directory above `dir` that `user` may not pass through (no search permission for
+/// it as owner, group or other), e.g. a root-only home directory.
+fn untraversable_ancestor(dir: &Path, user: SystemUser) -> Option<PathBuf> {
+    dir.ancestors().skip(1).find_map(|ancestor| {
+        let meta = std::fs::metadata(ancestor).ok()?;
+        let mode = meta.permissions().mode();
+        let passable = if meta.uid() == user.uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == user.gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        (!passable).then(|| ancestor.to_owned())
+    })
 }
 
 fn running_as_root() -> Result<bool, std::io::Error> {
