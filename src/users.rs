@@ -1,8 +1,12 @@
 //! The `users` table: accounts, their password hashes, roles and whether they are disabled.
+//!
+//! Each statement is written once, against any client, so that the admin module can run it
+//! inside a transaction together with its audit row; the pool-taking functions are the everyday
+//! entry points.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::{Row, error::SqlState};
+use tokio_postgres::{GenericClient, Row, error::SqlState};
 use uuid::Uuid;
 
 use crate::{
@@ -29,10 +33,11 @@ pub enum UserError {
     Db(#[from] DbError),
 }
 
-const COLUMNS: &str =
+/// The columns [`from_row`] reads.
+pub const COLUMNS: &str =
     "id, email, role, token_version, disabled_at IS NOT NULL AS disabled, created_at";
 
-fn from_row(row: &Row) -> User {
+pub fn from_row(row: &Row) -> User {
     User {
         id: row.get("id"),
         email: row.get("email"),
@@ -47,14 +52,14 @@ fn from_row(row: &Row) -> User {
     }
 }
 
-pub async fn create(
-    pool: &DbPool,
+/// `INSERT`s an account; a taken email is [`UserError::EmailTaken`].
+pub async fn insert(
+    client: &impl GenericClient,
     email: &Email,
     password_hash: &str,
     role: Role,
 ) -> Result<User, UserError> {
-    let conn = pool.get().await.map_err(DbError::from)?;
-    let row = conn
+    let row = client
         .query_one(
             &format!(
                 "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
@@ -73,6 +78,72 @@ pub async fn create(
             _ => UserError::Db(error.into()),
         })?;
     Ok(from_row(&row))
+}
+
+/// Replaces the password and voids every token issued so far.
+pub async fn update_password(
+    client: &impl GenericClient,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE users SET password_hash = $2, token_version = token_version + 1,
+                        updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &password_hash],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Disables (voiding its tokens) or re-enables an account.
+pub async fn update_disabled(
+    client: &impl GenericClient,
+    id: Uuid,
+    disabled: bool,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE users SET
+                     disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
+                     token_version = token_version + CASE WHEN $2 THEN 1 ELSE 0 END,
+                     updated_at = now()
+                 WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &disabled],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+pub async fn update_role(
+    client: &impl GenericClient,
+    id: Uuid,
+    role: Role,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &role.as_str()],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
+pub async fn create(
+    pool: &DbPool,
+    email: &Email,
+    password_hash: &str,
+    role: Role,
+) -> Result<User, UserError> {
+    let conn = pool.get().await.map_err(DbError::from)?;
+    insert(&*conn, email, password_hash, role).await
 }
 
 /// The account and its password hash, for logging in.
@@ -109,57 +180,25 @@ pub async fn password_hash(pool: &DbPool, id: Uuid) -> Result<Option<String>, Db
     Ok(row.map(|row| row.get(0)))
 }
 
-/// Replaces the password and voids every token issued so far. Returns the updated account.
 pub async fn set_password(
     pool: &DbPool,
     id: Uuid,
     password_hash: &str,
 ) -> Result<Option<User>, DbError> {
     let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            &format!(
-                "UPDATE users SET password_hash = $2, token_version = token_version + 1,
-                        updated_at = now()
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[&id, &password_hash],
-        )
-        .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(update_password(&*conn, id, password_hash).await?)
 }
 
-/// Disables (voiding its tokens) or re-enables an account. Returns the updated account.
 pub async fn set_disabled(
     pool: &DbPool,
     id: Uuid,
     disabled: bool,
 ) -> Result<Option<User>, DbError> {
     let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            &format!(
-                "UPDATE users SET
-                     disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
-                     token_version = token_version + CASE WHEN $2 THEN 1 ELSE 0 END,
-                     updated_at = now()
-                 WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[&id, &disabled],
-        )
-        .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(update_disabled(&*conn, id, disabled).await?)
 }
 
 pub async fn set_role(pool: &DbPool, id: Uuid, role: Role) -> Result<Option<User>, DbError> {
     let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            &format!(
-                "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
-            ),
-            &[&id, &role.as_str()],
-        )
-        .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(update_role(&*conn, id, role).await?)
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use tokio_postgres::{Row, Transaction, error::SqlState};
+use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::{
@@ -18,7 +18,7 @@ use super::{
 use crate::{
     db::DbPool,
     domain::{Email, Role},
-    users::User,
+    users::{self, User, UserError},
 };
 
 pub const DEFAULT_PER_PAGE: i64 = 25;
@@ -26,9 +26,6 @@ pub const MAX_PER_PAGE: i64 = 100;
 
 /// Arbitrary constant: "the set of admins is being changed".
 const ADMIN_SET_LOCK_KEY: i64 = 0x6164_6d69_6e73;
-
-const USER_COLUMNS: &str =
-    "id, email, role, token_version, disabled_at IS NOT NULL AS disabled, created_at";
 
 /// One account as the admin user list shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -59,18 +56,6 @@ pub struct MessageCounts {
 pub struct UserPage {
     pub users: Vec<UserSummary>,
     pub total: i64,
-}
-
-fn user_from_row(row: &Row) -> User {
-    User {
-        id: row.get("id"),
-        email: row.get("email"),
-        // The column's CHECK constraint admits only the two roles.
-        role: row.get::<_, &str>("role").parse().unwrap_or(Role::User),
-        token_version: row.get("token_version"),
-        disabled: row.get("disabled"),
-        created_at: row.get("created_at"),
-    }
 }
 
 /// Accounts whose email contains `search` (any case), oldest first, one page of them.
@@ -148,25 +133,12 @@ pub async fn create(
 ) -> Result<User, AdminError> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
-    let row = tx
-        .query_one(
-            &format!(
-                "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
-                 RETURNING {USER_COLUMNS}"
-            ),
-            &[
-                &Uuid::new_v4(),
-                &email.as_str(),
-                &password_hash,
-                &role.as_str(),
-            ],
-        )
+    let user = users::insert(&tx, email, password_hash, role)
         .await
-        .map_err(|error| match error.code() {
-            Some(code) if *code == SqlState::UNIQUE_VIOLATION => AdminError::EmailTaken,
-            _ => error.into(),
+        .map_err(|error| match error {
+            UserError::EmailTaken => AdminError::EmailTaken,
+            UserError::Db(error) => AdminError::Db(error),
         })?;
-    let user = user_from_row(&row);
     audit::record(
         &tx,
         actor,
@@ -192,19 +164,9 @@ pub async fn set_disabled(
     if disabled && before.role == Role::Admin {
         ensure_another_admin(&tx, id).await?;
     }
-    let row = tx
-        .query_one(
-            &format!(
-                "UPDATE users SET
-                     disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
-                     token_version = token_version + CASE WHEN $2 THEN 1 ELSE 0 END,
-                     updated_at = now()
-                 WHERE id = $1 RETURNING {USER_COLUMNS}"
-            ),
-            &[&id, &disabled],
-        )
-        .await?;
-    let user = user_from_row(&row);
+    let user = users::update_disabled(&tx, id, disabled)
+        .await?
+        .ok_or(AdminError::NotFound("user"))?;
     let action = if disabled {
         "user.disable"
     } else {
@@ -235,16 +197,9 @@ pub async fn set_role(
     if before.role == Role::Admin && role != Role::Admin && !before.disabled {
         ensure_another_admin(&tx, id).await?;
     }
-    let row = tx
-        .query_one(
-            &format!(
-                "UPDATE users SET role = $2, updated_at = now() WHERE id = $1
-                 RETURNING {USER_COLUMNS}"
-            ),
-            &[&id, &role.as_str()],
-        )
-        .await?;
-    let user = user_from_row(&row);
+    let user = users::update_role(&tx, id, role)
+        .await?
+        .ok_or(AdminError::NotFound("user"))?;
     audit::record(
         &tx,
         actor,
@@ -266,18 +221,9 @@ pub async fn set_password(
 ) -> Result<User, AdminError> {
     let mut conn = pool.get().await?;
     let tx = conn.transaction().await?;
-    let row = tx
-        .query_opt(
-            &format!(
-                "UPDATE users SET password_hash = $2, token_version = token_version + 1,
-                        updated_at = now()
-                 WHERE id = $1 RETURNING {USER_COLUMNS}"
-            ),
-            &[&id, &password_hash],
-        )
+    let user = users::update_password(&tx, id, password_hash)
         .await?
         .ok_or(AdminError::NotFound("user"))?;
-    let user = user_from_row(&row);
     audit::record(
         &tx,
         actor,
@@ -336,12 +282,15 @@ async fn lock_target(tx: &Transaction<'_>, id: Uuid) -> Result<User, AdminError>
         .await?;
     let row = tx
         .query_opt(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"),
+            &format!(
+                "SELECT {} FROM users WHERE id = $1 FOR UPDATE",
+                users::COLUMNS
+            ),
             &[&id],
         )
         .await?
         .ok_or(AdminError::NotFound("user"))?;
-    Ok(user_from_row(&row))
+    Ok(users::from_row(&row))
 }
 
 /// Refuses unless an enabled admin other than `leaving` remains.
