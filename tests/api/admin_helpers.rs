@@ -63,15 +63,8 @@ impl TestApp {
 
     /// Companion devices the simulated phone `number` has paired (logged-in WhatsApp Webs).
     pub async fn companions(&self, number: &str) -> Vec<String> {
-        let phones: Vec<Value> = self
-            .client
-            .get(format!("{}/phones", self.sim.control_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let phones: Vec<Value> =
+            serde_json::from_value(self.control_ok(Method::GET, "/phones", None).await).unwrap();
         phones
             .iter()
             .find(|p| p["number"] == number)
@@ -101,18 +94,8 @@ impl TestApp {
 
     /// Sets when simulated phones send receipts (see the simulator's `ReceiptMode`).
     pub async fn set_receipts(&self, mode: Value) {
-        let response = self
-            .client
-            .put(format!("{}/config", self.sim.control_url()))
-            .json(&json!({ "receipts": mode }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{:?}",
-            response.text().await
-        );
+        self.control_ok(Method::PUT, "/config", Some(json!({ "receipts": mode })))
+            .await;
     }
 
     pub async fn create_api_key(&self, account: &Account) -> String {

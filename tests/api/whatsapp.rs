@@ -208,14 +208,12 @@ async fn a_dropped_connection_comes_back_without_a_new_qr() {
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{OWN_PHONE}:1@s.whatsapp.net"));
-    let kicked = app
-        .client
-        .post(format!("{}/devices/{device}/kick", app.sim.control_url()))
-        .json(&json!({ "kind": "drop" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(kicked.status().is_success(), "{:?}", kicked.text().await);
+    app.control_ok(
+        Method::POST,
+        &format!("/devices/{device}/kick"),
+        Some(json!({ "kind": "drop" })),
+    )
+    .await;
 
     let handshakes_before = app.sim_stats().await["handshakes"]["ok"]
         .as_u64()

@@ -73,48 +73,56 @@ impl TestApp {
         }
     }
 
+    /// A call to the simulator's control API (the simulated phones' side of the world);
+    /// `path` is below `/control`.
+    pub async fn control(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.sim.control_url()));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// [`control`](Self::control), insisting on success; returns the JSON answer.
+    pub async fn control_ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let response = self.control(method, path, body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     /// The simulated phone `phone` scans `qr`.
     pub async fn scan(&self, phone: &str, qr: &str) {
-        let response = self
-            .client
-            .post(format!("{}/scan", self.sim.control_url()))
-            .json(&json!({ "phone": phone, "qr": qr }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "scan failed: {:?}",
-            response.text().await
-        );
+        self.control_ok(
+            Method::POST,
+            "/scan",
+            Some(json!({ "phone": phone, "qr": qr })),
+        )
+        .await;
     }
 
     pub async fn create_phone(&self, number: &str) {
-        let response = self
-            .client
-            .post(format!("{}/phones", self.sim.control_url()))
-            .json(&json!({ "number": number, "devices": 1 }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{:?}",
-            response.text().await
-        );
+        self.control_ok(
+            Method::POST,
+            "/phones",
+            Some(json!({ "number": number, "devices": 1 })),
+        )
+        .await;
     }
 
     /// What the simulated phone `number` received, decrypted.
     pub async fn phone_messages(&self, number: &str) -> Vec<Value> {
         let response = self
-            .client
-            .get(format!(
-                "{}/phones/{number}/messages",
-                self.sim.control_url()
-            ))
-            .send()
-            .await
-            .unwrap();
+            .control(Method::GET, &format!("/phones/{number}/messages"), None)
+            .await;
         if response.status() == 404 {
             return Vec::new();
         }
@@ -138,14 +146,7 @@ impl TestApp {
     }
 
     pub async fn sim_stats(&self) -> Value {
-        self.client
-            .get(format!("{}/stats", self.sim.control_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.control_ok(Method::GET, "/stats", None).await
     }
 
     /// Registers nothing: links `account`'s WhatsApp to the simulated phone `phone`.

@@ -16,14 +16,7 @@ async fn register_link_send_watch_receipts_unlink_and_get_a_new_qr() {
     let app = spawn_app().await;
     app.create_phone(FRIEND).await;
     // Receipts on command, so the test sees each step of the status reach the page.
-    let manual = app
-        .client
-        .put(format!("{}/config", app.sim.control_url()))
-        .json(&json!({ "receipts": { "mode": "manual" } }))
-        .send()
-        .await
-        .unwrap();
-    assert!(manual.status().is_success());
+    app.set_receipts(json!({ "mode": "manual" })).await;
 
     let page = Page::open(&app).await;
     page.screenshot("login").await;
@@ -93,17 +86,12 @@ async fn register_link_send_watch_receipts_unlink_and_get_a_new_qr() {
     let sent = app.wait_for_message_status(&token, &id, "sent").await;
     let wa_id = sent["wa_message_id"].as_str().unwrap();
     for (kind, label) in [("delivered", "Delivered"), ("read", "Read")] {
-        let receipt = app
-            .client
-            .post(format!(
-                "{}/phones/{FRIEND}/receipts",
-                app.sim.control_url()
-            ))
-            .json(&json!({ "id": wa_id, "type": kind }))
-            .send()
-            .await
-            .unwrap();
-        assert!(receipt.status().is_success(), "{kind} receipt");
+        app.control_ok(
+            reqwest::Method::POST,
+            &format!("/phones/{FRIEND}/receipts"),
+            Some(json!({ "id": wa_id, "type": kind })),
+        )
+        .await;
         page.wait_for_text("#log-body tr:first-child .status", label)
             .await;
     }
