@@ -9,6 +9,7 @@ mod admin_analytics;
 mod admin_helpers;
 mod api_keys;
 mod bad_input;
+mod cli;
 mod health;
 mod helpers;
 mod migrations;
