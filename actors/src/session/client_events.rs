@@ -153,8 +153,15 @@ pub async fn handle(
                 .iter()
                 .map(|id| id.to_string())
                 .collect();
-            let moved =
-                outbox::apply_receipt(state.pool(), user_id, &ids, kind, receipt.timestamp).await?;
+            // WhatsApp stamps receipts in whole seconds; when the receipt reached us is as
+            // true and precise enough to measure delivery times in milliseconds. Receipts that
+            // waited offline carry their real time.
+            let at = if receipt.offline {
+                receipt.timestamp
+            } else {
+                chrono::Utc::now()
+            };
+            let moved = outbox::apply_receipt(state.pool(), user_id, &ids, kind, at).await?;
             for (message_id, status, at) in moved {
                 state.publish(SessionEvent::MessageStatus {
                     user_id,
