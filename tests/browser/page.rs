@@ -97,15 +97,50 @@ impl Page {
         self.browser.send_keys(&input, text).await.unwrap();
     }
 
+    /// Clicks the element `css`. Live views re-render: an element found just before its list
+    /// was redrawn is stale, so the element is looked up afresh, as a person would.
     pub async fn click(&self, css: &str) {
-        let element = self.browser.find(css).await.expect(css);
-        self.browser.click(&element).await.expect(css);
+        let mut attempts = 0;
+        loop {
+            let element = self.browser.find(css).await;
+            let clicked = match &element {
+                Ok(element) => self
+                    .browser
+                    .click(element)
+                    .await
+                    .map_err(|e| format!("{e:?}")),
+                Err(error) => Err(format!("{error:?}")),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(error) if attempts >= 20 => panic!("cannot click {css}: {error}"),
+                Err(_) => attempts += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
-    /// The element's text as the user sees it (empty when hidden).
+    /// The element's text as the user sees it (empty when hidden); looked up afresh if the
+    /// page redrew it meanwhile.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.browser.find(css).await.expect(css);
-        self.browser.text(&element).await.unwrap()
+        let mut attempts = 0;
+        loop {
+            let element = self.browser.find(css).await;
+            let text = match &element {
+                Ok(element) => self
+                    .browser
+                    .text(element)
+                    .await
+                    .map_err(|e| format!("{e:?}")),
+                Err(error) => Err(format!("{error:?}")),
+            };
+            match text {
+                Ok(text) => return text,
+                Err(error) if attempts >= 20 => panic!("cannot read {css}: {error}"),
+                Err(_) => attempts += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until the element `css` shows text containing `expected`.
