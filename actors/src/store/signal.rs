@@ -16,6 +16,61 @@ use super::codec::{from_u32, to_array, to_u32};
 use super::error::db_err;
 
 /// The `record` column of a row, as the `Bytes` the trait hands out.
+/// The two tables that hold one opaque Signal record per address.
+#[derive(Clone, Copy)]
+enum AddressTable {
+    SignalSessions,
+    SenderKeys,
+}
+
+impl AddressTable {
+    fn name(self) -> &'static str {
+        match self {
+            AddressTable::SignalSessions => "wa_signal_sessions",
+            AddressTable::SenderKeys => "wa_sender_keys",
+        }
+    }
+}
+
+impl PgStore {
+    /// Upserts `(address, record)` rows in one statement; nothing to write, no round trip.
+    async fn upsert_records<'a>(
+        &self,
+        table: AddressTable,
+        rows: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<()> {
+        let (addresses, records): (Vec<&str>, Vec<&[u8]>) = rows.into_iter().unzip();
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        // The table name is one of two constants; identifiers cannot be bound.
+        let sql = format!(
+            "INSERT INTO {} (session_id, address, record)
+             SELECT $1, address, record FROM UNNEST($2::text[], $3::bytea[]) AS t(address, record)
+             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record",
+            table.name()
+        );
+        self.execute(
+            &sql,
+            &[
+                (&addresses, Type::TEXT_ARRAY),
+                (&records, Type::BYTEA_ARRAY),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_record(&self, table: AddressTable, address: &str) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE session_id = $1 AND address = $2",
+            table.name()
+        );
+        self.execute(&sql, &[(&address, Type::TEXT)]).await?;
+        Ok(())
+    }
+}
+
 fn record_bytes(row: &Row) -> Result<Bytes> {
     let record: Vec<u8> = row.try_get("record").map_err(db_err)?;
     Ok(Bytes::from(record))
@@ -90,42 +145,22 @@ impl SignalStore for PgStore {
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
-        self.execute(
-            "INSERT INTO wa_signal_sessions (session_id, address, record) VALUES ($1, $2, $3)
-             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record",
-            &[(&address, Type::TEXT), (&session, Type::BYTEA)],
-        )
-        .await?;
-        Ok(())
+        self.upsert_records(AddressTable::SignalSessions, [(address, session)])
+            .await
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
         let sessions = last_write_wins(sessions, |(address, _)| address.clone());
-        if sessions.is_empty() {
-            return Ok(());
-        }
-        let addresses: Vec<&str> = sessions.iter().map(|(a, _)| a.as_ref()).collect();
-        let records: Vec<&[u8]> = sessions.iter().map(|(_, r)| r.as_ref()).collect();
-        self.execute(
-            "INSERT INTO wa_signal_sessions (session_id, address, record)
-             SELECT $1, address, record FROM UNNEST($2::text[], $3::bytea[]) AS t(address, record)
-             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record",
-            &[
-                (&addresses, Type::TEXT_ARRAY),
-                (&records, Type::BYTEA_ARRAY),
-            ],
+        self.upsert_records(
+            AddressTable::SignalSessions,
+            sessions.iter().map(|(a, r)| (a.as_ref(), r.as_ref())),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
-        self.execute(
-            "DELETE FROM wa_signal_sessions WHERE session_id = $1 AND address = $2",
-            &[(&address, Type::TEXT)],
-        )
-        .await?;
-        Ok(())
+        self.delete_record(AddressTable::SignalSessions, address)
+            .await
     }
 
     async fn has_session(&self, address: &str) -> Result<bool> {
@@ -322,33 +357,17 @@ impl SignalStore for PgStore {
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
-        self.execute(
-            "INSERT INTO wa_sender_keys (session_id, address, record) VALUES ($1, $2, $3)
-             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record",
-            &[(&address, Type::TEXT), (&record, Type::BYTEA)],
-        )
-        .await?;
-        Ok(())
+        self.upsert_records(AddressTable::SenderKeys, [(address, record)])
+            .await
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
         let sender_keys = last_write_wins(sender_keys, |(address, _)| address.clone());
-        if sender_keys.is_empty() {
-            return Ok(());
-        }
-        let addresses: Vec<&str> = sender_keys.iter().map(|(a, _)| a.as_ref()).collect();
-        let records: Vec<&[u8]> = sender_keys.iter().map(|(_, r)| r.as_ref()).collect();
-        self.execute(
-            "INSERT INTO wa_sender_keys (session_id, address, record)
-             SELECT $1, address, record FROM UNNEST($2::text[], $3::bytea[]) AS t(address, record)
-             ON CONFLICT (session_id, address) DO UPDATE SET record = EXCLUDED.record",
-            &[
-                (&addresses, Type::TEXT_ARRAY),
-                (&records, Type::BYTEA_ARRAY),
-            ],
+        self.upsert_records(
+            AddressTable::SenderKeys,
+            sender_keys.iter().map(|(a, r)| (a.as_ref(), r.as_ref())),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
@@ -362,12 +381,7 @@ impl SignalStore for PgStore {
     }
 
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
-        self.execute(
-            "DELETE FROM wa_sender_keys WHERE session_id = $1 AND address = $2",
-            &[(&address, Type::TEXT)],
-        )
-        .await?;
-        Ok(())
+        self.delete_record(AddressTable::SenderKeys, address).await
     }
 }
 
