@@ -281,32 +281,8 @@ impl Actor for SessionSupervisor {
             }
             SupervisorMsg::Shutdown(reply) => {
                 let users: Vec<Uuid> = state.slots.keys().copied().collect();
-                let mut stopping = Vec::new();
                 for user_id in users {
-                    if let Some(child) = state.release(user_id) {
-                        stopping.push((user_id, child));
-                    }
-                }
-                for (user_id, child) in stopping {
-                    let _ = child
-                        .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
-                        .await;
-                    let reason = "node shut down";
-                    if let Err(db) = sessions::set_stopped(
-                        &state.args.pool,
-                        user_id,
-                        SessionState::Disconnected,
-                        Some(reason),
-                        false,
-                    )
-                    .await
-                    {
-                        tracing::error!(%user_id, %db, "cannot record a stopped session");
-                    }
-                    state.args.events.publish(SessionEvent::SessionState {
-                        user_id,
-                        state: SessionState::Disconnected,
-                    });
+                    stop_one(state, user_id, "node shut down").await;
                 }
                 let _ = reply.send(());
             }
