@@ -180,6 +180,20 @@ totals AS (
            coalesce(sum(web), 0)::bigint AS web,
            coalesce(sum(api), 0)::bigint AS api
     FROM per_day
+),
+-- One JSON object per user, ranked: the whole list and the top senders are two cuts of it.
+user_rows AS (
+    SELECT json_build_object(
+            'user_id', u.user_id,
+            'email', u.email,
+            'messages', u.messages,
+            'by_status', json_build_object('queued', u.queued, 'sending', u.sending,
+                'sent', u.sent, 'delivered', u.delivered, 'read', u.read, 'failed', u.failed),
+            'by_source', json_build_object('web', u.web, 'api', u.api),
+            'delivery_rate', (u.delivered + u.read)::float8
+                / nullif(u.sent + u.delivered + u.read + u.failed, 0)) AS entry,
+           row_number() OVER (ORDER BY u.messages DESC, u.email) AS rank
+    FROM per_user u
 )
 SELECT json_build_object(
     'from', $1::date,
@@ -209,29 +223,9 @@ SELECT json_build_object(
         SELECT json_agg(json_build_object('hour', hour, 'messages', messages) ORDER BY hour)
         FROM per_hour),
     'per_user', (
-        SELECT coalesce(json_agg(json_build_object(
-            'user_id', u.user_id,
-            'email', u.email,
-            'messages', u.messages,
-            'by_status', json_build_object('queued', u.queued, 'sending', u.sending,
-                'sent', u.sent, 'delivered', u.delivered, 'read', u.read, 'failed', u.failed),
-            'by_source', json_build_object('web', u.web, 'api', u.api),
-            'delivery_rate', (u.delivered + u.read)::float8
-                / nullif(u.sent + u.delivered + u.read + u.failed, 0))
-            ORDER BY u.messages DESC, u.email), '[]'::json)
-        FROM per_user u),
+        SELECT coalesce(json_agg(entry ORDER BY rank), '[]'::json) FROM user_rows),
     'top_senders', (
-        SELECT coalesce(json_agg(json_build_object(
-            'user_id', u.user_id,
-            'email', u.email,
-            'messages', u.messages,
-            'by_status', json_build_object('queued', u.queued, 'sending', u.sending,
-                'sent', u.sent, 'delivered', u.delivered, 'read', u.read, 'failed', u.failed),
-            'by_source', json_build_object('web', u.web, 'api', u.api),
-            'delivery_rate', (u.delivered + u.read)::float8
-                / nullif(u.sent + u.delivered + u.read + u.failed, 0))
-            ORDER BY u.messages DESC, u.email), '[]'::json)
-        FROM (SELECT * FROM per_user ORDER BY messages DESC, email LIMIT $3) u)
+        SELECT coalesce(json_agg(entry ORDER BY rank), '[]'::json) FROM user_rows WHERE rank <= $3)
 )::text
 "#;
 
