@@ -64,6 +64,10 @@ pub struct AuthSettings {
 pub struct HttpSettings {
     /// Largest request body accepted; bigger ones get 413.
     pub max_body_bytes: u64,
+    /// Take the client's address from the last `X-Forwarded-For` entry (what the reverse proxy
+    /// saw) instead of the connection's. Only behind a proxy that sets it and that is the only
+    /// way in: otherwise clients could pick their own address.
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -110,6 +114,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -197,6 +202,13 @@ impl Settings {
         }
         if let Some(v) = env("BOTWAVE_MAX_BODY_BYTES") {
             self.http.max_body_bytes = parse("BOTWAVE_MAX_BODY_BYTES", "http.max_body_bytes", &v)?;
+        }
+        if let Some(v) = env("BOTWAVE_TRUST_FORWARDED_FOR") {
+            self.http.trust_forwarded_for = parse(
+                "BOTWAVE_TRUST_FORWARDED_FOR",
+                "http.trust_forwarded_for",
+                &v,
+            )?;
         }
         if let Some(v) = env("BOTWAVE_WHATSAPP_URL") {
             self.whatsapp.url = set(v);

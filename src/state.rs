@@ -16,6 +16,7 @@ pub struct AppState {
     pub login_by_ip: RateLimiter<IpAddr>,
     pub login_by_email: RateLimiter<String>,
     pub max_body_bytes: u64,
+    pub trust_forwarded_for: bool,
     pub sessions: SessionManager,
     pub events: EventHub,
     /// In `botwave demo`: the WhatsApp simulator's control URL, so the dashboard can offer
@@ -38,6 +39,7 @@ impl AppState {
             login_by_ip: RateLimiter::new(settings.auth.login_attempts_per_ip, minute),
             login_by_email: RateLimiter::new(settings.auth.login_attempts_per_email, minute),
             max_body_bytes: settings.http.max_body_bytes,
+            trust_forwarded_for: settings.http.trust_forwarded_for,
             sessions,
             events,
             demo_simulator: None,

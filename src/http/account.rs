@@ -35,13 +35,13 @@ pub fn routes(
     let register = warp::path!("api" / "auth" / "register")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(client_ip())
+        .and(client_ip(state.trust_forwarded_for))
         .and(json_body(state.max_body_bytes))
         .then(|state, ip, body| async move { respond(register(state, ip, body).await) });
     let login = warp::path!("api" / "auth" / "login")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(client_ip())
+        .and(client_ip(state.trust_forwarded_for))
         .and(json_body(state.max_body_bytes))
         .then(|state, ip, body| async move { respond(login(state, ip, body).await) });
     let me = warp::path!("api" / "auth" / "me")

@@ -53,11 +53,23 @@ pub fn json_body<T: DeserializeOwned + Send>(
         })
 }
 
-/// The peer address of the connection (a reverse proxy's, when behind one).
-pub fn client_ip() -> impl Filter<Extract = (IpAddr,), Error = Infallible> + Clone {
-    warp::addr::remote().map(|addr: Option<std::net::SocketAddr>| {
-        addr.map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]))
-    })
+/// The client's address: the connection's peer, or — when `trust_forwarded_for` is set,
+/// behind a reverse proxy — the last `X-Forwarded-For` entry, which the proxy appended.
+pub fn client_ip(
+    trust_forwarded_for: bool,
+) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .map(
+            move |peer: Option<std::net::SocketAddr>, forwarded: Option<String>| {
+                let forwarded = forwarded
+                    .filter(|_| trust_forwarded_for)
+                    .and_then(|list| list.rsplit(',').next()?.trim().parse().ok());
+                forwarded
+                    .or(peer.map(|a| a.ip()))
+                    .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+            },
+        )
 }
 
 /// Any caller: a login token (`Authorization: Bearer <jwt>`) or an API key

@@ -260,3 +260,36 @@ async fn login_attempts_are_rate_limited_per_email_and_per_address() {
     let limited = app.login("third@example.com", PASSWORD).await;
     assert_eq!(limited.status(), 429);
 }
+
+/// A login attempt for a fresh email, as forwarded by a proxy for client `ip`.
+async fn login_forwarded_for(app: &crate::helpers::TestApp, ip: &str) -> reqwest::StatusCode {
+    app.request(reqwest::Method::POST, "/api/auth/login")
+        .header("x-forwarded-for", format!("203.0.113.9, {ip}"))
+        .json(&json!({ "email": format!("{}@example.com", Uuid::new_v4().simple()), "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_address_has_its_own_login_budget() {
+    let app = spawn_app_with(|s| {
+        s.auth.login_attempts_per_ip = 2;
+        s.http.trust_forwarded_for = true;
+    })
+    .await;
+    assert_eq!(login_forwarded_for(&app, "198.51.100.1").await, 401);
+    assert_eq!(login_forwarded_for(&app, "198.51.100.1").await, 401);
+    assert_eq!(login_forwarded_for(&app, "198.51.100.1").await, 429);
+    // Another client behind the same proxy is not locked out by the first.
+    assert_eq!(login_forwarded_for(&app, "198.51.100.2").await, 401);
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_a_forged_forwarded_for_does_not_escape_the_limit() {
+    let app = spawn_app_with(|s| s.auth.login_attempts_per_ip = 2).await;
+    assert_eq!(login_forwarded_for(&app, "198.51.100.1").await, 401);
+    assert_eq!(login_forwarded_for(&app, "198.51.100.2").await, 401);
+    assert_eq!(login_forwarded_for(&app, "198.51.100.3").await, 429);
+}
