@@ -164,17 +164,7 @@ async fn expired_tampered_and_foreign_tokens_are_401() {
 async fn a_disabled_account_cannot_log_in_nor_use_its_token_or_keys() {
     let app = spawn_app().await;
     let account = app.new_account().await;
-    let key: Value = app
-        .request(reqwest::Method::POST, "/api/keys")
-        .bearer_auth(&account.token)
-        .json(&json!({ "name": "ci" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
+    let key = app.create_api_key(&account).await;
     assert_eq!(app.me(&key).await.status(), 200);
 
     botwave::users::set_disabled(&app.db.pool, account.id.parse().unwrap(), true)

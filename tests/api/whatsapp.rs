@@ -54,18 +54,7 @@ async fn messages_sent_by_web_and_by_api_key_arrive_and_become_delivered_then_re
     app.create_phone(FRIEND).await;
     let account = app.new_account().await;
     app.link(&account, OWN_PHONE).await;
-    let key: Value = app
-        .api(
-            Method::POST,
-            "/api/keys",
-            &account.token,
-            Some(json!({ "name": "crm" })),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap().to_owned();
+    let key = app.create_api_key(&account).await;
 
     let web = app
         .send_web(&account.token, "+1 555 999 0001", "hello from the web ✓")

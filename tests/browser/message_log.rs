@@ -17,18 +17,7 @@ async fn the_log_pages_with_load_more_and_filters_by_source_and_status() {
     app.create_phone(FRIEND).await;
     let account = app.new_account().await;
     app.link(&account, OWN_PHONE).await;
-    let key: Value = app
-        .api(
-            Method::POST,
-            "/api/keys",
-            &account.token,
-            Some(json!({ "name": "log" })),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let key = key["key"].as_str().unwrap();
+    let key = &app.create_api_key(&account).await;
     let mut last = String::new();
     for n in 0..FROM_THE_WEB {
         let sent: Value = app
