@@ -68,6 +68,29 @@ pub struct HttpSettings {
     /// saw) instead of the connection's. Only behind a proxy that sets it and that is the only
     /// way in: otherwise clients could pick their own address.
     pub trust_forwarded_for: bool,
+    /// Open connections the node serves at once (websockets included). At the cap the
+    /// longest-idle connection is closed to make room; if none is idle, new ones get 503.
+    pub max_connections: usize,
+    /// The same cap per client address (of the TCP connection, so behind a reverse proxy this
+    /// is the proxy's: keep it above the proxy's own connection count).
+    pub max_connections_per_ip: usize,
+    /// From the first byte of a request until its headers are complete.
+    pub header_read_timeout_secs: u64,
+    /// For a request body to arrive in full; slower ones get 408.
+    pub body_read_timeout_secs: u64,
+    /// An open connection with no request and no traffic is closed after this.
+    pub keep_alive_timeout_secs: u64,
+    /// Longest a request may take from its headers to its answer; then the connection closes.
+    pub request_timeout_secs: u64,
+    /// Largest request line and headers together; larger requests get 431.
+    pub max_header_bytes: usize,
+    /// Websockets: the server pings this often and closes a socket that has not answered
+    /// within `ws_pong_timeout_secs`.
+    pub ws_ping_interval_secs: u64,
+    pub ws_pong_timeout_secs: u64,
+    /// Open websockets per account and per client address.
+    pub max_websockets_per_user: usize,
+    pub max_websockets_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -115,6 +138,17 @@ impl Default for HttpSettings {
         Self {
             max_body_bytes: 64 * 1024,
             trust_forwarded_for: false,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 15,
+            keep_alive_timeout_secs: 30,
+            request_timeout_secs: 60,
+            max_header_bytes: 16 * 1024,
+            ws_ping_interval_secs: 20,
+            ws_pong_timeout_secs: 10,
+            max_websockets_per_user: 16,
+            max_websockets_per_ip: 64,
         }
     }
 }
@@ -166,8 +200,33 @@ impl Settings {
         }
         let set = |value: String| (!value.trim().is_empty()).then(|| value.trim().to_owned());
 
-        if let Some(v) = env("BOTWAVE_LISTEN") {
-            self.listen = parse("BOTWAVE_LISTEN", "listen", &v)?;
+        // Each variable overrides one key; the key's name is the field's path.
+        macro_rules! parsed {
+            ($($var:literal => $($field:ident).+;)*) => {$(
+                if let Some(v) = env($var) {
+                    self.$($field).+ = parse($var, stringify!($($field).+), &v)?;
+                }
+            )*};
+        }
+        parsed! {
+            "BOTWAVE_LISTEN" => listen;
+            "BOTWAVE_DATABASE_POOL_SIZE" => database.pool_size;
+            "BOTWAVE_TOKEN_TTL_MINUTES" => auth.token_ttl_minutes;
+            "BOTWAVE_LOGIN_ATTEMPTS_PER_IP" => auth.login_attempts_per_ip;
+            "BOTWAVE_LOGIN_ATTEMPTS_PER_EMAIL" => auth.login_attempts_per_email;
+            "BOTWAVE_MAX_BODY_BYTES" => http.max_body_bytes;
+            "BOTWAVE_TRUST_FORWARDED_FOR" => http.trust_forwarded_for;
+            "BOTWAVE_MAX_CONNECTIONS" => http.max_connections;
+            "BOTWAVE_MAX_CONNECTIONS_PER_IP" => http.max_connections_per_ip;
+            "BOTWAVE_HEADER_READ_TIMEOUT_SECS" => http.header_read_timeout_secs;
+            "BOTWAVE_BODY_READ_TIMEOUT_SECS" => http.body_read_timeout_secs;
+            "BOTWAVE_KEEP_ALIVE_TIMEOUT_SECS" => http.keep_alive_timeout_secs;
+            "BOTWAVE_REQUEST_TIMEOUT_SECS" => http.request_timeout_secs;
+            "BOTWAVE_MAX_HEADER_BYTES" => http.max_header_bytes;
+            "BOTWAVE_WS_PING_INTERVAL_SECS" => http.ws_ping_interval_secs;
+            "BOTWAVE_WS_PONG_TIMEOUT_SECS" => http.ws_pong_timeout_secs;
+            "BOTWAVE_MAX_WEBSOCKETS_PER_USER" => http.max_websockets_per_user;
+            "BOTWAVE_MAX_WEBSOCKETS_PER_IP" => http.max_websockets_per_ip;
         }
         if let Some(v) = env("BOTWAVE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -175,40 +234,8 @@ impl Settings {
         if let Some(v) = env("BOTWAVE_DATABASE_URL") {
             self.database.url = set(v);
         }
-        if let Some(v) = env("BOTWAVE_DATABASE_POOL_SIZE") {
-            self.database.pool_size =
-                parse("BOTWAVE_DATABASE_POOL_SIZE", "database.pool_size", &v)?;
-        }
         if let Some(v) = env("BOTWAVE_JWT_SECRET") {
             self.auth.jwt_secret = set(v);
-        }
-        if let Some(v) = env("BOTWAVE_TOKEN_TTL_MINUTES") {
-            self.auth.token_ttl_minutes =
-                parse("BOTWAVE_TOKEN_TTL_MINUTES", "auth.token_ttl_minutes", &v)?;
-        }
-        if let Some(v) = env("BOTWAVE_LOGIN_ATTEMPTS_PER_IP") {
-            self.auth.login_attempts_per_ip = parse(
-                "BOTWAVE_LOGIN_ATTEMPTS_PER_IP",
-                "auth.login_attempts_per_ip",
-                &v,
-            )?;
-        }
-        if let Some(v) = env("BOTWAVE_LOGIN_ATTEMPTS_PER_EMAIL") {
-            self.auth.login_attempts_per_email = parse(
-                "BOTWAVE_LOGIN_ATTEMPTS_PER_EMAIL",
-                "auth.login_attempts_per_email",
-                &v,
-            )?;
-        }
-        if let Some(v) = env("BOTWAVE_MAX_BODY_BYTES") {
-            self.http.max_body_bytes = parse("BOTWAVE_MAX_BODY_BYTES", "http.max_body_bytes", &v)?;
-        }
-        if let Some(v) = env("BOTWAVE_TRUST_FORWARDED_FOR") {
-            self.http.trust_forwarded_for = parse(
-                "BOTWAVE_TRUST_FORWARDED_FOR",
-                "http.trust_forwarded_for",
-                &v,
-            )?;
         }
         if let Some(v) = env("BOTWAVE_WHATSAPP_URL") {
             self.whatsapp.url = set(v);
@@ -250,6 +277,31 @@ impl Settings {
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        let http = &self.http;
+        if http.max_connections == 0 || http.max_connections_per_ip == 0 {
+            return invalid("http.max_connections*", "must be at least 1");
+        }
+        if http.max_websockets_per_user == 0 || http.max_websockets_per_ip == 0 {
+            return invalid("http.max_websockets_*", "must be at least 1");
+        }
+        for (key, secs) in [
+            (
+                "http.header_read_timeout_secs",
+                http.header_read_timeout_secs,
+            ),
+            ("http.body_read_timeout_secs", http.body_read_timeout_secs),
+            ("http.keep_alive_timeout_secs", http.keep_alive_timeout_secs),
+            ("http.request_timeout_secs", http.request_timeout_secs),
+            ("http.ws_ping_interval_secs", http.ws_ping_interval_secs),
+            ("http.ws_pong_timeout_secs", http.ws_pong_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return invalid(key, "must be 1 to 3600 seconds");
+            }
+        }
+        if !(8192..=1024 * 1024).contains(&http.max_header_bytes) {
+            return invalid("http.max_header_bytes", "must be 8192 to 1048576");
         }
         if let Some(url) = &self.whatsapp.url
             && !(url.starts_with("ws://") || url.starts_with("wss://"))

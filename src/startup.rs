@@ -44,6 +44,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     database: Database,
+    limits: http::server::Limits,
 }
 
 impl Application {
@@ -113,6 +114,7 @@ impl Application {
             listener,
             state,
             database,
+            limits: http::server::Limits::from_settings(&settings.http).fit_open_files(),
         })
     }
 
@@ -131,25 +133,13 @@ impl Application {
     /// Serves until `shutdown` resolves, then gives open requests a grace period and releases
     /// the database (stopping the embedded cluster if this node started it).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = warp::serve(http::routes(self.state.clone()))
-            .incoming(self.listener)
-            .graceful(async {
-                let _ = stop_rx.await;
-            })
-            .run();
-        let mut server = tokio::spawn(server);
+        let shutdown = async {
+            shutdown.await;
+            tracing::info!("shutting down");
+        };
+        let routes = warp::service(http::routes(self.state.clone()));
         tracing::info!(addr = %self.local_addr, "botwave is listening");
-        tokio::select! {
-            _ = &mut server => {}
-            _ = shutdown => {
-                tracing::info!("shutting down");
-                let _ = stop_tx.send(());
-                if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
-                    server.abort();
-                }
-            }
-        }
+        http::server::serve(self.listener, routes, self.limits, shutdown, SHUTDOWN_GRACE).await;
         self.state.sessions.shutdown().await;
         drop(self.state);
         self.database.close().await;

@@ -8,6 +8,7 @@ use crate::{
     auth::{jwt::TokenKeys, rate_limit::RateLimiter},
     config::Settings,
     db::DbPool,
+    http::BodyLimits,
 };
 
 pub struct AppState {
@@ -15,7 +16,7 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub login_by_ip: RateLimiter<IpAddr>,
     pub login_by_email: RateLimiter<String>,
-    pub max_body_bytes: u64,
+    pub body_limits: BodyLimits,
     pub trust_forwarded_for: bool,
     pub sessions: SessionManager,
     pub events: EventHub,
@@ -38,7 +39,10 @@ impl AppState {
             tokens: TokenKeys::new(jwt_secret, settings.token_ttl()),
             login_by_ip: RateLimiter::new(settings.auth.login_attempts_per_ip, minute),
             login_by_email: RateLimiter::new(settings.auth.login_attempts_per_email, minute),
-            max_body_bytes: settings.http.max_body_bytes,
+            body_limits: BodyLimits {
+                max_bytes: settings.http.max_body_bytes,
+                read_timeout: Duration::from_secs(settings.http.body_read_timeout_secs),
+            },
             trust_forwarded_for: settings.http.trust_forwarded_for,
             sessions,
             events,

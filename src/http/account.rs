@@ -36,13 +36,13 @@ pub fn routes(
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(client_ip(state.trust_forwarded_for))
-        .and(json_body(state.max_body_bytes))
+        .and(json_body(state.body_limits))
         .then(|state, ip, body| async move { respond(register(state, ip, body).await) });
     let login = warp::path!("api" / "auth" / "login")
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(client_ip(state.trust_forwarded_for))
-        .and(json_body(state.max_body_bytes))
+        .and(json_body(state.body_limits))
         .then(|state, ip, body| async move { respond(login(state, ip, body).await) });
     let me = warp::path!("api" / "auth" / "me")
         .and(warp::get())
@@ -53,7 +53,7 @@ pub fn routes(
             .and(warp::post())
             .and(with_state(state.clone()))
             .and(session_caller(state.clone()))
-            .and(json_body(state.max_body_bytes))
+            .and(json_body(state.body_limits))
             .then(|state, caller, body| async move {
                 respond(change_password(state, caller, body).await)
             });

@@ -1,12 +1,15 @@
 //! The one place where failures become HTTP answers: every error is
 //! `{"error": {"code": "...", "message": "..."}}` with the status that fits.
 
-use std::{convert::Infallible, time::Duration};
+use std::{borrow::Cow, convert::Infallible, time::Duration};
 
 use serde::Serialize;
 use warp::{
     Rejection, Reply,
-    http::{HeaderValue, StatusCode, header::RETRY_AFTER},
+    http::{
+        HeaderValue, StatusCode,
+        header::{CONNECTION, RETRY_AFTER},
+    },
     reply::Response,
 };
 
@@ -16,7 +19,7 @@ use crate::{auth::password::PasswordError, db::DbError, users::UserError};
 pub enum ApiError {
     #[error("{message}")]
     Validation {
-        field: &'static str,
+        field: Cow<'static, str>,
         message: String,
     },
     #[error("request body is not valid JSON: {0}")]
@@ -39,6 +42,10 @@ pub enum ApiError {
     TooManyRequests(Duration),
     #[error("request body is larger than this server accepts")]
     PayloadTooLarge,
+    #[error("send the request body as JSON, with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("{0}")]
     BadRequest(String),
     #[error("{1}")]
@@ -78,6 +85,10 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -85,9 +96,9 @@ impl ApiError {
         }
     }
 
-    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn validation(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         ApiError::Validation {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }
@@ -103,7 +114,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let field = match &self {
-            ApiError::Validation { field, .. } => Some(*field),
+            ApiError::Validation { field, .. } => Some(field.as_ref()),
             _ => None,
         };
         let body = Body {
@@ -115,6 +126,12 @@ impl ApiError {
         };
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if matches!(self, ApiError::RequestTimeout) {
+            // The rest of the body may still be on its way: do not read it as the next request.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::TooManyRequests(retry_after) = self {
             let seconds = retry_after.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {
@@ -182,6 +199,36 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
         ApiError::Internal(format!("unhandled rejection: {rejection:?}"))
     };
     Ok(error.into_response())
+}
+
+/// A complete HTTP/1.1 error answer as bytes, for the few answers written straight to a socket
+/// (connections over the cap, requests hyper could not parse): the same JSON shape as every
+/// other error, and the connection closes after it.
+pub fn raw_error_response(status: StatusCode, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::to_vec(&Body {
+        error: Detail {
+            code,
+            message: message.to_owned(),
+            field: None,
+        },
+    })
+    .unwrap_or_default();
+    let retry_after = if status == StatusCode::SERVICE_UNAVAILABLE {
+        "retry-after: 1\r\n"
+    } else {
+        ""
+    };
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         x-content-type-options: nosniff\r\ncache-control: no-store\r\n{retry_after}\
+         connection: close\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
 }
 
 fn method_not_allowed() -> Response {

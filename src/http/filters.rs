@@ -1,13 +1,13 @@
 //! Request extractors shared by the routes: JSON bodies, the client's address and the caller's
 //! identity (login token or API key).
 
-use std::{convert::Infallible, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
 
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
-use super::error::ApiError;
+use super::{error::ApiError, server::ClientAddr};
 use crate::{
     api_keys,
     auth::{api_key, jwt::TokenError},
@@ -35,22 +35,130 @@ pub fn with_state(
     warp::any().map(move || state.clone())
 }
 
-/// A JSON body of at most the configured size, decoded into `T`, with errors that say what is
-/// wrong: unreadable JSON, or a missing / mistyped field.
+/// What a JSON body may be: how large, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: u64,
+    pub read_timeout: Duration,
+}
+
+/// A JSON body within `limits`, decoded into `T`, with errors that say what is wrong: not
+/// declared as JSON (415), too slow (408), unreadable JSON, a missing or mistyped field, or a
+/// NUL character in a string (which PostgreSQL cannot store and no client means to send).
 pub fn json_body<T: DeserializeOwned + Send>(
-    max_bytes: u64,
+    limits: BodyLimits,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(max_bytes)
-        .and(warp::body::bytes())
-        .and_then(|bytes: bytes::Bytes| async move {
-            serde_json::from_slice::<T>(&bytes).map_err(|error| {
-                let message = error.to_string();
-                warp::reject::custom(match error.classify() {
-                    serde_json::error::Category::Data => ApiError::InvalidBody(message),
-                    _ => ApiError::MalformedJson(message),
-                })
-            })
+    warp::header::optional::<String>("content-type")
+        .and_then(|content_type: Option<String>| async move {
+            if content_type.as_deref().is_some_and(is_json_media_type) {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(ApiError::UnsupportedMediaType))
+            }
         })
+        .untuple_one()
+        .and(warp::body::content_length_limit(limits.max_bytes))
+        .and(warp::body::stream())
+        .and_then(move |body| async move {
+            let bytes = tokio::time::timeout(limits.read_timeout, collect(body))
+                .await
+                .map_err(|_| warp::reject::custom(ApiError::RequestTimeout))?
+                .map_err(|error| {
+                    warp::reject::custom(ApiError::BadRequest(format!(
+                        "cannot read the request body: {error}"
+                    )))
+                })?;
+            decode_json::<T>(&bytes).map_err(warp::reject::custom)
+        })
+}
+
+/// `application/json`, or a `+json` type, with any parameters.
+fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn collect(
+    body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
+) -> Result<bytes::Bytes, warp::Error> {
+    use futures_util::StreamExt;
+    let mut collected = bytes::BytesMut::new();
+    futures_util::pin_mut!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk?;
+        while bytes::Buf::has_remaining(&chunk) {
+            let piece = bytes::Buf::chunk(&chunk);
+            collected.extend_from_slice(piece);
+            let n = piece.len();
+            bytes::Buf::advance(&mut chunk, n);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::MalformedJson(error.to_string()))?;
+    if let Some(path) = nul_path(&value, String::new()) {
+        let field = if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        return Err(ApiError::validation(
+            field,
+            "text must not contain NUL characters",
+        ));
+    }
+    serde_json::from_value(value).map_err(|error| ApiError::InvalidBody(error.to_string()))
+}
+
+/// Where in `value` a string (or key) holds a NUL character, as a dotted path.
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |path: &str, key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, join(&path, &i.to_string()))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(path.clone())
+            } else {
+                nul_path(item, join(&path, key))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The query string as name → value, refusing NUL characters (`%00`) like [`json_body`].
+pub fn query() -> impl Filter<Extract = (HashMap<String, String>,), Error = Rejection> + Clone {
+    warp::query::<HashMap<String, String>>().and_then(|query: HashMap<String, String>| async move {
+        match query
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            Some((name, _)) => Err(warp::reject::custom(ApiError::validation(
+                name.replace('\0', ""),
+                "query parameters must not contain NUL characters",
+            ))),
+            None => Ok(query),
+        }
+    })
 }
 
 /// The client's address: the connection's peer, or — when `trust_forwarded_for` is set,
@@ -58,18 +166,16 @@ pub fn json_body<T: DeserializeOwned + Send>(
 pub fn client_ip(
     trust_forwarded_for: bool,
 ) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
-    warp::addr::remote()
+    warp::ext::optional::<ClientAddr>()
         .and(warp::header::optional::<String>("x-forwarded-for"))
-        .map(
-            move |peer: Option<std::net::SocketAddr>, forwarded: Option<String>| {
-                let forwarded = forwarded
-                    .filter(|_| trust_forwarded_for)
-                    .and_then(|list| list.rsplit(',').next()?.trim().parse().ok());
-                forwarded
-                    .or(peer.map(|a| a.ip()))
-                    .unwrap_or(IpAddr::from([0, 0, 0, 0]))
-            },
-        )
+        .map(move |peer: Option<ClientAddr>, forwarded: Option<String>| {
+            let forwarded = forwarded
+                .filter(|_| trust_forwarded_for)
+                .and_then(|list| list.rsplit(',').next()?.trim().parse().ok());
+            forwarded
+                .or(peer.map(|ClientAddr(addr)| addr.ip()))
+                .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        })
 }
 
 /// Any caller: a login token (`Authorization: Bearer <jwt>`) or an API key
@@ -104,11 +210,12 @@ async fn identify(
     authorization: Option<String>,
     api_key_header: Option<String>,
 ) -> Result<Caller, ApiError> {
+    // Auth schemes are case-insensitive (RFC 9110 §11.1): `BEARER x` is `Bearer x`.
     let bearer = authorization.as_deref().and_then(|value| {
-        value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+        let (scheme, credential) = value.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| credential.trim())
     });
     if let Some(key) = api_key_header.as_deref().map(str::trim) {
         return identify_key(state, key).await;

@@ -28,7 +28,7 @@ pub fn routes(
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(session_caller(state.clone()))
-        .and(json_body(state.max_body_bytes))
+        .and(json_body(state.body_limits))
         .then(|state, caller, body| async move { respond(create(state, caller, body).await) });
     let list = warp::path!("api" / "keys")
         .and(warp::get())

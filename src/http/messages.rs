@@ -46,7 +46,7 @@ pub fn routes(
         .and(with_state(state.clone()))
         .and(session_caller(state.clone()))
         .and(idempotency)
-        .and(json_body(state.max_body_bytes))
+        .and(json_body(state.body_limits))
         .then(|state, caller, key, body| async move {
             respond(send(state, caller, MessageSource::Web, key, body).await)
         });
@@ -55,21 +55,21 @@ pub fn routes(
         .and(with_state(state.clone()))
         .and(api_key_caller(state.clone()))
         .and(idempotency)
-        .and(json_body(state.max_body_bytes))
+        .and(json_body(state.body_limits))
         .then(|state, caller, key, body| async move {
             respond(send(state, caller, MessageSource::Api, key, body).await)
         });
     let api_send_get = warp::path!("api" / "send")
         .and(warp::get())
         .and(with_state(state.clone()))
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::http::filters::query())
         .and(idempotency)
         .then(|state, query, key| async move { respond(send_from_query(state, query, key).await) });
     let list = warp::path!("api" / "messages")
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(caller(state.clone()))
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::http::filters::query())
         .then(|state, caller, query| async move { respond(list(state, caller, query).await) });
     let one = warp::path!("api" / "messages" / String)
         .and(warp::get())

@@ -9,6 +9,7 @@ mod filters;
 mod health;
 mod keys;
 mod messages;
+pub mod server;
 mod whatsapp;
 mod ws;
 
@@ -19,6 +20,7 @@ use warp::{Filter, Reply};
 use crate::state::AppState;
 
 pub use error::ApiError;
+pub use filters::BodyLimits;
 
 /// Every route of the node.
 pub fn routes(

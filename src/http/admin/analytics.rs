@@ -28,7 +28,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state.clone()))
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::http::filters::query())
         .then(
             |state, _caller, query: HashMap<String, String>| async move {
                 let format = match query.get("format").map(String::as_str) {
@@ -46,7 +46,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state))
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::http::filters::query())
         .then(
             |state, _caller, query| async move { respond(report(state, query, Format::Csv).await) },
         );

@@ -21,7 +21,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state))
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::http::filters::query())
         .then(|state, _caller, query| async move { respond(list(state, query).await) })
         .boxed()
 }

@@ -49,18 +49,18 @@ struct PasswordReset {
 }
 
 pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let max_body = state.max_body_bytes;
+    let body = state.body_limits;
     let list = warp::path!("api" / "admin" / "users")
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state.clone()))
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::http::filters::query())
         .then(|state, _caller, query| async move { respond(list(state, query).await) });
     let create = warp::path!("api" / "admin" / "users")
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(admin(state.clone()))
-        .and(json_body(max_body))
+        .and(json_body(body))
         .then(|state, caller, body| async move { respond(create(state, caller, body).await) });
     let disable = warp::path!("api" / "admin" / "users" / Uuid / "disable")
         .and(warp::post())
@@ -82,7 +82,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
             .and(warp::post())
             .and(with_state(state.clone()))
             .and(admin(state.clone()))
-            .and(json_body(max_body))
+            .and(json_body(body))
             .then(|id, state, caller, body| async move {
                 respond(set_role(state, caller, id, body).await)
             });
@@ -90,7 +90,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(admin(state.clone()))
-        .and(json_body(max_body))
+        .and(json_body(body))
         .then(|id, state, caller, body| async move {
             respond(reset_password(state, caller, id, body).await)
         });
