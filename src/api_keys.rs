@@ -80,6 +80,32 @@ pub async fn revoke(pool: &DbPool, user_id: Uuid, key_id: Uuid) -> Result<bool, 
     Ok(revoked == 1)
 }
 
+/// Revokes every live key of `user_id` (after a password reset, or when its owner asks along
+/// with a password change); how many there were.
+pub async fn revoke_all(
+    client: &impl tokio_postgres::GenericClient,
+    user_id: Uuid,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user_id],
+        )
+        .await
+}
+
+/// How many live keys `user_id` has.
+pub async fn count(pool: &DbPool, user_id: Uuid) -> Result<i64, DbError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_one(
+            "SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&user_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// The owner of a live key with this digest, recording the use.
 pub async fn authenticate(
     pool: &DbPool,

@@ -200,9 +200,13 @@ async fn reset_password(
     let hash = password::hash(password.expose())
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    users::set_password(&database.pool, user.id, &hash)
+    let (_, keys_revoked) = users::set_password(&database.pool, user.id, &hash, true)
         .await
-        .map_err(failed)?;
+        .map_err(failed)?
+        .ok_or_else(|| CliError::Failed(format!("no account with email {email}")))?;
+    if keys_revoked > 0 {
+        eprintln!("revoked {keys_revoked} API key(s) of {email}");
+    }
     Ok(())
 }
 
@@ -256,7 +260,7 @@ async fn reset_demo_admin(app: &Application) -> Result<String, CliError> {
         .map_err(|e| failed(&e))?
     {
         Some((user, _)) => {
-            users::set_password(app.pool(), user.id, &hash)
+            users::set_password(app.pool(), user.id, &hash, false)
                 .await
                 .map_err(|e| failed(&e))?;
         }

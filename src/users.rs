@@ -180,13 +180,26 @@ pub async fn password_hash(pool: &DbPool, id: Uuid) -> Result<Option<String>, Db
     Ok(row.map(|row| row.get(0)))
 }
 
+/// Replaces the password (voiding every token) and, with `revoke_api_keys`, the account's API
+/// keys too, in one transaction; the account and how many keys were revoked.
 pub async fn set_password(
     pool: &DbPool,
     id: Uuid,
     password_hash: &str,
-) -> Result<Option<User>, DbError> {
-    let conn = pool.get().await?;
-    Ok(update_password(&*conn, id, password_hash).await?)
+    revoke_api_keys: bool,
+) -> Result<Option<(User, u64)>, DbError> {
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    let Some(user) = update_password(&tx, id, password_hash).await? else {
+        return Ok(None);
+    };
+    let revoked = if revoke_api_keys {
+        crate::api_keys::revoke_all(&tx, id).await?
+    } else {
+        0
+    };
+    tx.commit().await?;
+    Ok(Some((user, revoked)))
 }
 
 pub async fn set_disabled(

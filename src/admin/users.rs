@@ -224,12 +224,14 @@ pub async fn set_password(
     let user = users::update_password(&tx, id, password_hash)
         .await?
         .ok_or(AdminError::NotFound("user"))?;
+    // Whoever needed a reset may have lost more than the password: keys go with it.
+    let keys_revoked = crate::api_keys::revoke_all(&tx, id).await?;
     audit::record(
         &tx,
         actor,
         "user.password_reset",
         Some(Target::from(&user)),
-        json!({}),
+        json!({ "api_keys_revoked": keys_revoked }),
     )
     .await?;
     tx.commit().await?;

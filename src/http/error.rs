@@ -52,6 +52,8 @@ pub enum ApiError {
     Conflict(&'static str, String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("the server is busy; retry shortly")]
+    Busy,
     #[error("internal error")]
     Internal(String),
 }
@@ -92,6 +94,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -132,6 +135,11 @@ impl ApiError {
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        if matches!(self, ApiError::Busy) {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ApiError::TooManyRequests(retry_after) = self {
             let seconds = retry_after.as_secs().max(1).to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {
@@ -162,7 +170,10 @@ impl From<UserError> for ApiError {
 
 impl From<PasswordError> for ApiError {
     fn from(error: PasswordError) -> Self {
-        ApiError::Internal(error.to_string())
+        match error {
+            PasswordError::Busy => ApiError::Busy,
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -196,15 +196,16 @@ impl ConnectionTable {
         if address_full || node_full {
             let victim = inner
                 .live
-                .values()
-                .filter(|conn| !conn.was_evicted() && (!address_full || conn.ip == ip))
-                .filter_map(|conn| {
+                .iter()
+                .filter(|(_, conn)| !conn.was_evicted() && (!address_full || conn.ip == ip))
+                .filter_map(|(id, conn)| {
                     let rank = match conn.phase() {
                         Phase::Idle => 0,
                         Phase::ReadingHead => 1,
                         Phase::InRequest | Phase::Upgraded => return None,
                     };
-                    Some(((rank, conn.since()), conn.clone()))
+                    // Ids grow with admission: the older of two equally idle ones goes.
+                    Some(((rank, conn.since(), *id), conn.clone()))
                 })
                 .min_by_key(|(key, _)| *key)
                 .map(|(_, conn)| conn);
