@@ -6,9 +6,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use botwave_actors::{EventHub, SessionConfig, SessionManager};
 
 use crate::{
+    auth::account_watch::AccountWatch,
     config::Settings,
     data_dir,
-    db::{Database, OpenError},
+    db::{Database, DbError, OpenError},
     http,
     state::AppState,
 };
@@ -100,12 +101,15 @@ impl Application {
         )
         .await
         .map_err(|e| StartupError::Sessions(e.to_string()))?;
+        let accounts = AccountWatch::start(&database.url)
+            .map_err(|e| StartupError::Database(OpenError::Db(DbError::InvalidUrl(e))))?;
         let mut state = AppState::new(
             settings,
             database.pool.clone(),
             &jwt_secret,
             sessions,
             events,
+            accounts,
         );
         state.demo_simulator = demo_simulator;
         let state = Arc::new(state);

@@ -6,13 +6,15 @@ use botwave_actors::{EventHub, SessionManager};
 
 use crate::{
     auth::{
+        account_watch::AccountWatch,
         jwt::TokenKeys,
         rate_limit::{FailureBackoff, RateLimiter},
     },
     config::Settings,
     db::DbPool,
-    http::BodyLimits,
+    http::{BodyLimits, WsLimits, ws::Slots},
 };
+use uuid::Uuid;
 
 /// Failed guesses of one account's password, from all addresses together, before each further
 /// guess must wait (1 s, doubling, at most a minute).
@@ -32,6 +34,11 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     pub sessions: SessionManager,
     pub events: EventHub,
+    /// Account changes, for connections that must stay authorized (websockets).
+    pub accounts: AccountWatch,
+    pub ws_limits: WsLimits,
+    pub ws_by_user: Slots<Uuid>,
+    pub ws_by_ip: Slots<IpAddr>,
     /// In `botwave demo`: the WhatsApp simulator's control URL, so the dashboard can offer
     /// "scan with the simulated phone". `None` on a real node.
     pub demo_simulator: Option<String>,
@@ -44,7 +51,15 @@ impl AppState {
         jwt_secret: &str,
         sessions: SessionManager,
         events: EventHub,
+        accounts: AccountWatch,
     ) -> Self {
+        let http = &settings.http;
+        let ws_limits = WsLimits {
+            ping_interval: Duration::from_secs(http.ws_ping_interval_secs),
+            pong_timeout: Duration::from_secs(http.ws_pong_timeout_secs),
+            max_per_user: http.max_websockets_per_user,
+            max_per_ip: http.max_websockets_per_ip,
+        };
         let minute = Duration::from_secs(60);
         Self {
             pool,
@@ -64,6 +79,10 @@ impl AppState {
             trust_forwarded_for: settings.http.trust_forwarded_for,
             sessions,
             events,
+            accounts,
+            ws_limits,
+            ws_by_user: Slots::new(ws_limits.max_per_user),
+            ws_by_ip: Slots::new(ws_limits.max_per_ip),
             demo_simulator: None,
         }
     }

@@ -1,5 +1,7 @@
-//! Proving who is calling: password hashing, login tokens, API keys and login rate limits.
+//! Proving who is calling: password hashing, login tokens, API keys, login rate limits, and
+//! the account-change watch that keeps long-lived connections authorized.
 
+pub mod account_watch;
 pub mod api_key;
 pub mod jwt;
 pub mod password;

@@ -49,6 +49,8 @@ pub async fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
 /// The node's database: a pool on the configured server, or on the embedded cluster it started.
 pub struct Database {
     pub pool: DbPool,
+    /// Where the pool connects, for the few connections that cannot be pooled (LISTEN).
+    pub url: String,
     embedded: Option<embedded::EmbeddedPostgres>,
 }
 
@@ -84,7 +86,11 @@ impl Database {
                 return Err(error.into());
             }
         };
-        let database = Self { pool, embedded };
+        let database = Self {
+            pool,
+            url,
+            embedded,
+        };
         migrate::run(&database.pool).await?;
         Ok(database)
     }

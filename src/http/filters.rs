@@ -224,7 +224,7 @@ async fn identify(
         Some(credential) if api_key::looks_like_key(credential) => {
             identify_key(state, credential).await
         }
-        Some(token) => identify_token(state, token).await,
+        Some(token) => identify_token(state, token).await.map(|(caller, _)| caller),
         None => Err(ApiError::Unauthorized(
             "missing_credentials",
             "send a login token or API key in the Authorization header",
@@ -248,7 +248,12 @@ pub(super) async fn identify_key(state: &AppState, key: &str) -> Result<Caller, 
     })
 }
 
-pub(super) async fn identify_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+/// The caller a login token names, if the token is valid and still current for an enabled
+/// account; and when the token expires.
+pub(super) async fn identify_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(Caller, chrono::DateTime<chrono::Utc>), ApiError> {
     let claims = state.tokens.verify(token).map_err(|error| match error {
         TokenError::Expired => {
             ApiError::Unauthorized("token_expired", "the login token has expired")
@@ -272,8 +277,12 @@ pub(super) async fn identify_token(state: &AppState, token: &str) -> Result<Call
             "the login token was revoked; log in again",
         ));
     }
-    Ok(Caller {
-        user,
-        credential: Credential::Token,
-    })
+    let expires_at = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
+    Ok((
+        Caller {
+            user,
+            credential: Credential::Token,
+        },
+        expires_at,
+    ))
 }

@@ -11,7 +11,7 @@ mod keys;
 mod messages;
 pub mod server;
 mod whatsapp;
-mod ws;
+pub mod ws;
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -21,6 +21,7 @@ use crate::state::AppState;
 
 pub use error::ApiError;
 pub use filters::BodyLimits;
+pub use ws::WsLimits;
 
 /// Every route of the node.
 pub fn routes(

@@ -3,32 +3,120 @@
 //! The client has [`AUTH_DEADLINE`] to send `{"type":"authenticate","token":JWT}`; it is then
 //! answered `authenticated` and receives its own events (`qr_code`, `whatsapp_connected`,
 //! `whatsapp_disconnected`, `message_status`, and its `session_state`); admins also receive every
-//! session's `session_state`. A client too slow to keep up is disconnected rather than allowed
-//! to hold events back for everyone else.
+//! session's `session_state`.
+//!
+//! The socket stays bound to what authorized it: it closes when its token expires, and
+//! whenever the account changes (see [`crate::auth::account_watch`]) it re-checks the account
+//! before delivering anything else — a password change, reset, disable, deletion or a role
+//! change closes it with the code below. A client too slow to keep up, or that stops answering
+//! pings, is disconnected rather than allowed to hold resources.
+//!
+//! Close codes: 4000 not authenticated in time, 4001 authentication failed, 4002 token expired,
+//! 4003 token revoked (password changed or reset), 4004 account disabled or deleted, 4005 role
+//! changed, 4008 too slow, 4009 no answer to pings, 4029 too many sockets for the account, 1009
+//! message too big.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use botwave_actors::SessionEvent;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, stream::SplitStream};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::{sync::broadcast::error::RecvError, time::Instant};
 use warp::{
     Filter, Rejection, Reply,
     filters::ws::{Message, WebSocket},
 };
 
-use super::filters::with_state;
+use super::{
+    error::ApiError,
+    filters::{Caller, client_ip, identify_token, with_state},
+};
 use crate::{domain::Role, state::AppState, users::User};
 
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
-const PING_EVERY: Duration = Duration::from_secs(25);
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// How long a closed socket waits for the client's close answer.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
-/// Close codes in the private range, so a client can tell why it was let go.
 const CLOSE_AUTH_TIMEOUT: u16 = 4000;
 const CLOSE_AUTH_FAILED: u16 = 4001;
+const CLOSE_TOKEN_EXPIRED: u16 = 4002;
+const CLOSE_TOKEN_REVOKED: u16 = 4003;
+const CLOSE_ACCOUNT_DISABLED: u16 = 4004;
+const CLOSE_ROLE_CHANGED: u16 = 4005;
 const CLOSE_TOO_SLOW: u16 = 4008;
+const CLOSE_PING_TIMEOUT: u16 = 4009;
+const CLOSE_TOO_MANY: u16 = 4029;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// Websocket limits from `[http]` in the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WsLimits {
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub max_per_user: usize,
+    pub max_per_ip: usize,
+}
+
+/// Open sockets per key (account or address), capped; a [`Slot`] is one of them.
+pub struct Slots<K> {
+    max: usize,
+    open: Mutex<HashMap<K, usize>>,
+}
+
+pub struct Slot<'a, K: Eq + Hash + Clone> {
+    slots: &'a Slots<K>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> Slots<K> {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn is_full(&self, key: &K) -> bool {
+        self.lock().get(key).copied().unwrap_or(0) >= self.max
+    }
+
+    /// A slot for `key`, or `None` when `key` already has the maximum open.
+    pub fn take(&self, key: K) -> Option<Slot<'_, K>> {
+        let mut open = self.lock();
+        let count = open.entry(key.clone()).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot { slots: self, key })
+    }
+}
+
+impl<K: Eq + Hash + Clone> Drop for Slot<'_, K> {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -36,97 +124,206 @@ enum ClientMessage {
     Authenticate { token: String },
 }
 
+/// Why a socket is closed, with its close code and reason.
+struct Close(u16, &'static str);
+
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     warp::path!("ws")
-        .and(warp::ws())
+        .and(client_ip(state.trust_forwarded_for))
         .and(with_state(state))
-        .map(|ws: warp::ws::Ws, state: Arc<AppState>| {
+        .and_then(|ip: IpAddr, state: Arc<AppState>| async move {
+            // Refuse before upgrading, so the client sees a plain 429 it can back off from.
+            if state.ws_by_ip.is_full(&ip) {
+                return Err(warp::reject::custom(ApiError::TooManyRequests(
+                    Duration::from_secs(10),
+                )));
+            }
+            Ok((ip, state))
+        })
+        .untuple_one()
+        .and(warp::ws())
+        .map(|ip: IpAddr, state: Arc<AppState>, ws: warp::ws::Ws| {
             ws.max_message_size(MAX_CLIENT_MESSAGE)
-                .on_upgrade(move |socket| serve(socket, state))
+                .on_upgrade(move |socket| serve(socket, state, ip))
         })
 }
 
-async fn serve(socket: WebSocket, state: Arc<AppState>) {
+async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr) {
+    let Some(_address_slot) = state.ws_by_ip.take(ip) else {
+        // Another socket from this address took the last slot since the check above.
+        let (mut sink, _) = socket.split();
+        let _ = sink.send(close(CLOSE_TOO_MANY, "too many sockets")).await;
+        return;
+    };
     let (mut sink, mut stream) = socket.split();
-    // Subscribe before authenticating so that nothing published meanwhile is missed.
+    // Subscribe before authenticating so that nothing published meanwhile is missed: neither
+    // an event, nor a change that revokes the token being checked.
     let mut events = state.events.subscribe();
+    let mut account_changes = state.accounts.subscribe();
 
-    let user = match tokio::time::timeout(AUTH_DEADLINE, authenticate(&state, &mut stream)).await {
-        Ok(Ok(user)) => user,
-        Ok(Err(reason)) => {
-            let _ = sink.send(close(CLOSE_AUTH_FAILED, reason)).await;
-            return;
-        }
-        Err(_) => {
-            let _ = sink
-                .send(close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 seconds"))
-                .await;
-            return;
-        }
+    let (token, caller, expires_at) =
+        match tokio::time::timeout(AUTH_DEADLINE, authenticate(&state, &mut stream)).await {
+            Ok(Ok(authenticated)) => authenticated,
+            Ok(Err(Close(code, reason))) => {
+                let _ = sink.send(close(code, reason)).await;
+                return;
+            }
+            Err(_) => {
+                let _ = sink
+                    .send(close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 seconds"))
+                    .await;
+                return;
+            }
+        };
+    let user = caller.user;
+    let Some(_account_slot) = state.ws_by_user.take(user.id) else {
+        let _ = sink
+            .send(close(CLOSE_TOO_MANY, "too many sockets for this account"))
+            .await;
+        return;
     };
     let hello = json!({
         "type": "authenticated",
         "user": { "id": user.id, "email": user.email, "role": user.role },
+        "expires_at": expires_at,
     });
     if sink.send(Message::text(hello.to_string())).await.is_err() {
         return;
     }
 
-    let mut ping = tokio::time::interval(PING_EVERY);
-    loop {
+    let limits = state.ws_limits;
+    let expiry = Instant::now() + until(expires_at);
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    ping.tick().await;
+    // When the oldest unanswered ping went out.
+    let mut awaiting_pong: Option<Instant> = None;
+    let ended = loop {
         tokio::select! {
+            // Authorization first: once the account changed, nothing more is delivered until
+            // it has been re-checked.
+            biased;
+            _ = tokio::time::sleep_until(expiry) => {
+                break Close(CLOSE_TOKEN_EXPIRED, "token_expired");
+            }
+            change = account_changes.next() => match change {
+                Some(change) if change.concerns(user.id) => {
+                    if let Err(close) = recheck(&state, &token, &user).await {
+                        break close;
+                    }
+                }
+                Some(_) => {}
+                None => return,
+            },
+            _ = ping.tick() => {
+                if sink.send(Message::ping(Vec::new())).await.is_err() {
+                    return;
+                }
+                awaiting_pong.get_or_insert_with(Instant::now);
+            }
+            _ = sleep_until_opt(awaiting_pong.map(|sent| sent + limits.pong_timeout)) => {
+                break Close(CLOSE_PING_TIMEOUT, "no answer to pings");
+            }
             event = events.recv() => match event {
                 Ok(event) if is_for(&event, &user) => {
-                    let text = render(&event);
-                    if sink.send(Message::text(text)).await.is_err() {
+                    if sink.send(Message::text(render(&event))).await.is_err() {
                         return;
                     }
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(user = %user.id, missed, "websocket client too slow, disconnecting");
-                    let _ = sink.send(close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect")).await;
-                    return;
+                    break Close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect");
                 }
                 Err(RecvError::Closed) => return,
             },
             incoming = stream.next() => match incoming {
-                // Reading is what answers the client's pings; anything else it says is ignored.
-                Some(Ok(message)) if !message.is_close() => {}
-                _ => return,
+                // Any message shows the client is alive; reading is also what answers its pings.
+                Some(Ok(message)) if !message.is_close() => awaiting_pong = None,
+                Some(Ok(_)) | None => return,
+                Some(Err(error)) => break read_error(&error),
             },
-            _ = ping.tick() => {
-                if sink.send(Message::ping(Vec::new())).await.is_err() {
-                    return;
-                }
+        }
+    };
+    let _ = sink.send(close(ended.0, ended.1)).await;
+    // The closing handshake: give the client a moment to read everything before the close
+    // and answer it, instead of cutting the connection under its feet.
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if message.is_close() {
+                break;
             }
         }
-    }
+    })
+    .await;
 }
 
-/// Waits for the `authenticate` message and checks its token like any API request's.
+/// Waits for the `authenticate` message and checks its token like any API request's; the
+/// token, who it is, and when it expires.
 async fn authenticate(
     state: &AppState,
-    stream: &mut futures_util::stream::SplitStream<WebSocket>,
-) -> Result<User, &'static str> {
-    while let Some(Ok(message)) = stream.next().await {
+    stream: &mut SplitStream<WebSocket>,
+) -> Result<(String, Caller, chrono::DateTime<chrono::Utc>), Close> {
+    while let Some(message) = stream.next().await {
+        let message = message.map_err(|error| read_error(&error))?;
         if message.is_ping() || message.is_pong() {
             continue;
         }
         let Ok(text) = message.to_str() else {
-            return Err("expected a JSON text message");
+            return Err(Close(CLOSE_AUTH_FAILED, "expected a JSON text message"));
         };
         let Ok(ClientMessage::Authenticate { token }) = serde_json::from_str(text) else {
-            return Err("expected {\"type\":\"authenticate\",\"token\":…}");
+            return Err(Close(
+                CLOSE_AUTH_FAILED,
+                "expected {\"type\":\"authenticate\",\"token\":…}",
+            ));
         };
-        return super::filters::identify_token(state, &token)
+        let (caller, expires_at) = identify_token(state, &token)
             .await
-            .map(|caller| caller.user)
-            .map_err(|_| "invalid or expired token");
+            .map_err(|_| Close(CLOSE_AUTH_FAILED, "invalid or expired token"))?;
+        return Ok((token, caller, expires_at));
     }
-    Err("closed before authenticating")
+    Err(Close(CLOSE_AUTH_FAILED, "closed before authenticating"))
+}
+
+/// Checks the socket's token and account again after the account changed.
+async fn recheck(state: &AppState, token: &str, user: &User) -> Result<(), Close> {
+    match identify_token(state, token).await {
+        Ok((caller, _)) if caller.user.role == user.role => Ok(()),
+        Ok(_) => Err(Close(CLOSE_ROLE_CHANGED, "role_changed")),
+        Err(ApiError::Unauthorized("token_expired", _)) => {
+            Err(Close(CLOSE_TOKEN_EXPIRED, "token_expired"))
+        }
+        Err(ApiError::Unauthorized("token_revoked", _)) => {
+            Err(Close(CLOSE_TOKEN_REVOKED, "token_revoked"))
+        }
+        Err(ApiError::AccountDisabled) => Err(Close(CLOSE_ACCOUNT_DISABLED, "account_disabled")),
+        Err(ApiError::Unauthorized(_, _)) => Err(Close(CLOSE_ACCOUNT_DISABLED, "account_deleted")),
+        // The database could not tell: fail closed, the client reconnects.
+        Err(_) => Err(Close(1011, "cannot check authorization; reconnect")),
+    }
+}
+
+fn read_error(error: &warp::Error) -> Close {
+    // tungstenite reports an oversized message as a capacity error; anything else is a
+    // broken frame.
+    if error.to_string().contains("too long") || error.to_string().contains("Space limit") {
+        Close(CLOSE_TOO_BIG, "message too big")
+    } else {
+        Close(1002, "protocol error")
+    }
+}
+
+fn until(at: chrono::DateTime<chrono::Utc>) -> Duration {
+    (at - chrono::Utc::now()).to_std().unwrap_or_default()
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The event as the browser gets it; a QR code comes with its image, ready to show.

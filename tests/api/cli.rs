@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::helpers::{PASSWORD, TestApp, spawn_app};
 
 /// Runs the real binary with the node's database, feeding `stdin`.
-fn botwave(
+pub fn botwave(
     app: &TestApp,
     args: &[&str],
     env_password: Option<&str>,

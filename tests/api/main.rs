@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod health;
 mod helpers;
+mod live_authorization;
 mod migrations;
 mod websocket;
 mod whatsapp;

@@ -8,10 +8,10 @@ use tokio_tungstenite::tungstenite::{Message, protocol::frame::coding::CloseCode
 
 use crate::helpers::{TestApp, spawn_app};
 
-type Socket =
+pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp) -> Socket {
+pub async fn connect(app: &TestApp) -> Socket {
     let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
     tokio_tungstenite::connect_async(url)
         .await
@@ -19,7 +19,7 @@ async fn connect(app: &TestApp) -> Socket {
         .0
 }
 
-async fn authenticated(app: &TestApp, token: &str) -> Socket {
+pub async fn authenticated(app: &TestApp, token: &str) -> Socket {
     let mut socket = connect(app).await;
     socket
         .send(Message::text(
@@ -35,7 +35,7 @@ async fn authenticated(app: &TestApp, token: &str) -> Socket {
 }
 
 /// The next JSON event, or `None` if none arrives in time.
-async fn next_json(socket: &mut Socket, within: Duration) -> Option<Value> {
+pub async fn next_json(socket: &mut Socket, within: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let message = tokio::time::timeout_at(deadline, socket.next())
@@ -49,7 +49,7 @@ async fn next_json(socket: &mut Socket, within: Duration) -> Option<Value> {
 }
 
 /// Waits for the server to close the socket and returns its close code and reason.
-async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
+pub async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
             Ok(Some(Ok(Message::Close(Some(frame))))) => {
