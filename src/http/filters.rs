@@ -1,7 +1,7 @@
 //! Request extractors shared by the routes: JSON bodies, the client's address and the caller's
 //! identity (login token or API key).
 
-use std::{collections::HashMap, convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
 
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -143,22 +143,6 @@ fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
         }),
         _ => None,
     }
-}
-
-/// The query string as name → value, refusing NUL characters (`%00`) like [`json_body`].
-pub fn query() -> impl Filter<Extract = (HashMap<String, String>,), Error = Rejection> + Clone {
-    warp::query::<HashMap<String, String>>().and_then(|query: HashMap<String, String>| async move {
-        match query
-            .iter()
-            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
-        {
-            Some((name, _)) => Err(warp::reject::custom(ApiError::validation(
-                name.replace('\0', ""),
-                "query parameters must not contain NUL characters",
-            ))),
-            None => Ok(query),
-        }
-    })
 }
 
 /// The client's address: the connection's peer, or — when `trust_forwarded_for` is set,

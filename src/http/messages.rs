@@ -11,7 +11,6 @@ use botwave_actors::{
     outbox::{self, Message, MessageSource, MessageStatus, NewMessage},
     sessions,
 };
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -20,6 +19,7 @@ use warp::{Filter, Rejection, Reply, http::StatusCode};
 use super::{
     error::{ApiError, respond},
     filters::{Caller, Credential, caller, json_body, session_caller, with_state},
+    query,
 };
 use crate::{
     domain::PhoneNumber,
@@ -62,14 +62,14 @@ pub fn routes(
     let api_send_get = warp::path!("api" / "send")
         .and(warp::get())
         .and(with_state(state.clone()))
-        .and(crate::http::filters::query())
+        .and(crate::http::query::query())
         .and(idempotency)
         .then(|state, query, key| async move { respond(send_from_query(state, query, key).await) });
     let list = warp::path!("api" / "messages")
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(caller(state.clone()))
-        .and(crate::http::filters::query())
+        .and(crate::http::query::query())
         .then(|state, caller, query| async move { respond(list(state, caller, query).await) });
     let one = warp::path!("api" / "messages" / String)
         .and(warp::get())
@@ -189,22 +189,6 @@ async fn send_from_query(
     .await
 }
 
-fn parse_time(field: &'static str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(value) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .ok()
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|at| at.and_utc())
-        .ok_or_else(|| {
-            ApiError::validation(
-                field,
-                format!("{field} must be a date (2026-01-31) or an RFC 3339 time"),
-            )
-        })
-}
-
 async fn list(
     state: Arc<AppState>,
     caller: Caller,
@@ -231,12 +215,14 @@ async fn list(
             PhoneNumber::parse(recipient).map_err(|m| ApiError::validation("recipient", m))?;
         filter.recipient = Some(number.digits().to_owned());
     }
-    if let Some(since) = query.get("from").or(query.get("since")) {
-        filter.since = Some(parse_time("from", since)?);
-    }
-    if let Some(until) = query.get("until").or(query.get("to_date")) {
-        filter.until = Some(parse_time("until", until)?);
-    }
+    filter.since = match query::time(&query, "from")? {
+        Some(from) => Some(from),
+        None => query::time(&query, "since")?,
+    };
+    filter.until = match query::time(&query, "until")? {
+        Some(until) => Some(until),
+        None => query::time(&query, "to_date")?,
+    };
     let limit = match query.get("limit") {
         Some(limit) => limit
             .parse::<i64>()

@@ -9,6 +9,7 @@ mod filters;
 mod health;
 mod keys;
 mod messages;
+mod query;
 pub mod server;
 mod whatsapp;
 pub mod ws;

@@ -7,7 +7,8 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{Duration, NaiveDate, Utc};
 use warp::{Filter, Reply, filters::BoxedFilter, http::StatusCode, reply::Response};
 
-use super::{admin, json_reply, query};
+use super::{admin, json_reply};
+use crate::http::query;
 use crate::{
     admin::analytics::{self, DEFAULT_DAYS, MAX_DAYS},
     http::{
@@ -28,7 +29,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state.clone()))
-        .and(crate::http::filters::query())
+        .and(crate::http::query::query())
         .then(
             |state, _caller, query: HashMap<String, String>| async move {
                 let format = match query.get("format").map(String::as_str) {
@@ -46,7 +47,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state))
-        .and(crate::http::filters::query())
+        .and(crate::http::query::query())
         .then(
             |state, _caller, query| async move { respond(report(state, query, Format::Csv).await) },
         );

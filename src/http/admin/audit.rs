@@ -6,7 +6,8 @@ use std::{collections::HashMap, sync::Arc};
 use serde_json::json;
 use warp::{Filter, filters::BoxedFilter, http::StatusCode, reply::Response};
 
-use super::{admin, json_reply, query};
+use super::{admin, json_reply};
+use crate::http::query;
 use crate::{
     admin::audit::{self, DEFAULT_LIMIT, MAX_LIMIT},
     http::{
@@ -21,7 +22,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state))
-        .and(crate::http::filters::query())
+        .and(crate::http::query::query())
         .then(|state, _caller, query| async move { respond(list(state, query).await) })
         .boxed()
 }

@@ -4,7 +4,6 @@
 
 mod analytics;
 mod audit;
-mod query;
 mod sessions;
 mod users;
 

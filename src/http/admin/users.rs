@@ -14,7 +14,8 @@ use serde_json::json;
 use uuid::Uuid;
 use warp::{Filter, filters::BoxedFilter, http::StatusCode, reply::Response};
 
-use super::{admin, json_reply, query, session_error};
+use super::{admin, json_reply, session_error};
+use crate::http::query;
 use crate::{
     admin::{self as queries, users::UserPage},
     auth::password,
@@ -54,7 +55,7 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_state(state.clone()))
         .and(admin(state.clone()))
-        .and(crate::http::filters::query())
+        .and(crate::http::query::query())
         .then(|state, _caller, query| async move { respond(list(state, query).await) });
     let create = warp::path!("api" / "admin" / "users")
         .and(warp::post())

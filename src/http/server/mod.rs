@@ -249,6 +249,7 @@ where
                 tracing::debug!(%peer, ?phase, "closing a stalled connection");
                 return;
             }
+            _ = conn.phase_changed.notified() => continue,
             _ = conn.close.notified(), if !closing => {
                 // Nothing is lost by dropping a connection without a request in flight (and
                 // hyper's graceful shutdown would wait for one that never sent anything).

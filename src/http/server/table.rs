@@ -52,6 +52,8 @@ pub struct Conn {
     evicted: AtomicBool,
     /// Woken when the table evicts this connection or the node shuts down.
     pub close: Notify,
+    /// Woken when the phase changes, so the watchdog moves to the new phase's deadline.
+    pub phase_changed: Notify,
     epoch: Instant,
 }
 
@@ -67,6 +69,7 @@ impl Conn {
     fn enter(&self, phase: Phase) {
         self.since_ms.store(self.now_ms(), Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
+        self.phase_changed.notify_one();
     }
 
     /// When the current phase began (idle: when the connection was last active).
@@ -229,6 +232,7 @@ impl ConnectionTable {
             responses_owed: AtomicUsize::new(0),
             evicted: AtomicBool::new(false),
             close: Notify::new(),
+            phase_changed: Notify::new(),
             epoch: self.epoch,
         });
         inner.live.insert(id, conn.clone());
