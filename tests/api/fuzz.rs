@@ -12,7 +12,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Account, PASSWORD, spawn_app};
+use crate::helpers::{Account, PASSWORD, TestApp, spawn_app_with};
 
 /// What a place in a request takes, so that the fuzzer can send near-misses of it.
 #[derive(Clone, Copy)]
@@ -293,6 +293,21 @@ fn path_param(rng: &mut StdRng, known: &[String]) -> String {
         .collect()
 }
 
+const SECRET: &str = "fuzz-run-secret-0123456789abcdefghijkl";
+
+/// A valid login token for `id`, issued as any node with the secret would: logging in again
+/// may be held back by the guessing delay the run itself provoked.
+async fn fresh_token(app: &TestApp, id: &str) -> String {
+    let user = botwave::users::find_by_id(&app.db.pool, id.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the account exists");
+    botwave::auth::jwt::TokenKeys::new(SECRET, Duration::from_secs(3600))
+        .issue(user.id, user.role, user.token_version)
+        .unwrap()
+        .token
+}
+
 #[tokio::test]
 async fn every_route_survives_random_and_boundary_input() {
     let seed = std::env::var("BOTWAVE_FUZZ_SEED")
@@ -306,11 +321,17 @@ async fn every_route_survives_random_and_boundary_input() {
     eprintln!("fuzz seed {seed} ({requests} requests); replay with BOTWAVE_FUZZ_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let app = spawn_app().await;
+    let app = spawn_app_with(|settings| {
+        settings.auth.jwt_secret = Some(SECRET.into());
+        // Guessing limits would turn most of the run into 429s.
+        settings.auth.login_attempts_per_ip = 1_000_000;
+        settings.auth.login_attempts_per_email = 1_000_000;
+    })
+    .await;
     let admin = app.new_admin().await;
-    let alice = app.new_account().await;
+    let mut alice = app.new_account().await;
     let bob = app.new_account().await;
-    let alice_key = app.create_api_key(&alice).await;
+    let mut alice_key = app.create_api_key(&alice).await;
     let bob_secret_key_name = format!("bob-private-{}", uuid::Uuid::new_v4().simple());
     app.api(
         Method::POST,
@@ -346,6 +367,27 @@ async fn every_route_survives_random_and_boundary_input() {
     let routes = routes();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for n in 0..requests {
+        // The run itself disables Alice, resets her password and revokes her keys now and
+        // then; bring her back regularly so that most requests get past authentication.
+        if n % 50 == 49 {
+            let enable = format!("/api/admin/users/{}/enable", alice.id);
+            let (status, _) = app
+                .admin_call(Method::POST, &enable, &admin.token, None)
+                .await;
+            if status == 404 {
+                // Deleted: a new Alice.
+                alice = app.new_account().await;
+            } else {
+                app.admin_post(
+                    &format!("/api/admin/users/{}/password", alice.id),
+                    &admin.token,
+                    Some(json!({ "password": PASSWORD })),
+                )
+                .await;
+                alice.token = fresh_token(&app, &alice.id).await;
+            }
+            alice_key = app.create_api_key(&alice).await;
+        }
         let route = &routes[rng.random_range(0..routes.len())];
         let who = match rng.random_range(0..10) {
             0..=2 => As::Token(&alice),
