@@ -34,15 +34,20 @@ fn version_of(name: &str) -> i32 {
 /// Brings the database up to [`latest_version`]. Returns the names of the migrations it applied.
 pub async fn run(pool: &DbPool) -> Result<Vec<&'static str>, DbError> {
     let mut conn = pool.get().await?;
-    conn.batch_execute(
+    // Under the lock too: racing `CREATE TABLE IF NOT EXISTS` statements can still collide in
+    // the catalog (on the table's row type or its unique index).
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version    integer PRIMARY KEY,
              name       text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now()
          )",
     )
-    .await
-    .or_else(ignore_concurrent_create)?;
+    .await?;
+    tx.commit().await?;
 
     let mut applied = Vec::new();
     for migration in MIGRATIONS {
@@ -92,15 +97,6 @@ pub async fn applied_version(pool: &DbPool) -> Result<Option<i32>, DbError> {
         .query_one("SELECT max(version) FROM schema_migrations", &[])
         .await?;
     Ok(row.get(0))
-}
-
-/// Two nodes racing on `CREATE TABLE IF NOT EXISTS` can still collide on the catalog's unique
-/// index; the loser's table exists all the same.
-fn ignore_concurrent_create(error: tokio_postgres::Error) -> Result<(), tokio_postgres::Error> {
-    match error.code() {
-        Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => Ok(()),
-        _ => Err(error),
-    }
 }
 
 #[cfg(test)]
