@@ -7,6 +7,7 @@ import { Live } from "./live.js";
 import { createConnection } from "./connection.js";
 import { createMessages } from "./messages.js";
 import { createKeys } from "./keys.js";
+import { createPasswordForm } from "./password.js";
 import { createAdmin } from "./admin.js";
 
 const MODE_LABELS = { live: "Live", polling: "Polling", connecting: "Connecting…", offline: "Offline" };
@@ -77,7 +78,10 @@ async function start() {
       badge.textContent = MODE_LABELS[mode] || mode;
     },
     onAuthFailed: logout,
+    // The account became (or stopped being) an admin: start again with the new role.
+    onRoleChanged: () => location.reload(),
   });
+  createPasswordForm({ live, onKeysChanged: () => keys.load() });
   const admin = user.role === "admin" ? createAdmin({ live, selfId: user.id }) : null;
   current = { user, connection, messages, keys, live, admin };
   $("user-email").textContent = user.email;

@@ -4,14 +4,17 @@
 
 const POLL_EVERY_MS = 3000;
 const MAX_BACKOFF_MS = 30000;
-const CLOSE_AUTH_FAILED = 4001;
+// Close codes after which this token is no use: failed, expired, revoked, account disabled.
+const CLOSE_LOGGED_OUT = new Set([4001, 4002, 4003, 4004]);
+const CLOSE_ROLE_CHANGED = 4005;
 
 export class Live {
   /**
    * onEvent(event): a server event; onResync(): fetch everything again (after a gap, and on
-   * every poll); onMode("live"|"polling"|"connecting"|"offline"); onAuthFailed().
+   * every poll); onMode("live"|"polling"|"connecting"|"offline"); onAuthFailed();
+   * onRoleChanged().
    */
-  constructor({ onEvent, onResync, onMode, onAuthFailed }) {
+  constructor({ onEvent, onResync, onMode, onAuthFailed, onRoleChanged }) {
     // More views (the admin area) listen to the same socket through subscribe().
     this.listeners = new Set();
     this.onEvent = (event) => {
@@ -24,6 +27,7 @@ export class Live {
     };
     this.onMode = onMode;
     this.onAuthFailed = onAuthFailed;
+    this.onRoleChanged = onRoleChanged;
     this.socket = null;
     this.failures = 0;
     this.retryTimer = null;
@@ -95,8 +99,12 @@ export class Live {
     socket.onclose = (close) => {
       if (this.socket !== socket) return;
       this.socket = null;
-      if (close.code === CLOSE_AUTH_FAILED) {
+      if (CLOSE_LOGGED_OUT.has(close.code)) {
         this.onAuthFailed();
+        return;
+      }
+      if (close.code === CLOSE_ROLE_CHANGED) {
+        this.onRoleChanged();
         return;
       }
       if (!authenticated) this.failures += 1;

@@ -56,6 +56,10 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             asset(include_bytes!("../dashboard/messages.js"), js),
         ),
         ("keys.js", asset(include_bytes!("../dashboard/keys.js"), js)),
+        (
+            "password.js",
+            asset(include_bytes!("../dashboard/password.js"), js),
+        ),
         ("dom.js", asset(include_bytes!("../dashboard/dom.js"), js)),
         // The admin area (admin.js and the views it loads).
         (
