@@ -20,7 +20,7 @@ use std::{
 
 use botwave::{
     auth::jwt::TokenKeys,
-    config::{AuthSettings, DatabaseSettings, Settings, WhatsappSettings},
+    config::{AuthSettings, DatabaseSettings, HttpSettings, Settings, WhatsappSettings},
     domain::Role,
     startup::Application,
 };
@@ -196,6 +196,14 @@ async fn main() {
         },
         whatsapp: WhatsappSettings {
             url: Some(sim.ws_url()),
+        },
+        // Every client of the bench is on one address, and the sockets are one admin's.
+        http: HttpSettings {
+            max_connections: 20_000,
+            max_connections_per_ip: 20_000,
+            max_websockets_per_ip: 20_000,
+            max_websockets_per_user: 20_000,
+            ..HttpSettings::default()
         },
         ..Settings::default()
     };
