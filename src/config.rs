@@ -385,14 +385,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            bad_cap.contains("BOTWAVE_MAX_CONNECTIONS") && bad_cap.contains("`http.max_connections`"),
+            bad_cap.contains("BOTWAVE_MAX_CONNECTIONS")
+                && bad_cap.contains("`http.max_connections`"),
             "{bad_cap}"
         );
 
         let zero_timeout = load("[http]\nheader_read_timeout_secs = 0\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(zero_timeout.contains("http.header_read_timeout_secs"), "{zero_timeout}");
+        assert!(
+            zero_timeout.contains("http.header_read_timeout_secs"),
+            "{zero_timeout}"
+        );
 
         let bad_url = load("", &[("BOTWAVE_WHATSAPP_URL", "http://x")])
             .unwrap_err()
