@@ -110,10 +110,24 @@ pub fn stream_error_code(code: u16) -> Node {
         .build()
 }
 
-/// `<stream:error><conflict type=…/></stream:error>` (`replaced` or `device_removed`).
-pub fn stream_conflict(kind: &str) -> Node {
+/// `<stream:error><conflict type="replaced"/></stream:error>`: another connection took over.
+pub fn stream_replaced() -> Node {
     NodeBuilder::new("stream:error")
-        .children([NodeBuilder::new("conflict").attr("type", kind).build()])
+        .children([NodeBuilder::new("conflict")
+            .attr("type", "replaced")
+            .build()])
+        .build()
+}
+
+/// `<stream:error code="401"><conflict type="device_removed"/></stream:error>`: the phone
+/// removed this device. The code is what tells clients that go by it (whatsmeow, Baileys) that
+/// this is a logout, not a replacement (440).
+pub fn stream_device_removed() -> Node {
+    NodeBuilder::new("stream:error")
+        .attr("code", "401")
+        .children([NodeBuilder::new("conflict")
+            .attr("type", "device_removed")
+            .build()])
         .build()
 }
 

@@ -206,8 +206,8 @@ impl Session {
         info!(conn = self.conn.id, ?kind, "kicking connection");
         let stanza = match kind {
             KickKind::Drop | KickKind::Failure401 | KickKind::Ban => None,
-            KickKind::Replaced => Some(stanza::stream_conflict("replaced")),
-            KickKind::Logout => Some(stanza::stream_conflict("device_removed")),
+            KickKind::Replaced => Some(stanza::stream_replaced()),
+            KickKind::Logout => Some(stanza::stream_device_removed()),
             KickKind::Restart => Some(stanza::stream_error_code(515)),
         };
         match stanza {

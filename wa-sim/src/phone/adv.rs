@@ -123,8 +123,8 @@ pub fn pair_success_device_identity(
 }
 
 /// Checks the `ADVSignedDeviceIdentity` a client returns in
-/// `<pair-device-sign><device-identity>`: it must carry this account's key, the
-/// account signature and the companion's device signature must verify. Returns
+/// `<pair-device-sign><device-identity>`: it carries this account's key or none,
+/// and the account signature and the companion's device signature must verify. Returns
 /// the details it vouches for; the caller compares them with what it issued.
 /// Keep the bytes: they are that companion's `<device-identity>` from now on.
 pub fn verify_pair_device_sign(
@@ -139,8 +139,14 @@ pub fn verify_pair_device_sign(
                 reason: e.to_string(),
             }
         })?;
-    if signed.account_signature_key.as_deref() != Some(&account_public[..]) {
-        return Err(PhoneError::AdvRejected("signed by another account key"));
+    // Real clients (whatsmeow, Baileys) clear `accountSignatureKey` on purpose before they send
+    // it back: WhatsApp then verifies against the account key it already knows. A key that is
+    // there and different is what gets refused.
+    match signed.account_signature_key.as_deref() {
+        Some(key) if !key.is_empty() && key != &account_public[..] => {
+            return Err(PhoneError::AdvRejected("signed by another account key"));
+        }
+        _ => {}
     }
     // wacore's check is the one every client runs on this blob when it fetches the companion's bundle.
     if validate_adv_with_identity_key(signed_identity, companion_identity, Some(account_public))
@@ -293,6 +299,27 @@ mod tests {
         // Signed by the right companion but for another account.
         let other = raw_public_key(&super::tests::account()).unwrap();
         assert!(verify_pair_device_sign(&signed, &qr.identity_public, &other).is_err());
+
+        // As whatsmeow and Baileys send it: without the account key, which WhatsApp knows.
+        let mut cleared = waproto::codec::adv_signed_device_identity_decode(&signed).unwrap();
+        cleared.account_signature_key = None;
+        let cleared = cleared.encode_to_vec();
+        assert_eq!(
+            verify_pair_device_sign(&cleared, &qr.identity_public, &account_public).unwrap(),
+            DETAILS
+        );
+        assert!(verify_pair_device_sign(&cleared, &qr.identity_public, &other).is_err());
+        // A key that is there and is not the account's is refused.
+        let mut foreign = waproto::codec::adv_signed_device_identity_decode(&signed).unwrap();
+        foreign.account_signature_key = Some(other.to_vec());
+        assert!(matches!(
+            verify_pair_device_sign(
+                &foreign.encode_to_vec(),
+                &qr.identity_public,
+                &account_public
+            ),
+            Err(PhoneError::AdvRejected("signed by another account key"))
+        ));
         assert!(verify_pair_device_sign(b"garbage", &qr.identity_public, &account_public).is_err());
     }
 

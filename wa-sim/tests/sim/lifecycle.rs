@@ -40,14 +40,26 @@ async fn a_removed_device_is_logged_out_and_cannot_log_in_again() {
     let mut client = paired_client(&sim, PHONE).await;
     let device = client.client.pn().expect("paired").device;
     assert!(sim.kick(PHONE, device, KickKind::Logout));
-    let on_connect = client
+    let out = client
         .events
         .wait("LoggedOut", |e| match e {
-            Event::LoggedOut(out) => Some(out.on_connect),
+            Event::LoggedOut(out) => Some(out.clone()),
             _ => None,
         })
         .await;
-    assert!(!on_connect);
+    assert!(!out.on_connect);
+    // As WhatsApp says it: code 401 (a logout, not the 440 of a replacement) and the conflict.
+    let stanza = out.raw.expect("the stream error");
+    assert_eq!(stanza.tag, "stream:error");
+    assert_eq!(
+        stanza.attrs().optional_string("code").as_deref(),
+        Some("401")
+    );
+    let conflict = stanza.get_optional_child("conflict").expect("a conflict");
+    assert_eq!(
+        conflict.attrs().optional_string("type").as_deref(),
+        Some("device_removed")
+    );
     // The same store trying again is refused at login.
     let backend = client.stop().await;
     let mut again = crate::common::TestClient::start_with(&sim, backend).await;
