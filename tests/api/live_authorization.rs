@@ -212,8 +212,10 @@ async fn a_client_that_stops_answering_pings_is_closed() {
     .await;
     let user = app.new_account().await;
     let mut socket = authenticated(&app, &user.token).await;
-    // tungstenite answers pings only while the socket is read: stop reading for a while.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // tungstenite answers pings only while the socket is read: stop reading for a while. The
+    // node pings at 1 s, gives up at 2 s and then waits up to 2 s for the close answer: read
+    // again inside that window.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, code, reason, _) = until_closed(&mut socket).await;
     assert_eq!(code, CloseCode::from(4009), "{reason}");
 }
