@@ -118,6 +118,31 @@ fn raise_open_files_limit() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
+/// What the listener serves: the node's warp routes as a service (`warp::service`).
+pub trait Routes:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Routes for S where
+    S: tower_service::Service<
+            Request<Incoming>,
+            Response = Response,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish
 /// for up to `grace`.
 pub async fn serve<S>(
@@ -127,14 +152,7 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
-    S: tower_service::Service<
-            Request<Incoming>,
-            Response = Response,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
+    S: Routes,
 {
     let limits = Arc::new(limits);
     let table = ConnectionTable::new(limits.max_connections, limits.max_connections_per_ip);
@@ -200,14 +218,7 @@ async fn refuse(mut stream: tokio::net::TcpStream, refusal: Refusal) {
 /// table (making room, or the node stopping) asks it to.
 async fn drive<S>(io: MeteredIo, conn: Arc<Conn>, peer: SocketAddr, routes: S, limits: Arc<Limits>)
 where
-    S: tower_service::Service<
-            Request<Incoming>,
-            Response = Response,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
+    S: Routes,
 {
     let handler = Handler {
         routes,
@@ -273,14 +284,7 @@ struct Handler<S> {
 
 impl<S> hyper::service::Service<Request<Incoming>> for Handler<S>
 where
-    S: tower_service::Service<
-            Request<Incoming>,
-            Response = Response,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
+    S: Routes,
 {
     type Response = Response;
     type Error = Infallible;
