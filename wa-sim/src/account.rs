@@ -86,6 +86,9 @@ pub struct Companion {
     pub bundle: CompanionBundle,
     /// One-time prekeys from the client's upload, handed out one per new session.
     uploaded_prekeys: VecDeque<(u32, [u8; 32])>,
+    /// Whether the client ever uploaded its prekeys: until then the server has no key bundle
+    /// record for it (a digest query is 404).
+    prekeys_uploaded: bool,
     next_login: Option<NextLogin>,
     queued: Vec<Node>,
 }
@@ -272,6 +275,7 @@ impl Account {
                 noise_public: pending.qr.noise_public,
                 bundle,
                 uploaded_prekeys: VecDeque::new(),
+                prekeys_uploaded: false,
                 next_login: None,
                 queued: Vec::new(),
             },
@@ -357,6 +361,7 @@ impl Account {
         signed: Option<(u32, [u8; 32], Vec<u8>)>,
     ) {
         if let Some(companion) = self.companions.get_mut(&device) {
+            companion.prekeys_uploaded = true;
             companion.uploaded_prekeys.extend(one_time);
             if let Some((id, public, signature)) = signed {
                 companion.bundle.signed_prekey_id = id;
@@ -370,6 +375,58 @@ impl Account {
         self.companions
             .get(&device)
             .map_or(0, |c| c.uploaded_prekeys.len())
+    }
+
+    /// The `<digest>` of a companion's key bundle as the server holds it: registration id,
+    /// identity, signed prekey, the ids of the one-time prekeys not handed out yet, and a SHA-1
+    /// over identity, signed prekey, its signature and those prekeys' public keys in list order.
+    /// A client compares it with its own keys and uploads again when they differ. `None` before
+    /// the first upload: the server has no record.
+    pub fn key_bundle_digest(&self, device: u16) -> Option<Node> {
+        use sha1::Digest as _;
+        let companion = self
+            .companions
+            .get(&device)
+            .filter(|c| c.prekeys_uploaded)?;
+        let bundle = &companion.bundle;
+        let id3 = |id: u32| id.to_be_bytes()[1..].to_vec();
+        let bytes =
+            |tag: &'static str, content: Vec<u8>| NodeBuilder::new(tag).bytes(content).build();
+        let mut hash = sha1::Sha1::new();
+        hash.update(bundle.identity_public);
+        hash.update(bundle.signed_prekey_public);
+        hash.update(&bundle.signed_prekey_signature);
+        for (_, public) in &companion.uploaded_prekeys {
+            hash.update(public);
+        }
+        Some(
+            NodeBuilder::new("digest")
+                .children([
+                    bytes("type", vec![5]),
+                    bytes(
+                        "registration",
+                        bundle.registration_id.to_be_bytes().to_vec(),
+                    ),
+                    bytes("identity", bundle.identity_public.to_vec()),
+                    NodeBuilder::new("skey")
+                        .children([
+                            bytes("id", id3(bundle.signed_prekey_id)),
+                            bytes("value", bundle.signed_prekey_public.to_vec()),
+                            bytes("signature", bundle.signed_prekey_signature.clone()),
+                        ])
+                        .build(),
+                    NodeBuilder::new("list")
+                        .children(
+                            companion
+                                .uploaded_prekeys
+                                .iter()
+                                .map(|(id, _)| bytes("id", id3(*id))),
+                        )
+                        .build(),
+                    bytes("hash", hash.finalize().to_vec()),
+                ])
+                .build(),
+        )
     }
 
     /// A companion's bundle for a new session, with a fresh one-time prekey if any is left.

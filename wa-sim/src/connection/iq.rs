@@ -249,7 +249,12 @@ impl Session {
                 ],
             );
         }
-        // <digest/> and anything else: an empty result makes the client skip the check.
+        if node.get_optional_child("digest").is_some() {
+            return match lock(&online.account).key_bundle_digest(online.device.device) {
+                Some(digest) => stanza::iq_result(id, vec![digest]),
+                None => stanza::iq_error(id, 404, "item-not-found"),
+            };
+        }
         stanza::iq_result(id, Vec::new())
     }
 

@@ -6,4 +6,5 @@ mod control_api;
 mod lifecycle;
 mod messaging;
 mod pairing;
+mod prekeys;
 mod robustness;
