@@ -235,3 +235,20 @@ impl TestApp {
         response.json().await.unwrap()
     }
 }
+
+#[tokio::test]
+async fn websockets_over_the_per_address_cap_are_refused_before_the_upgrade() {
+    let app = spawn_app_with(|settings| settings.http.max_websockets_per_ip = 1).await;
+    let user = app.new_account().await;
+    let _open = authenticated(&app, &user.token).await;
+    let url = format!("{}/ws", app.address.replacen("http", "ws", 1));
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            let body: Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+        other => panic!("a second socket from the address was let in: {other:?}"),
+    }
+}
