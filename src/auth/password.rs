@@ -38,20 +38,24 @@ fn params() -> Params {
     Params::default()
 }
 
-enum Work {
-    Hash { password: String },
-    Verify { password: String, stored: String },
-}
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, PasswordError>>;
 
-enum Done {
-    Hashed(String),
-    Verified(bool),
+/// A job for the hashing threads, with where its answer goes.
+enum Work {
+    Hash {
+        password: String,
+        reply: Reply<String>,
+    },
+    Verify {
+        password: String,
+        stored: String,
+        reply: Reply<bool>,
+    },
 }
 
 struct Job {
     work: Work,
     queued_at: Instant,
-    reply: tokio::sync::oneshot::Sender<Result<Done, PasswordError>>,
 }
 
 /// The process's hashing threads. Started on first use.
@@ -81,26 +85,38 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>) {
                 Err(_) => return,
             }
         };
-        let outcome = if job.queued_at.elapsed() > QUEUE_DEADLINE {
-            Err(PasswordError::Busy)
-        } else {
-            match job.work {
-                Work::Hash { password } => hash_now(&password, &mut memory).map(Done::Hashed),
-                Work::Verify { password, stored } => {
-                    verify_now(&password, &stored, &mut memory).map(Done::Verified)
-                }
+        let late = job.queued_at.elapsed() > QUEUE_DEADLINE;
+        match job.work {
+            Work::Hash { password, reply } => {
+                let outcome = if late {
+                    Err(PasswordError::Busy)
+                } else {
+                    hash_now(&password, &mut memory)
+                };
+                let _ = reply.send(outcome);
             }
-        };
-        let _ = job.reply.send(outcome);
+            Work::Verify {
+                password,
+                stored,
+                reply,
+            } => {
+                let outcome = if late {
+                    Err(PasswordError::Busy)
+                } else {
+                    verify_now(&password, &stored, &mut memory)
+                };
+                let _ = reply.send(outcome);
+            }
+        }
     }
 }
 
-async fn run(work: Work) -> Result<Done, PasswordError> {
+/// Queues the job `make` builds around its reply channel, and waits for the answer.
+async fn run<T>(make: impl FnOnce(Reply<T>) -> Work) -> Result<T, PasswordError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = Job {
-        work,
+        work: make(reply),
         queued_at: Instant::now(),
-        reply,
     };
     POOL.try_send(job).map_err(|error| match error {
         mpsc::TrySendError::Full(_) => PasswordError::Busy,
@@ -115,27 +131,19 @@ async fn run(work: Work) -> Result<Done, PasswordError> {
 
 /// Returns the PHC string (`$argon2id$v=19$…`) to store.
 pub async fn hash(password: &str) -> Result<String, PasswordError> {
-    match run(Work::Hash {
-        password: password.to_owned(),
-    })
-    .await?
-    {
-        Done::Hashed(phc) => Ok(phc),
-        Done::Verified(_) => Err(PasswordError::Hash("unexpected answer".into())),
-    }
+    let password = password.to_owned();
+    run(|reply| Work::Hash { password, reply }).await
 }
 
 /// True when `password` matches the stored PHC string.
 pub async fn verify(password: &str, stored: &str) -> Result<bool, PasswordError> {
-    match run(Work::Verify {
-        password: password.to_owned(),
-        stored: stored.to_owned(),
+    let (password, stored) = (password.to_owned(), stored.to_owned());
+    run(|reply| Work::Verify {
+        password,
+        stored,
+        reply,
     })
-    .await?
-    {
-        Done::Verified(matches) => Ok(matches),
-        Done::Hashed(_) => Err(PasswordError::Hash("unexpected answer".into())),
-    }
+    .await
 }
 
 /// A hash of a random password, compared against when the account does not exist, so that

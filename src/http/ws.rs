@@ -25,7 +25,10 @@ use std::{
 };
 
 use botwave_actors::SessionEvent;
-use futures_util::{SinkExt, StreamExt, stream::SplitStream};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::{sync::broadcast::error::RecvError, time::Instant};
@@ -151,102 +154,11 @@ pub fn routes(
 }
 
 async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr) {
-    let Some(_address_slot) = state.ws_by_ip.take(ip) else {
-        // Another socket from this address took the last slot since the check above.
-        let (mut sink, _) = socket.split();
-        let _ = sink.send(close(CLOSE_TOO_MANY, "too many sockets")).await;
-        return;
-    };
     let (mut sink, mut stream) = socket.split();
-    // Subscribe before authenticating so that nothing published meanwhile is missed: neither
-    // an event, nor a change that revokes the token being checked.
-    let mut events = state.events.subscribe();
-    let mut account_changes = state.accounts.subscribe();
-
-    let (token, caller, expires_at) =
-        match tokio::time::timeout(AUTH_DEADLINE, authenticate(&state, &mut stream)).await {
-            Ok(Ok(authenticated)) => authenticated,
-            Ok(Err(Close(code, reason))) => {
-                let _ = sink.send(close(code, reason)).await;
-                return;
-            }
-            Err(_) => {
-                let _ = sink
-                    .send(close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 seconds"))
-                    .await;
-                return;
-            }
-        };
-    let user = caller.user;
-    let Some(_account_slot) = state.ws_by_user.take(user.id) else {
-        let _ = sink
-            .send(close(CLOSE_TOO_MANY, "too many sockets for this account"))
-            .await;
+    let Some(Close(code, reason)) = session(&state, ip, &mut sink, &mut stream).await else {
         return;
     };
-    let hello = json!({
-        "type": "authenticated",
-        "user": { "id": user.id, "email": user.email, "role": user.role },
-        "expires_at": expires_at,
-    });
-    if sink.send(Message::text(hello.to_string())).await.is_err() {
-        return;
-    }
-
-    let limits = state.ws_limits;
-    let expiry = Instant::now() + until(expires_at);
-    let mut ping = tokio::time::interval(limits.ping_interval);
-    ping.tick().await;
-    // When the oldest unanswered ping went out.
-    let mut awaiting_pong: Option<Instant> = None;
-    let ended = loop {
-        tokio::select! {
-            // Authorization first: once the account changed, nothing more is delivered until
-            // it has been re-checked.
-            biased;
-            _ = tokio::time::sleep_until(expiry) => {
-                break Close(CLOSE_TOKEN_EXPIRED, "token_expired");
-            }
-            change = account_changes.next() => match change {
-                Some(change) if change.concerns(user.id) => {
-                    if let Err(close) = recheck(&state, &token, &user).await {
-                        break close;
-                    }
-                }
-                Some(_) => {}
-                None => return,
-            },
-            _ = ping.tick() => {
-                if sink.send(Message::ping(Vec::new())).await.is_err() {
-                    return;
-                }
-                awaiting_pong.get_or_insert_with(Instant::now);
-            }
-            _ = sleep_until_opt(awaiting_pong.map(|sent| sent + limits.pong_timeout)) => {
-                break Close(CLOSE_PING_TIMEOUT, "no answer to pings");
-            }
-            event = events.recv() => match event {
-                Ok(event) if is_for(&event, &user) => {
-                    if sink.send(Message::text(render(&event))).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(user = %user.id, missed, "websocket client too slow, disconnecting");
-                    break Close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect");
-                }
-                Err(RecvError::Closed) => return,
-            },
-            incoming = stream.next() => match incoming {
-                // Any message shows the client is alive; reading is also what answers its pings.
-                Some(Ok(message)) if !message.is_close() => awaiting_pong = None,
-                Some(Ok(_)) | None => return,
-                Some(Err(error)) => break read_error(&error),
-            },
-        }
-    };
-    let _ = sink.send(close(ended.0, ended.1)).await;
+    let _ = sink.send(close(code, reason)).await;
     // The closing handshake: give the client a moment to read everything before the close
     // and answer it, instead of cutting the connection under its feet.
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
@@ -257,6 +169,90 @@ async fn serve(socket: WebSocket, state: Arc<AppState>, ip: IpAddr) {
         }
     })
     .await;
+}
+
+/// One socket's life until it must be closed (and why), or `None` once the client is gone.
+async fn session(
+    state: &AppState,
+    ip: IpAddr,
+    sink: &mut SplitSink<WebSocket, Message>,
+    stream: &mut SplitStream<WebSocket>,
+) -> Option<Close> {
+    // Another socket from this address may have taken the last slot since the route's check.
+    let Some(_address_slot) = state.ws_by_ip.take(ip) else {
+        return Some(Close(CLOSE_TOO_MANY, "too many sockets"));
+    };
+    // Subscribe before authenticating so that nothing published meanwhile is missed: neither
+    // an event, nor a change that revokes the token being checked.
+    let mut events = state.events.subscribe();
+    let mut account_changes = state.accounts.subscribe();
+
+    let (token, caller, expires_at) =
+        match tokio::time::timeout(AUTH_DEADLINE, authenticate(state, stream)).await {
+            Ok(Ok(authenticated)) => authenticated,
+            Ok(Err(close)) => return Some(close),
+            Err(_) => return Some(Close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 seconds")),
+        };
+    let user = caller.user;
+    let Some(_account_slot) = state.ws_by_user.take(user.id) else {
+        return Some(Close(CLOSE_TOO_MANY, "too many sockets for this account"));
+    };
+    let hello = json!({
+        "type": "authenticated",
+        "user": { "id": user.id, "email": user.email, "role": user.role },
+        "expires_at": expires_at,
+    });
+    sink.send(Message::text(hello.to_string())).await.ok()?;
+
+    let limits = state.ws_limits;
+    let expiry = Instant::now() + until(expires_at);
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    ping.tick().await;
+    // When the oldest unanswered ping went out.
+    let mut awaiting_pong: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            // Authorization first: once the account changed, nothing more is delivered until
+            // it has been re-checked.
+            biased;
+            _ = tokio::time::sleep_until(expiry) => {
+                return Some(Close(CLOSE_TOKEN_EXPIRED, "token_expired"));
+            }
+            change = account_changes.next() => match change {
+                Some(change) if change.concerns(user.id) => {
+                    if let Err(close) = recheck(state, &token, &user).await {
+                        return Some(close);
+                    }
+                }
+                Some(_) => {}
+                None => return None,
+            },
+            _ = ping.tick() => {
+                sink.send(Message::ping(Vec::new())).await.ok()?;
+                awaiting_pong.get_or_insert_with(Instant::now);
+            }
+            _ = sleep_until_opt(awaiting_pong.map(|sent| sent + limits.pong_timeout)) => {
+                return Some(Close(CLOSE_PING_TIMEOUT, "no answer to pings"));
+            }
+            event = events.recv() => match event {
+                Ok(event) if is_for(&event, &user) => {
+                    sink.send(Message::text(render(&event))).await.ok()?;
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(user = %user.id, missed, "websocket client too slow, disconnecting");
+                    return Some(Close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect"));
+                }
+                Err(RecvError::Closed) => return None,
+            },
+            incoming = stream.next() => match incoming {
+                // Any message shows the client is alive; reading is also what answers its pings.
+                Some(Ok(message)) if !message.is_close() => awaiting_pong = None,
+                Some(Ok(_)) | None => return None,
+                Some(Err(error)) => return Some(read_error(&error)),
+            },
+        }
+    }
 }
 
 /// Waits for the `authenticate` message and checks its token like any API request's; the
