@@ -1,6 +1,8 @@
-//! End-to-end tests of the simulator driving the real whatsapp-rust client (one test
-//! binary: every test binary links the whole client, and builds are slow).
+//! End-to-end tests of the simulator driving the real whatsapp-rust client and, in
+//! `baileys`, the independent Baileys client under Node (one test binary: every test
+//! binary links the whole client, and builds are slow).
 
+mod baileys;
 mod common;
 mod control_api;
 mod lifecycle;
