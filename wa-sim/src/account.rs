@@ -14,8 +14,8 @@ use waproto::whatsapp as wa;
 
 use crate::phone::{
     AdvDeviceDetails, AppStateSyncKey, CompanionBundle, EncryptedMessage, KeyIndexList, PairingQr,
-    PhoneDevice, PhoneError, app_state_key_share_message, pair_success_device_identity,
-    signed_key_index_list, verify_pair_device_sign,
+    PhoneDevice, PhoneError, app_state_key_share_message, initial_history_bootstrap_message,
+    pair_success_device_identity, signed_key_index_list, verify_pair_device_sign,
 };
 use crate::stanza::unix_now;
 use crate::state::DeviceKey;
@@ -91,6 +91,9 @@ pub struct Companion {
     prekeys_uploaded: bool,
     next_login: Option<NextLogin>,
     queued: Vec<Node>,
+    /// Whether the phone already sent this companion its initial history chunk (once per
+    /// linking, as a real phone does).
+    history_bootstrap_sent: bool,
 }
 
 struct PendingPairing {
@@ -278,6 +281,7 @@ impl Account {
                 prekeys_uploaded: false,
                 next_login: None,
                 queued: Vec::new(),
+                history_bootstrap_sent: false,
             },
         );
         Ok(())
@@ -339,6 +343,17 @@ impl Account {
         key.device_indexes = vec![0, companion.key_index];
         key.current_index = companion.key_index;
         Some(app_state_key_share_message(&[key]))
+    }
+
+    /// The phone's initial history-sync notification for companion `device`, the first
+    /// time it is asked after linking; `None` afterwards (and for unknown devices).
+    pub fn take_initial_history(&mut self, device: u16) -> Option<wa::Message> {
+        let companion = self.companions.get_mut(&device)?;
+        if companion.history_bootstrap_sent {
+            return None;
+        }
+        companion.history_bootstrap_sent = true;
+        Some(initial_history_bootstrap_message())
     }
 
     pub fn queue_for(&mut self, device: u16, stanza: Node) -> bool {

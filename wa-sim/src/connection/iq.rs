@@ -1,5 +1,6 @@
 //! Answers to the IQs a logged-in client sends: passive/active (followed by the offline
-//! marker and, after a fresh pairing, the phone's app-state key share), app-state sync,
+//! marker, the phone's app-state key share and, after a fresh pairing, its initial
+//! history chunk), app-state sync,
 //! usync, prekey upload and fetch, companion removal, and a plain result for the rest.
 
 use tracing::{debug, info, warn};
@@ -79,7 +80,7 @@ impl Session {
     }
 
     /// `<active/>` is the client's "ready": answer it, close the (empty) offline
-    /// queue, and let the phone share its app-state key with a new companion.
+    /// queue, and let the phone send the companion its app-state key and first history.
     async fn on_passive(&mut self, id: &str) -> Result<Flow, ConnError> {
         self.send(&stanza::iq_result(id, Vec::new())).await?;
         let Role::Online(online) = &mut self.role else {
@@ -92,39 +93,58 @@ impl Session {
         let device = online.device.clone();
         let account = online.account.clone();
         self.send(&stanza::offline_done(0)).await?;
-        if !self.shared.config.share_app_state_key {
-            return Ok(Flow::Continue);
-        }
-        let share = {
+        // What the phone sends a companion once it is online: its app-state key (every
+        // login, see the README) and, the first time after linking, the initial history chunk.
+        let encrypted = {
             let mut account = lock(&account);
-            match account.key_share(device.device) {
-                Some(message) => {
-                    let bundle = account.take_companion_bundle(device.device);
-                    let address = device.jid().to_string();
-                    Some(
-                        account
-                            .encrypt_from_primary(&address, bundle.as_ref(), &message)
-                            .map(|encrypted| (encrypted, account.pn_jid())),
-                    )
-                }
-                None => None,
-            }
-        };
-        match share {
-            Some(Ok((encrypted, own_pn))) => {
-                let stanza = stanza::encrypted_message(
-                    &crate::delivery::new_message_id(),
-                    &own_pn,
-                    &device.jid(),
-                    encrypted.enc_type.as_wire_str(),
-                    encrypted.ciphertext,
-                    true,
+            let mut messages = Vec::new();
+            if self.shared.config.share_app_state_key {
+                messages.extend(
+                    account
+                        .key_share(device.device)
+                        .map(|m| ("app-state key", m)),
                 );
-                info!(conn = self.conn.id, device = %device.jid(), "sharing app-state key");
-                self.send(&stanza).await?;
             }
-            Some(Err(error)) => warn!(conn = self.conn.id, %error, "app-state key share failed"),
-            None => {}
+            messages.extend(
+                account
+                    .take_initial_history(device.device)
+                    .map(|m| ("initial history", m)),
+            );
+            // Only a session's first message needs the companion's prekey bundle.
+            let mut bundle = if messages.is_empty() {
+                None
+            } else {
+                account.take_companion_bundle(device.device)
+            };
+            let address = device.jid().to_string();
+            let own_pn = account.pn_jid();
+            messages
+                .into_iter()
+                .map(|(what, message)| {
+                    let encrypted =
+                        account.encrypt_from_primary(&address, bundle.take().as_ref(), &message);
+                    (what, encrypted, own_pn.clone())
+                })
+                .collect::<Vec<_>>()
+        };
+        for (what, encrypted, own_pn) in encrypted {
+            match encrypted {
+                Ok(encrypted) => {
+                    let stanza = stanza::encrypted_message(
+                        &crate::delivery::new_message_id(),
+                        &own_pn,
+                        &device.jid(),
+                        encrypted.enc_type.as_wire_str(),
+                        encrypted.ciphertext,
+                        true,
+                    );
+                    info!(conn = self.conn.id, device = %device.jid(), what, "phone message to companion");
+                    self.send(&stanza).await?;
+                }
+                Err(error) => {
+                    warn!(conn = self.conn.id, %error, what, "phone message to companion failed")
+                }
+            }
         }
         Ok(Flow::Continue)
     }

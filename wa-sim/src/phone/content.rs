@@ -1,9 +1,10 @@
-//! The `wa::Message` contents the phone reads and writes: texts, and the
+//! The `wa::Message` contents the phone reads and writes: texts, the
 //! app-state sync key share that lets a freshly paired client finish its
-//! first sync without waiting for its key-share timeout.
+//! first sync without waiting for its key-share timeout, and the initial
+//! history-sync notification a phone sends a newly linked companion.
 
 use rand::RngExt as _;
-use waproto::buffa::MessageField;
+use waproto::buffa::{Message as _, MessageField};
 use waproto::whatsapp as wa;
 
 /// The `v` attribute of every `<enc>` the phone sends: v2 means the plaintext
@@ -143,6 +144,58 @@ pub fn shared_app_state_keys(message: &wa::Message) -> Option<Vec<AppStateSyncKe
     Some(keys)
 }
 
+/// The history-sync notification a phone sends a companion right after linking it,
+/// with the `INITIAL_BOOTSTRAP` chunk. Phones carry that first chunk inline
+/// (`initialHistBootstrapInlinePayload`, a zlib-compressed `HistorySync`) instead of as
+/// an uploaded media blob. Clients wait for it: Baileys holds a new login in its
+/// "awaiting initial sync" state for up to 20 s and runs its initial app-state sync only
+/// once the notification arrives. The simulated phone has no chats, so the chunk carries
+/// only its type.
+pub fn initial_history_bootstrap_message() -> wa::Message {
+    let chunk = wa::HistorySync {
+        sync_type: wa::history_sync::HistorySyncType::INITIAL_BOOTSTRAP,
+        chunk_order: Some(0),
+        progress: Some(100),
+        ..Default::default()
+    };
+    let notification = wa::message::HistorySyncNotification {
+        sync_type: Some(wa::message::HistorySyncType::INITIAL_BOOTSTRAP),
+        chunk_order: Some(0),
+        progress: Some(100),
+        initial_hist_bootstrap_inline_payload: Some(zlib_compress(&chunk.encode_to_vec())),
+        ..Default::default()
+    };
+    wa::Message {
+        protocol_message: MessageField::some(wa::message::ProtocolMessage {
+            r#type: Some(wa::message::protocol_message::Type::HISTORY_SYNC_NOTIFICATION),
+            history_sync_notification: MessageField::some(notification),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Whether `message` is a history-sync notification, and of which type.
+pub fn history_sync_type(message: &wa::Message) -> Option<wa::message::HistorySyncType> {
+    message
+        .protocol_message
+        .as_option()?
+        .history_sync_notification
+        .as_option()?
+        .sync_type
+}
+
+/// A zlib stream (RFC 1950) of `data`, as history-sync payloads are compressed.
+fn zlib_compress(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; zlib_rs::compress_bound(data.len())];
+    let (compressed, code) = zlib_rs::compress_slice(&mut out, data, Default::default());
+    // The buffer is `compress_bound` long, which always fits the whole stream.
+    debug_assert_eq!(code, zlib_rs::ReturnCode::Ok);
+    let len = compressed.len();
+    out.truncate(len);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +232,34 @@ mod tests {
         );
         assert_eq!(shared_app_state_keys(&message), Some(vec![key]));
         assert_eq!(shared_app_state_keys(&text_message("x")), None);
+    }
+
+    #[test]
+    fn initial_history_bootstrap_is_an_inline_chunk_clients_decode() {
+        let message = initial_history_bootstrap_message();
+        assert_eq!(
+            history_sync_type(&message),
+            Some(wa::message::HistorySyncType::INITIAL_BOOTSTRAP)
+        );
+        let notification = message
+            .protocol_message
+            .as_option()
+            .and_then(|p| p.history_sync_notification.as_option())
+            .unwrap();
+        // No media fields: a client that sees a direct path would try to download it.
+        assert_eq!(notification.direct_path, None);
+        let inline = notification
+            .initial_hist_bootstrap_inline_payload
+            .as_deref()
+            .unwrap();
+        // Decompressed the way whatsapp-rust does it.
+        let raw = wacore_binary::zlib_pool::decompress_zlib_pooled(inline, 1 << 20).unwrap();
+        let chunk = wa::HistorySync::decode_from_slice(&raw).unwrap();
+        assert_eq!(
+            chunk.sync_type,
+            wa::history_sync::HistorySyncType::INITIAL_BOOTSTRAP
+        );
+        assert!(chunk.conversations.is_empty());
+        assert_eq!(history_sync_type(&text_message("x")), None);
     }
 }

@@ -66,8 +66,8 @@ pub use adv::{
 };
 pub use companion::CompanionBundle;
 pub use content::{
-    AppStateSyncKey, ENC_VERSION, app_state_key_share_message, message_text, shared_app_state_keys,
-    text_message,
+    AppStateSyncKey, ENC_VERSION, app_state_key_share_message, history_sync_type,
+    initial_history_bootstrap_message, message_text, shared_app_state_keys, text_message,
 };
 pub use device::{EncType, EncryptedMessage, PhoneDevice};
 pub use error::PhoneError;

@@ -87,13 +87,26 @@ impl TestClient {
 
     /// A client on an existing store (a restart of the same device).
     pub async fn start_with(sim: &SimHandle, backend: Arc<InMemoryBackend>) -> Self {
+        Self::build(sim, backend, true).await
+    }
+
+    /// Like [`Self::start_with`], for a client that processes the history the phone
+    /// sends instead of skipping it.
+    pub async fn start_with_history(sim: &SimHandle, backend: Arc<InMemoryBackend>) -> Self {
+        Self::build(sim, backend, false).await
+    }
+
+    async fn build(sim: &SimHandle, backend: Arc<InMemoryBackend>, skip_history: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let bot = Bot::builder()
+        let mut builder = Bot::builder()
             .with_backend_arc(backend.clone())
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(sim.ws_url()))
             .with_http_client(NoHttp)
-            .with_version((2, 3000, 0))
-            .skip_history_sync()
+            .with_version((2, 3000, 0));
+        if skip_history {
+            builder = builder.skip_history_sync();
+        }
+        let bot = builder
             .on_event(move |event, _client| {
                 let tx = tx.clone();
                 async move {

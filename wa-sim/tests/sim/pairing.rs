@@ -1,4 +1,5 @@
-//! QR pairing, the fast first login, reconnects without QR, ref rotation and exhaustion.
+//! QR pairing, the fast first login, the phone's initial history, reconnects without QR,
+//! ref rotation and exhaustion.
 
 use std::time::{Duration, Instant};
 
@@ -6,6 +7,9 @@ use botwave_wa_sim::{ScanError, SimConfig};
 use whatsapp_rust::types::events::Event;
 
 use crate::common::{TestClient, start_sim};
+
+/// `HistorySync.syncType` of the first chunk a phone sends a new companion.
+const INITIAL_BOOTSTRAP: i32 = 0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scanned_client_connects_within_a_second_and_later_logs_in_without_qr() {
@@ -50,6 +54,42 @@ async fn a_scanned_client_connects_within_a_second_and_later_logs_in_without_qr(
     let stats = sim.stats();
     assert_eq!(stats.pairings, 1);
     assert!(stats.logins >= 2, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_sends_a_new_companion_its_initial_history_once() {
+    let sim = start_sim(SimConfig::default()).await;
+    let backend = std::sync::Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new());
+    let mut client = TestClient::start_with_history(&sim, backend).await;
+    let qr = client.next_qr().await;
+    sim.scan("15550001212", &qr).await.expect("scan succeeds");
+    let chunk = client
+        .events
+        .wait("the initial history chunk", |e| match e {
+            Event::HistorySync(history) => Some((
+                history.sync_type(),
+                history.get().map(|h| h.conversations.len()),
+            )),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        chunk,
+        (INITIAL_BOOTSTRAP, Some(0)),
+        "an INITIAL_BOOTSTRAP chunk the client can decode, with no chats"
+    );
+
+    // A phone sends it once per linking: the next login gets none.
+    let backend = client.stop().await;
+    let mut again = TestClient::start_with_history(&sim, backend).await;
+    again.connected().await;
+    let repeated = again
+        .events
+        .wait_for(Duration::from_secs(1), "a second history chunk", &mut |e| {
+            matches!(e, Event::HistorySync(_)).then_some(())
+        })
+        .await;
+    assert_eq!(repeated, None, "history was sent again on a reconnect");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
