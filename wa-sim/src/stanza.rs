@@ -78,7 +78,7 @@ pub fn pair_success(id: &str, device_identity: Vec<u8>, jid: &Jid, lid: &Jid) ->
         .build()
 }
 
-/// Accepts a login.
+/// Accepts a login. `lid` is the device's own LID (`…:N@lid`), the one pair-success gave it.
 pub fn success(lid: &Jid) -> Node {
     NodeBuilder::new("success")
         .attr("t", unix_now().to_string())

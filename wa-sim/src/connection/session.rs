@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
-use wacore_binary::Node;
+use wacore_binary::{Jid, Node};
 use waproto::whatsapp as wa;
 use warp::ws::Message;
 
@@ -265,10 +265,11 @@ impl Session {
         };
         let (verdict, lid) = {
             let mut account = lock(&account);
-            (
-                account.login_verdict(device, &client_static),
-                account.lid_jid(),
-            )
+            // The device's own LID, as pair-success named it: clients store the LID from
+            // pair-success and treat a different one here as a change of identity
+            // (whatsmeow warns and resets it; whatsapp-rust and Baileys overwrite theirs).
+            let lid = Jid::lid_device(account.lid.clone(), device);
+            (account.login_verdict(device, &client_static), lid)
         };
         let queued = match verdict {
             LoginVerdict::Accept { queued } => queued,

@@ -57,6 +57,24 @@ async fn a_scanned_client_connects_within_a_second_and_later_logs_in_without_qr(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_keep_the_device_lid_pairing_gave_the_client() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = TestClient::start(&sim).await;
+    let qr = client.next_qr().await;
+    let paired = sim.scan("15550001313", &qr).await.expect("scan succeeds");
+    assert_eq!(paired.lid.device, paired.jid.device, "{paired:?}");
+    client.connected().await;
+    // The client stores the LID of pair-success and replaces it with the one <success>
+    // carries: both name this device.
+    assert_eq!(client.client.lid(), Some(paired.lid.clone()));
+
+    let backend = client.stop().await;
+    let mut again = TestClient::start_with(&sim, backend).await;
+    again.connected().await;
+    assert_eq!(again.client.lid(), Some(paired.lid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phone_sends_a_new_companion_its_initial_history_once() {
     let sim = start_sim(SimConfig::default()).await;
     let backend = std::sync::Arc::new(whatsapp_rust::wacore::store::InMemoryBackend::new());
