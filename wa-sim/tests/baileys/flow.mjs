@@ -56,13 +56,12 @@ const certChainMode = await trustSimulatorCertChain();
  * constant for the root key the simulator publishes. Baileys' code is not changed.
  */
 async function trustSimulatorCertChain() {
-  const response = await fetch(`${controlUrl}/root-key`).catch(error => ({ error }));
+  const response = await fetch(`${controlUrl}/root-key`);
   if (response.ok) {
-    const { public_key: publicKey, serial } = await response.json();
-    WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(publicKey, 'hex');
-    if (Number.isInteger(serial)) {
-      WA_CERT_DETAILS.SERIAL = serial;
-    }
+    // {"hex": "<32-byte Curve25519 key>", "base64": "<the same>"}. The simulator's root has
+    // serial 0, as WhatsApp's does, so WA_CERT_DETAILS.SERIAL stays.
+    const { hex } = await response.json();
+    WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(hex, 'hex');
     return 'simulator-root-key';
   }
   // A simulator that publishes no root key signs its chain with all-zero placeholder

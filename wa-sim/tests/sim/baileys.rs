@@ -77,13 +77,16 @@ impl Control {
             .unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 
-    async fn messages(&self, number: &str) -> Vec<ReceivedText> {
-        let response = self
-            .http
-            .get(format!("{}/phones/{number}/messages", self.url))
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
             .send()
             .await
-            .expect("GET messages");
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    async fn messages(&self, number: &str) -> Vec<ReceivedText> {
+        let response = self.get(&format!("/phones/{number}/messages")).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("messages JSON")
     }
@@ -96,9 +99,18 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
     let control = Control::new(&sim);
     let auth = AuthDir::new();
     let mut baileys = Baileys::start(&package, &sim, &auth.0).await;
-    baileys
+    let ready = baileys
         .expect("script start", "ready", STEP, |_| true)
         .await;
+    // Once the simulator publishes its Noise root key, Baileys must verify the chain with it.
+    let publishes_root_key = control.get("/root-key").await.status() == StatusCode::OK;
+    if publishes_root_key && ready["cert_chain"] != "simulator-root-key" {
+        baileys
+            .fail(&format!(
+                "the script did not pin the published root key: {ready}"
+            ))
+            .await;
+    }
 
     // Pairing: Baileys shows a QR, the phone scans it, the server asks for a restart (515)
     // and the new socket logs in.
