@@ -11,7 +11,9 @@ mod driver;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use botwave_wa_sim::{KickResponse, ReceivedText, ScanResponse, SimConfig, SimHandle};
+use botwave_wa_sim::{
+    KickResponse, ReceivedText, ScanResponse, SentText, SimConfig, SimHandle, StatsSnapshot,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -176,6 +178,17 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
             })
             .await;
     }
+    let stats: StatsSnapshot = control
+        .get("/stats")
+        .await
+        .json()
+        .await
+        .expect("stats JSON");
+    assert_eq!(
+        (stats.receipts_sent, stats.decrypt_failures),
+        (2, 0),
+        "the phone sent exactly its delivered and read receipts: {stats:?}"
+    );
 
     // Receiving: a text from the phone reaches Baileys as messages.upsert.
     let inbound = "hello from the phone";
@@ -186,8 +199,16 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
         )
         .await;
     assert_eq!(pushed.status(), StatusCode::OK, "phone send");
+    let pushed: SentText = pushed.json().await.expect("send JSON");
+    assert_eq!(
+        pushed.delivered,
+        vec![paired.jid.clone()],
+        "pushed live to the Baileys device"
+    );
     baileys
-        .expect("inbound text", "message", STEP, |e| e["text"] == inbound)
+        .expect("inbound text", "message", STEP, |e| {
+            e["text"] == inbound && e["id"] == pushed.id.as_str()
+        })
         .await;
 
     // Reconnect: a new socket on the saved auth state logs in without a QR.
