@@ -68,6 +68,10 @@ fn install_blocking() -> Result<PathBuf, String> {
         ));
     }
     write(&staging.join(".installed"), key.as_bytes())?;
+    if target.exists() && !marker.exists() {
+        // Not one of ours (every install is renamed into place complete, marker included).
+        let _ = std::fs::remove_dir_all(&target);
+    }
     match std::fs::rename(&staging, &target) {
         Ok(()) => Ok(target),
         // Another run finished first; its install is as good as this one.
