@@ -216,7 +216,7 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
     baileys.expect("closing", "close", STEP, |_| true).await;
     let before_reconnect = baileys.seen_count();
     baileys.command(json!({"cmd": "connect"})).await;
-    baileys.expect("reconnect", "open", STEP, |_| true).await;
+    let reopened = baileys.expect("reconnect", "open", STEP, |_| true).await;
     if baileys
         .seen_since(before_reconnect)
         .iter()
@@ -226,6 +226,11 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
             .fail("the reconnect showed a QR: the saved auth state was not accepted")
             .await;
     }
+    // Baileys takes its own LID from <success>: it must still name this device.
+    assert_eq!(
+        reopened["lid"], paired.lid,
+        "the login's LID is not the device LID pairing gave"
+    );
 
     // Logout by the phone: Baileys reports loggedOut (401).
     let kicked = control
