@@ -120,7 +120,7 @@ async fn handshake(
             debug!("client resumed with IK");
             sink.send(Message::binary(encode_frame(&server_hello)?))
                 .await?;
-            Ok(handshake)
+            Ok(*handshake)
         }
         ServerHelloStep::AwaitFinish {
             server_hello,

@@ -28,18 +28,19 @@ pub enum HandshakePattern {
     XxFallback,
 }
 
-/// What the server does after reading the ClientHello.
+/// What the server does after reading the ClientHello. Both states are boxed: the
+/// Noise and cipher state they hold are hundreds of bytes.
 pub enum ServerHelloStep {
     /// IK accepted. The hello carried the login, so the handshake is complete once
     /// `server_hello` is sent.
     Resumed {
         server_hello: Vec<u8>,
-        handshake: CompletedHandshake,
+        handshake: Box<CompletedHandshake>,
     },
     /// XX or XXfallback: send `server_hello`, then wait for the ClientFinish.
     AwaitFinish {
         server_hello: Vec<u8>,
-        awaiting: AwaitingFinish,
+        awaiting: Box<AwaitingFinish>,
     },
 }
 
@@ -148,12 +149,12 @@ impl IkAttempt<'_> {
         let (client_write, client_read) = noise.finish()?;
         Ok(Some(ServerHelloStep::Resumed {
             server_hello,
-            handshake: CompletedHandshake {
+            handshake: Box::new(CompletedHandshake {
                 client_static,
                 payload,
                 transport: TransportCipher::from_initiator_keys(client_write, client_read),
                 pattern: HandshakePattern::Ik,
-            },
+            }),
         }))
     }
 }
@@ -177,7 +178,7 @@ fn full_handshake_hello(
     identity: &ServerIdentity,
     client_ephemeral: [u8; 32],
     pattern: HandshakePattern,
-) -> Result<(Vec<u8>, AwaitingFinish), NoiseFailure> {
+) -> Result<(Vec<u8>, Box<AwaitingFinish>), NoiseFailure> {
     let protocol = match pattern {
         HandshakePattern::XxFallback => NOISE_PATTERN_XXFALLBACK,
         HandshakePattern::Xx | HandshakePattern::Ik => NOISE_PATTERN_XX,
@@ -196,11 +197,11 @@ fn full_handshake_hello(
     let server_hello = server_hello_frame(&ephemeral, Some(encrypted_static), encrypted_chain);
     Ok((
         server_hello,
-        AwaitingFinish {
+        Box::new(AwaitingFinish {
             noise,
             ephemeral,
             pattern,
-        },
+        }),
     ))
 }
 
@@ -227,7 +228,10 @@ fn decode_client_payload(bytes: &[u8]) -> Result<wa::ClientPayload, NoiseFailure
 }
 
 impl AwaitingFinish {
-    pub fn complete(mut self, finish_frame: &[u8]) -> Result<CompletedHandshake, NoiseFailure> {
+    pub fn complete(
+        mut self: Box<Self>,
+        finish_frame: &[u8],
+    ) -> Result<CompletedHandshake, NoiseFailure> {
         let message = wa::HandshakeMessage::decode_from_slice(finish_frame)
             .map_err(|e| NoiseFailure::Malformed(format!("client finish: {e}")))?;
         let finish = message
@@ -275,7 +279,7 @@ mod tests {
         waproto::codec::client_payload_to_vec(&device.get_client_payload())
     }
 
-    fn awaiting(step: ServerHelloStep) -> (Vec<u8>, AwaitingFinish) {
+    fn awaiting(step: ServerHelloStep) -> (Vec<u8>, Box<AwaitingFinish>) {
         match step {
             ServerHelloStep::AwaitFinish {
                 server_hello,
