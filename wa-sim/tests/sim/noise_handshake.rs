@@ -6,7 +6,7 @@
 use botwave_wa_sim::{KickKind, NoiseRootKey, SimConfig, SimHandle};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use wacore_binary::consts::{NOISE_PATTERN_XX, WA_CONN_HEADER};
+use wacore_binary::consts::{NOISE_PATTERN_XX, NOISE_PATTERN_XXFALLBACK, WA_CONN_HEADER};
 use wacore_libsignal::protocol::{KeyPair, PublicKey};
 use wacore_noise::NoiseHandshake;
 use waproto::buffa::{Message as _, MessageField};
@@ -15,90 +15,122 @@ use waproto::whatsapp::cert_chain::noise_certificate::Details;
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::wacore::handshake::{HandshakeUtils, WA_CERT_PUB_KEY};
 
-use crate::common::{TestClient, WAIT, paired_client, start_sim};
+use crate::common::{TestClient, WAIT, eventually, paired_client, start_sim};
 
 const PHONE: &str = "15553330000";
 
-/// What the ServerHello of an XX handshake reveals to the client.
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What an XX-shaped ServerHello (XX or XXfallback) reveals to the client.
 struct ServerHello {
     static_key: [u8; 32],
     cert_chain: Vec<u8>,
 }
 
+/// The client's side of a raw handshake: its ephemeral and the socket.
+struct RawClient {
+    socket: Socket,
+    ephemeral: KeyPair,
+}
+
+impl RawClient {
+    async fn connect(sim: &SimHandle) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(sim.ws_url())
+            .await
+            .expect("websocket connects");
+        Self {
+            socket,
+            ephemeral: KeyPair::generate(&mut rand::rng()),
+        }
+    }
+
+    /// Sends the prologue and a ClientHello with this ephemeral and, for an IK-shaped
+    /// hello, the given (encrypted) static and payload.
+    async fn send_hello(&mut self, r#static: Option<Vec<u8>>, payload: Option<Vec<u8>>) {
+        let hello = wa::HandshakeMessage {
+            client_hello: MessageField::some(wa::handshake_message::ClientHello {
+                ephemeral: Some(self.ephemeral.public_key.public_key_bytes().to_vec()),
+                r#static,
+                payload,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let length = (hello.len() as u32).to_be_bytes();
+        self.socket
+            .send(Message::binary(
+                [&WA_CONN_HEADER[..], &length[1..], &hello].concat(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame, or `None` once the server closed the socket.
+    async fn next_frame(&mut self) -> Option<Vec<u8>> {
+        let mut received = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if received.len() >= 3 {
+                    let length = u32::from_be_bytes([0, received[0], received[1], received[2]]);
+                    let end = 3 + length as usize;
+                    if received.len() >= end {
+                        return Some(received[3..end].to_vec());
+                    }
+                }
+                match self.socket.next().await {
+                    Some(Ok(Message::Binary(bytes))) => received.extend_from_slice(&bytes),
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                    Some(Ok(_)) => continue,
+                }
+            }
+        })
+        .await
+        .expect("the server answers or closes")
+    }
+
+    /// Reads the ServerHello and follows `<- e, ee, s, es, payload` on a transcript
+    /// started with `protocol`: XX for an XX hello, XXfallback after an IK one (the
+    /// client re-initialises and mixes in the ephemeral it already sent).
+    async fn read_full_server_hello(&mut self, protocol: &str) -> ServerHello {
+        let frame = self.next_frame().await.expect("a ServerHello");
+        let server_hello = wa::HandshakeMessage::decode_from_slice(&frame)
+            .unwrap()
+            .server_hello
+            .into_option()
+            .expect("a serverHello");
+        let private = self.ephemeral.private_key.serialize();
+        let mut noise = NoiseHandshake::new(protocol, &WA_CONN_HEADER).unwrap();
+        noise.authenticate(self.ephemeral.public_key.public_key_bytes());
+        let server_ephemeral = server_hello.ephemeral.expect("server ephemeral");
+        noise.authenticate(&server_ephemeral);
+        noise.mix_shared_secret(private, &server_ephemeral).unwrap();
+        let encrypted_static = server_hello
+            .r#static
+            .expect("an XX-shaped serverHello carries the server static");
+        let static_key: [u8; 32] = noise
+            .decrypt(&encrypted_static)
+            .expect("the static decrypts on this transcript")
+            .try_into()
+            .unwrap();
+        noise.mix_shared_secret(private, &static_key).unwrap();
+        let cert_chain = noise
+            .decrypt(&server_hello.payload.expect("the chain"))
+            .unwrap();
+        ServerHello {
+            static_key,
+            cert_chain,
+        }
+    }
+}
+
 /// Plays the client's half of XX up to the ServerHello on a raw websocket, the way
 /// the protocol defines it (`-> e`, then `<- e, ee, s, es, payload`).
 async fn xx_server_hello(sim: &SimHandle) -> ServerHello {
-    let (mut socket, _) = tokio_tungstenite::connect_async(sim.ws_url())
-        .await
-        .expect("websocket connects");
-    let ephemeral = KeyPair::generate(&mut rand::rng());
-    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &WA_CONN_HEADER).unwrap();
-    noise.authenticate(ephemeral.public_key.public_key_bytes());
-    let hello = wa::HandshakeMessage {
-        client_hello: MessageField::some(wa::handshake_message::ClientHello {
-            ephemeral: Some(ephemeral.public_key.public_key_bytes().to_vec()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    let length = (hello.len() as u32).to_be_bytes();
-    socket
-        .send(Message::binary(
-            [&WA_CONN_HEADER[..], &length[1..], &hello].concat(),
-        ))
-        .await
-        .unwrap();
-
-    let mut received = Vec::new();
-    let frame = tokio::time::timeout(WAIT, async {
-        loop {
-            if received.len() >= 3 {
-                let length = u32::from_be_bytes([0, received[0], received[1], received[2]]);
-                let end = 3 + length as usize;
-                if received.len() >= end {
-                    return received[3..end].to_vec();
-                }
-            }
-            match socket.next().await {
-                Some(Ok(Message::Binary(bytes))) => received.extend_from_slice(&bytes),
-                Some(Ok(_)) => continue,
-                other => panic!("the server closed before its ServerHello: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a ServerHello arrives");
-
-    let server_hello = wa::HandshakeMessage::decode_from_slice(&frame)
-        .unwrap()
-        .server_hello
-        .into_option()
-        .expect("a serverHello");
-    let server_ephemeral = server_hello.ephemeral.expect("server ephemeral");
-    noise.authenticate(&server_ephemeral);
-    noise
-        .mix_shared_secret(ephemeral.private_key.serialize(), &server_ephemeral)
-        .unwrap();
-    let static_key: [u8; 32] = noise
-        .decrypt(
-            &server_hello
-                .r#static
-                .expect("an XX serverHello carries the static"),
-        )
-        .unwrap()
-        .try_into()
-        .unwrap();
-    noise
-        .mix_shared_secret(ephemeral.private_key.serialize(), &static_key)
-        .unwrap();
-    let cert_chain = noise
-        .decrypt(&server_hello.payload.expect("the chain"))
-        .unwrap();
-    ServerHello {
-        static_key,
-        cert_chain,
-    }
+    let mut client = RawClient::connect(sim).await;
+    client.send_hello(None, None).await;
+    client.read_full_server_hello(NOISE_PATTERN_XX).await
 }
 
 /// The chain checks WhatsApp clients make (whatsmeow and Baileys agree; wacore makes
@@ -275,4 +307,42 @@ async fn after_a_static_key_rotation_ik_falls_back_to_xx_and_the_client_logs_in(
     let resumed = sim.stats().handshakes;
     assert_eq!(resumed.ik, 1, "{resumed:?}");
     assert_eq!(resumed.xx_fallback, 1, "{resumed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecryptable_ik_hello_gets_xxfallback_and_a_half_one_is_refused() {
+    let sim = start_sim(SimConfig::default()).await;
+
+    // Static and payload sealed for some other server key: the server cannot read
+    // them, so it answers XXfallback, which only a fallback transcript decrypts.
+    let mut client = RawClient::connect(&sim).await;
+    client
+        .send_hello(Some(vec![1; 48]), Some(vec![2; 80]))
+        .await;
+    let fallback = client
+        .read_full_server_hello(NOISE_PATTERN_XXFALLBACK)
+        .await;
+    assert_eq!(fallback.static_key, sim.noise_static_public_key());
+    verify_chain(
+        &fallback.cert_chain,
+        &fallback.static_key,
+        &sim.noise_root_public_key(),
+    )
+    .expect("the fallback carries the same chain");
+
+    // An IK hello needs both the static and the payload.
+    let failed = sim.stats().handshakes.failed;
+    let mut half = RawClient::connect(&sim).await;
+    half.send_hello(Some(vec![1; 48]), None).await;
+    assert!(half.next_frame().await.is_none(), "the server must close");
+    eventually("the failed handshake is counted", || {
+        (sim.stats().handshakes.failed > failed).then_some(())
+    })
+    .await;
+    let stats = sim.stats().handshakes;
+    assert_eq!(
+        (stats.ok, stats.ik, stats.xx_fallback),
+        (0, 0, 0),
+        "{stats:?}"
+    );
 }
