@@ -123,6 +123,12 @@ impl SimHandle {
         Ok(())
     }
 
+    /// The LID user of phone `number` (`None` if it is not on WhatsApp).
+    pub fn lid(&self, number: &str) -> Option<String> {
+        let account = self.shared.account(number)?;
+        Some(lock(&account).lid.clone())
+    }
+
     /// Phone `number` (created if needed) scans `qr`; returns the paired companion.
     pub async fn scan(&self, number: &str, qr: &str) -> Result<Paired, ScanError> {
         scan::scan(&self.shared, number, qr).await
