@@ -1,6 +1,6 @@
 //! botwave's WhatsApp Web server simulator.
 //!
-//! It speaks the real WhatsApp Web protocol (Noise XX over a websocket, binary
+//! It speaks the real WhatsApp Web protocol (Noise XX/IK over a websocket, binary
 //! stanzas, QR pairing with ADV signatures, Signal-encrypted messages), so the
 //! unmodified `whatsapp-rust` client — built with `danger-skip-cert-chain-verify` —
 //! pairs, logs in and messages through it. Simulated phones decrypt what clients
@@ -35,6 +35,7 @@ pub use control::{
     PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
 };
 pub use delivery::{DeliveryError, SentText};
+pub use noise::{CertificateError, NoiseRootKey};
 pub use scan::{Paired, ScanError};
 pub use server::{SimError, SimHandle, Simulator};
 pub use stanza::ReceiptKind;

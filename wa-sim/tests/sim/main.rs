@@ -7,6 +7,7 @@ mod common;
 mod control_api;
 mod lifecycle;
 mod messaging;
+mod noise_handshake;
 mod pairing;
 mod prekeys;
 mod robustness;
