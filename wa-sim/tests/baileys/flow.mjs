@@ -19,8 +19,10 @@ import makeWASocket, {
   Curve,
   DisconnectReason,
   WA_CERT_DETAILS,
+  generateSignalPubKey,
   useMultiFileAuthState
 } from 'baileys';
+import * as curve from 'libsignal/src/curve.js';
 import pino from 'pino';
 
 const env = name => {
@@ -45,36 +47,64 @@ process.on('unhandledRejection', error => {
   emit({ event: 'error', where: 'unhandledRejection', message: String(error?.stack || error) });
 });
 
-const certChainMode = await trustSimulatorCertChain();
+await trustSimulatorRootKey();
+const signatureChecks = watchSignatureChecks();
 
 /**
  * Baileys checks the server's Noise certificate chain (Utils/noise-handler.js,
  * processHandshake): the intermediate must be signed by WA_CERT_DETAILS.PUBLIC_KEY (WhatsApp's
- * root key) and carry issuerSerial === WA_CERT_DETAILS.SERIAL, and the leaf must be signed by
- * the intermediate's key. It does not compare the leaf key with the server's static key.
- * No server but WhatsApp's can sign with WhatsApp's root key, so this test swaps the exported
- * constant for the root key the simulator publishes. Baileys' code is not changed.
+ * root key) and carry issuerSerial === WA_CERT_DETAILS.SERIAL (0), and the leaf must be signed
+ * by the intermediate's key. It does not compare the leaf key with the server's static key.
+ * Only WhatsApp can sign with WhatsApp's root key, so this test replaces the exported constant
+ * with the root key the simulator publishes (its root also has serial 0). Baileys' code is not
+ * changed and verifies the simulator's chain for real.
  */
-async function trustSimulatorCertChain() {
+async function trustSimulatorRootKey() {
   const response = await fetch(`${controlUrl}/root-key`);
-  if (response.ok) {
-    // {"hex": "<32-byte Curve25519 key>", "base64": "<the same>"}. The simulator's root has
-    // serial 0, as WhatsApp's does, so WA_CERT_DETAILS.SERIAL stays.
-    const { hex } = await response.json();
-    WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(hex, 'hex');
-    return 'simulator-root-key';
+  if (!response.ok) {
+    throw new Error(`GET /control/root-key answered ${response.status}`);
   }
-  // A simulator that publishes no root key signs its chain with all-zero placeholder
-  // signatures, which no key verifies. Accept exactly those (a real XEdDSA signature is never
-  // all zeros) and verify everything else, pairing signatures included, as Baileys does.
-  const verify = Curve.verify;
-  Curve.verify = (pubKey, message, signature) =>
-    isAllZero(signature) || verify(pubKey, message, signature);
-  return 'placeholder-signatures-accepted';
+  // {"hex": "<32-byte Curve25519 key>", "base64": "<the same>"}
+  const { hex } = await response.json();
+  const key = Buffer.from(hex ?? '', 'hex');
+  if (key.length !== 32) {
+    throw new Error(`the published root key is not 32 bytes: ${hex}`);
+  }
+  WA_CERT_DETAILS.PUBLIC_KEY = key;
 }
 
-function isAllZero(bytes) {
-  return bytes?.length === 64 && bytes.every(byte => byte === 0);
+/**
+ * Baileys 7.0.0-rc14's Curve.verify (Utils/crypto.js) returns true unless libsignal throws, but
+ * libsignal's verifySignature throws only for malformed sizes and *returns* false for a wrong
+ * signature: Baileys accepts any 64-byte signature, so on its own it checks neither the Noise
+ * chain nor the pair-success account signature. This watches every check without changing its
+ * result and reports a signature Baileys accepted that does not verify, so the test still fails
+ * where WhatsApp Web, which does verify, would refuse the simulator.
+ */
+function watchSignatureChecks() {
+  const counts = { checked: 0 };
+  const baileysVerify = Curve.verify;
+  Curve.verify = (pubKey, message, signature) => {
+    const accepted = baileysVerify(pubKey, message, signature);
+    counts.checked++;
+    if (accepted && !verifiesForReal(pubKey, message, signature)) {
+      emit({
+        event: 'error',
+        where: 'signature check',
+        message: `Baileys accepted a signature that does not verify with key ${Buffer.from(pubKey).toString('hex')}`
+      });
+    }
+    return accepted;
+  };
+  return counts;
+}
+
+function verifiesForReal(pubKey, message, signature) {
+  try {
+    return curve.verifySignature(generateSignalPubKey(pubKey), message, signature) === true;
+  } catch {
+    return false;
+  }
 }
 
 let sock = null;
@@ -101,7 +131,12 @@ async function connect() {
       emit({ event: 'qr', qr: update.qr });
     }
     if (update.connection === 'open') {
-      emit({ event: 'open', me: socket.user?.id ?? null, lid: socket.user?.lid ?? null });
+      emit({
+        event: 'open',
+        me: socket.user?.id ?? null,
+        lid: socket.user?.lid ?? null,
+        signatures_checked: signatureChecks.checked
+      });
     }
     if (update.connection === 'close') {
       const error = update.lastDisconnect?.error;
@@ -179,7 +214,7 @@ async function run(command) {
   }
 }
 
-emit({ event: 'ready', cert_chain: certChainMode, node: process.version });
+emit({ event: 'ready', root_key: WA_CERT_DETAILS.PUBLIC_KEY.toString('hex'), node: process.version });
 const lines = createInterface({ input: process.stdin });
 lines.on('line', line => {
   let command;

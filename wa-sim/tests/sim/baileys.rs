@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use botwave_wa_sim::{
-    KickResponse, ReceivedText, ScanResponse, SentText, SimConfig, SimHandle, StatsSnapshot,
+    KickResponse, NoiseRootKey, ReceivedText, ScanResponse, SentText, SimConfig, SimHandle,
+    StatsSnapshot,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -104,12 +105,17 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
     let ready = baileys
         .expect("script start", "ready", STEP, |_| true)
         .await;
-    // Once the simulator publishes its Noise root key, Baileys must verify the chain with it.
-    let publishes_root_key = control.get("/root-key").await.status() == StatusCode::OK;
-    if publishes_root_key && ready["cert_chain"] != "simulator-root-key" {
+    // Baileys verifies the Noise chain against the root key the simulator publishes.
+    let root_key: NoiseRootKey = control
+        .get("/root-key")
+        .await
+        .json()
+        .await
+        .expect("root key JSON");
+    if ready["root_key"] != root_key.hex.as_str() {
         baileys
             .fail(&format!(
-                "the script did not pin the published root key: {ready}"
+                "the script pinned another root key than {root_key:?}: {ready}"
             ))
             .await;
     }
@@ -137,6 +143,13 @@ async fn baileys_pairs_sends_receives_reconnects_and_is_logged_out() {
     let open = baileys
         .expect("login after pairing", "open", STEP, |_| true)
         .await;
+    // Two sockets' Noise chains (intermediate and leaf each) and pair-success's account
+    // signature, every one valid: an invalid one fails the step above as an `error` event.
+    let checked = open["signatures_checked"].as_u64().unwrap_or_default();
+    assert!(
+        checked >= 5,
+        "Baileys checked {checked} signatures; expected both chains and the account signature"
+    );
     let me = open["me"].as_str().unwrap_or_default();
     assert!(
         me.starts_with(&format!("{OWN_NUMBER}:")),
