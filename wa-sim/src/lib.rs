@@ -20,6 +20,7 @@ mod connection;
 mod control;
 mod delivery;
 mod noise;
+mod pair_code;
 pub mod phone;
 mod scan;
 mod server;
@@ -32,9 +33,10 @@ pub use account::ReceivedText;
 pub use config::{ReceiptMode, SimConfig};
 pub use control::{
     ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest, KickResponse,
-    PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
+    PairCodeRequest, PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
 };
 pub use delivery::{DeliveryError, SentText};
+pub use pair_code::PairCodeError;
 pub use scan::{Paired, ScanError};
 pub use server::{SimError, SimHandle, Simulator};
 pub use stanza::ReceiptKind;
