@@ -1,9 +1,9 @@
 //! botwave's WhatsApp Web server simulator.
 //!
 //! It speaks the real WhatsApp Web protocol (Noise XX over a websocket, binary
-//! stanzas, QR pairing with ADV signatures, Signal-encrypted messages), so the
-//! unmodified `whatsapp-rust` client — built with `danger-skip-cert-chain-verify` —
-//! pairs, logs in and messages through it. Simulated phones decrypt what clients
+//! stanzas, QR or link-code pairing with ADV signatures, Signal-encrypted
+//! messages), so the unmodified `whatsapp-rust` client — built with
+//! `danger-skip-cert-chain-verify` — pairs, logs in and messages through it. Simulated phones decrypt what clients
 //! send, answer with receipts and send texts of their own. A JSON control API under
 //! `/control/` drives it; see the README.
 //!

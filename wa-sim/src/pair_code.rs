@@ -137,7 +137,8 @@ impl LinkCodeRequests {
         if request.issued_at.elapsed() > ttl {
             return Err(PairCodeError::Expired);
         }
-        if request.waiter.is_some() {
+        // A waiter nobody listens to any more (its caller went away) is no attempt.
+        if request.waiter.as_ref().is_some_and(|w| !w.is_closed()) {
             return Err(PairCodeError::Busy);
         }
         if request.attempts >= MAX_ATTEMPTS {
