@@ -166,3 +166,34 @@ async fn an_expired_code_is_refused_over_http_and_bad_requests_get_their_errors(
     assert_eq!(sim.stats().pairings, 0);
     drop(client);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_three_wrong_codes_the_request_is_spent_and_nothing_links() {
+    let sim = start_sim(SimConfig::default()).await;
+    let (client, code) = client_with_code(&sim, "15553330041").await;
+    let wrong = other_code(&code);
+    for attempt in 1..=3 {
+        let refused = sim.enter_pair_code("15553330041", &wrong).await;
+        assert!(
+            matches!(refused, Err(PairCodeError::WrongCode)),
+            "attempt {attempt}: {refused:?}"
+        );
+    }
+    // The client also gives a code up after three primary_hellos: the right one comes too late.
+    assert!(matches!(
+        sim.enter_pair_code("15553330041", &code).await,
+        Err(PairCodeError::TooManyAttempts)
+    ));
+    let over_http = reqwest::Client::new()
+        .post(format!("{}/pair-code", sim.control_url()))
+        .json(&json!({"phone": "15553330041", "code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(over_http).await,
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts".into())
+    );
+    assert_eq!(sim.stats().pairings, 0);
+    drop(client);
+}
