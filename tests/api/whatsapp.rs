@@ -51,7 +51,7 @@ async fn pairing_through_the_api_ends_connected_with_the_phone_number() {
 #[tokio::test]
 async fn messages_sent_by_web_and_by_api_key_arrive_and_become_delivered_then_read() {
     let app = spawn_app().await;
-    app.create_phone(FRIEND).await;
+    let friend_lid = app.create_phone(FRIEND).await;
     let account = app.new_account().await;
     app.link(&account, OWN_PHONE).await;
     let key = app.create_api_key(&account).await;
@@ -122,7 +122,14 @@ async fn messages_sent_by_web_and_by_api_key_arrive_and_become_delivered_then_re
         .json()
         .await
         .unwrap();
-    assert_eq!(log["messages"].as_array().unwrap().len(), 3);
+    let logged = log["messages"].as_array().unwrap();
+    assert_eq!(logged.len(), 3);
+    // WhatsApp answered the client's usync with FRIEND's LID and the client encrypted to it;
+    // the log still shows the number the user typed, and receipts found every message.
+    for message in logged {
+        assert_eq!(message["recipient"], FRIEND, "{message}");
+        assert!(!message.to_string().contains(&friend_lid), "{message}");
+    }
     let from_api: Value = app
         .api(
             Method::GET,

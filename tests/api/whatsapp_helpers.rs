@@ -109,13 +109,16 @@ impl TestApp {
         .await;
     }
 
-    pub async fn create_phone(&self, number: &str) {
-        self.control_ok(
-            Method::POST,
-            "/phones",
-            Some(json!({ "number": number, "devices": 1 })),
-        )
-        .await;
+    /// Creates simulated phone `number`; returns its LID user (WhatsApp addresses it by LID).
+    pub async fn create_phone(&self, number: &str) -> String {
+        let phone = self
+            .control_ok(
+                Method::POST,
+                "/phones",
+                Some(json!({ "number": number, "devices": 1 })),
+            )
+            .await;
+        phone["lid"].as_str().expect("the phone's LID").to_string()
     }
 
     /// What the simulated phone `number` received, decrypted.

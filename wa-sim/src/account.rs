@@ -74,6 +74,9 @@ pub struct ReceivedText {
     pub received_at: u64,
     /// `pkmsg` or `msg`.
     pub enc_type: String,
+    /// The device JID the sender encrypted this copy for: the LID form once the sender
+    /// has learned the recipient's LID (clients key their sessions under it).
+    pub addressed_to: String,
     /// The chat JID the sender addressed (receipts come from it).
     #[serde(skip)]
     pub chat: String,

@@ -189,6 +189,13 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(warp::get())
         .and(with())
         .map(|shared: Arc<Shared>| ok(StatusCode::OK, &shared.stats.snapshot()));
+    let root_key = warp::path!("control" / "root-key")
+        .and(warp::get())
+        .and(with())
+        .map(|shared: Arc<Shared>| {
+            let key = crate::noise::NoiseRootKey::new(&shared.noise.root_public());
+            ok(StatusCode::OK, &key)
+        });
     let get_config = warp::path!("control" / "config")
         .and(warp::get())
         .and(with())
@@ -219,6 +226,8 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .or(get_config)
         .unify()
         .or(put_config)
+        .unify()
+        .or(root_key)
         .unify()
         .boxed()
 }

@@ -71,7 +71,13 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(ws = %sim.ws_url(), control = %sim.control_url(), "ready");
+    let root_key = botwave_wa_sim::NoiseRootKey::new(&sim.noise_root_public_key());
+    tracing::info!(
+        ws = %sim.ws_url(),
+        control = %sim.control_url(),
+        noise_root_key = %root_key.hex,
+        "ready"
+    );
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down");
     sim.shutdown().await;

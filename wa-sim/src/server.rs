@@ -29,6 +29,8 @@ pub enum SimError {
     },
     #[error(transparent)]
     Account(#[from] crate::account::AccountError),
+    #[error(transparent)]
+    Certificate(#[from] crate::noise::CertificateError),
 }
 
 pub struct Simulator;
@@ -48,7 +50,7 @@ impl Simulator {
             source,
         })?;
         let max_message = config.max_frame_len + 64;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config)?);
 
         let ws_shared = shared.clone();
         let websocket = warp::path!("ws" / "chat")
@@ -120,6 +122,12 @@ impl SimHandle {
     pub fn create_phone(&self, number: &str, devices: u16) -> Result<(), SimError> {
         self.shared.create_account(number, devices)?;
         Ok(())
+    }
+
+    /// The LID user of phone `number` (`None` if it is not on WhatsApp).
+    pub fn lid(&self, number: &str) -> Option<String> {
+        let account = self.shared.account(number)?;
+        Some(lock(&account).lid.clone())
     }
 
     /// Phone `number` (created if needed) scans `qr`; returns the paired companion.
@@ -196,6 +204,26 @@ impl SimHandle {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The public key of the root that signs this simulator's Noise certificate chain
+    /// (made at start, like `GET /control/root-key`). A client that pins it instead of
+    /// WhatsApp's can verify the chain for real.
+    pub fn noise_root_public_key(&self) -> [u8; 32] {
+        self.shared.noise.root_public()
+    }
+
+    /// The server static Noise key that handshakes use now (the chain's leaf key).
+    pub fn noise_static_public_key(&self) -> [u8; 32] {
+        self.shared.noise.current().static_public()
+    }
+
+    /// Replaces the server static key (with a new leaf from the same intermediate),
+    /// as when WhatsApp rotates its keys. Live connections are unaffected. A client
+    /// that resumes with IK against the old key gets XXfallback and learns the new
+    /// one. Returns the new key.
+    pub fn rotate_noise_static_key(&self) -> Result<[u8; 32], SimError> {
+        Ok(self.shared.noise.rotate_static_key()?)
     }
 
     /// Closes every client connection, stops accepting new ones and waits (briefly)

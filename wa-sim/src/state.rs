@@ -12,7 +12,7 @@ use wacore_binary::{Jid, Node, Server};
 
 use crate::account::Account;
 use crate::config::{ReceiptMode, SimConfig};
-use crate::noise::ServerIdentity;
+use crate::noise::{CertificateError, NoiseKeys};
 use crate::stats::Stats;
 
 /// A device of an account: `(phone number, device id)`.
@@ -98,7 +98,8 @@ pub struct PendingRef {
 
 pub struct Shared {
     pub config: SimConfig,
-    pub identity: ServerIdentity,
+    /// The static key handshakes use and the certificate chain vouching for it.
+    pub noise: NoiseKeys,
     pub stats: Stats,
     accounts: RwLock<AccountIndex>,
     live: Mutex<HashMap<DeviceKey, ConnHandle>>,
@@ -130,12 +131,12 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 const FIRST_LID: u64 = 100_200_300_400_000;
 
 impl Shared {
-    pub fn new(config: SimConfig) -> Self {
+    pub fn new(config: SimConfig) -> Result<Self, CertificateError> {
         let latency_ms = config.latency.as_millis() as u64;
         let receipts = config.receipts;
-        Self {
+        Ok(Self {
             config,
-            identity: ServerIdentity::generate(),
+            noise: NoiseKeys::generate()?,
             stats: Stats::default(),
             accounts: RwLock::default(),
             live: Mutex::default(),
@@ -145,7 +146,7 @@ impl Shared {
             latency_ms: AtomicU64::new(latency_ms),
             next_id: AtomicU64::new(1),
             stopping: tokio::sync::watch::Sender::new(false),
-        }
+        })
     }
 
     /// Tells every connection to close.

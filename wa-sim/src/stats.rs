@@ -4,12 +4,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::noise::HandshakePattern;
+
 #[derive(Default)]
 pub struct Stats {
     connections_current: AtomicU64,
     connections_total: AtomicU64,
     handshakes_ok: AtomicU64,
     handshakes_failed: AtomicU64,
+    handshakes_xx: AtomicU64,
+    handshakes_ik: AtomicU64,
+    handshakes_xx_fallback: AtomicU64,
     conflicts: AtomicU64,
     logins: AtomicU64,
     logins_refused: AtomicU64,
@@ -49,6 +54,12 @@ pub struct ConnectionCounts {
 pub struct HandshakeCounts {
     pub ok: u64,
     pub failed: u64,
+    /// Completed full handshakes (first connections, clients without a cached chain).
+    pub xx: u64,
+    /// Completed IK resumptions with the current static key.
+    pub ik: u64,
+    /// IK attempts against a stale static key, completed as XXfallback.
+    pub xx_fallback: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -63,8 +74,13 @@ impl Stats {
     pub fn connection_closed(&self) {
         self.connections_current.fetch_sub(1, Ordering::Relaxed);
     }
-    pub fn handshake_ok(&self) {
+    pub fn handshake_ok(&self, pattern: HandshakePattern) {
         bump(&self.handshakes_ok);
+        bump(match pattern {
+            HandshakePattern::Xx => &self.handshakes_xx,
+            HandshakePattern::Ik => &self.handshakes_ik,
+            HandshakePattern::XxFallback => &self.handshakes_xx_fallback,
+        });
     }
     pub fn handshake_failed(&self) {
         bump(&self.handshakes_failed);
@@ -107,6 +123,9 @@ impl Stats {
             handshakes: HandshakeCounts {
                 ok: get(&self.handshakes_ok),
                 failed: get(&self.handshakes_failed),
+                xx: get(&self.handshakes_xx),
+                ik: get(&self.handshakes_ik),
+                xx_fallback: get(&self.handshakes_xx_fallback),
             },
             conflicts: get(&self.conflicts),
             logins: get(&self.logins),

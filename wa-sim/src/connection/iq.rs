@@ -4,7 +4,7 @@
 
 use tracing::{debug, info, warn};
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node, NodeContent};
+use wacore_binary::{Jid, Node, NodeContent, Server};
 
 use super::ConnError;
 use super::session::{Flow, Role, Session};
@@ -165,7 +165,8 @@ impl Session {
         let query = usync.get_optional_child("query");
         let wants =
             |protocol: &str| query.is_some_and(|q| q.get_optional_child(protocol).is_some());
-        let (wants_devices, wants_contact) = (wants("devices"), wants("contact"));
+        let (wants_devices, wants_contact, wants_lid) =
+            (wants("devices"), wants("contact"), wants("lid"));
         let mut users = Vec::new();
         for user in usync
             .get_optional_child("list")
@@ -179,6 +180,15 @@ impl Session {
             if wants_contact {
                 let kind = if account.is_some() { "in" } else { "out" };
                 result.push(NodeBuilder::new("contact").attr("type", kind).build());
+            }
+            // WhatsApp addresses users by LID: a phone number on WhatsApp is answered with
+            // its LID, which clients then key their Signal sessions and key fetches under.
+            if wants_lid
+                && jid.server != Server::Lid
+                && let Some(account) = &account
+            {
+                let lid = lock(account).lid_jid();
+                result.push(NodeBuilder::new("lid").attr("val", lid.to_string()).build());
             }
             if wants_devices {
                 match &account {
@@ -201,7 +211,6 @@ impl Session {
                     ),
                 }
             }
-            // LID queries are answered without <lid>: the client stays on PN addressing.
             let builder = NodeBuilder::new("user").attr("jid", jid_text);
             users.push(if result.is_empty() {
                 builder.build()

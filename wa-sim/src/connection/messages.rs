@@ -89,6 +89,7 @@ impl Session {
                             text: text.to_string(),
                             received_at: unix_millis(),
                             enc_type: enc_type.clone(),
+                            addressed_to: target.to_string(),
                             chat: to.to_non_ad().to_string(),
                         });
                     }

@@ -1,4 +1,4 @@
-//! One client websocket: the Noise handshake, then a [`session::Session`] that speaks
+//! One client websocket: the Noise handshake (XX, IK or XXfallback), then a [`session::Session`] that speaks
 //! stanzas until either side closes. Every failure ends only this connection.
 
 mod iq;
@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 use warp::ws::{Message, WebSocket};
 
-use crate::noise::{CompletedHandshake, NoiseFailure, respond_to_client_hello};
+use crate::noise::{
+    CompletedHandshake, HandshakePattern, NoiseFailure, ServerHelloStep, respond_to_client_hello,
+};
 use crate::state::{ConnHandle, Shared};
 use crate::wire::{FrameError, FrameReader, encode_frame, strip_prologue};
 
@@ -61,7 +63,7 @@ pub async fn serve(ws: WebSocket, shared: Arc<Shared>) {
 
     match handshake {
         Ok(done) => {
-            shared.stats.handshake_ok();
+            shared.stats.handshake_ok(done.pattern);
             let session = session::Session::new(
                 shared.clone(),
                 conn,
@@ -109,14 +111,32 @@ async fn handshake(
     let first = next_binary(stream).await?;
     reader.feed(strip_prologue(&first)?);
     let hello = next_frame(stream, reader).await?;
-    let (server_hello, awaiting) = respond_to_client_hello(&shared.identity, &hello)?;
-    if awaiting.fell_back_from_ik {
-        debug!("client tried IK; answered with XXfallback");
+    // The key rotation hook may swap the identity meanwhile; this handshake keeps the
+    // one it started with.
+    let identity = shared.noise.current();
+    match respond_to_client_hello(&identity, &hello)? {
+        ServerHelloStep::Resumed {
+            server_hello,
+            handshake,
+        } => {
+            debug!("client resumed with IK");
+            sink.send(Message::binary(encode_frame(&server_hello)?))
+                .await?;
+            Ok(*handshake)
+        }
+        ServerHelloStep::AwaitFinish {
+            server_hello,
+            awaiting,
+        } => {
+            if awaiting.pattern() == HandshakePattern::XxFallback {
+                debug!("client tried IK with a stale server static key; answered XXfallback");
+            }
+            sink.send(Message::binary(encode_frame(&server_hello)?))
+                .await?;
+            let finish = next_frame(stream, reader).await?;
+            Ok(awaiting.complete(&finish)?)
+        }
     }
-    sink.send(Message::binary(encode_frame(&server_hello)?))
-        .await?;
-    let finish = next_frame(stream, reader).await?;
-    Ok(awaiting.complete(&finish)?)
 }
 
 /// The payload of the next binary websocket message (pings are answered by warp).

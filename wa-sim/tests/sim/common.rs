@@ -60,6 +60,18 @@ impl Events {
             .unwrap_or_else(|| panic!("timed out waiting for {what}"))
     }
 
+    /// Waits for an incoming text message `text`.
+    pub async fn wait_text(&mut self, text: &str) {
+        self.wait(&format!("the text {text:?}"), |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .any(|m| m.message.conversation.as_deref() == Some(text))
+                .then_some(()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Like [`Self::wait`] but returns `None` after `timeout`.
     pub async fn wait_for<T>(
         &mut self,

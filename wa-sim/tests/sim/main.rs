@@ -5,6 +5,7 @@ mod common;
 mod control_api;
 mod lifecycle;
 mod messaging;
+mod noise_handshake;
 mod pair_code;
 mod pairing;
 mod prekeys;

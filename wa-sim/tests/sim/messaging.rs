@@ -43,16 +43,7 @@ async fn texts_are_decrypted_by_the_phone_as_pkmsg_until_it_answers_then_as_msg(
 
     sim.send_text("15552220000", "15551110000", "got it")
         .unwrap();
-    client
-        .events
-        .wait("the phone's answer", |e| match e {
-            Event::Messages(batch) => batch
-                .iter()
-                .any(|m| m.message.conversation.as_deref() == Some("got it"))
-                .then_some(()),
-            _ => None,
-        })
-        .await;
+    client.events.wait_text("got it").await;
     let third = client
         .client
         .send_text(pn("15552220000"), "third")
@@ -66,6 +57,68 @@ async fn texts_are_decrypted_by_the_phone_as_pkmsg_until_it_answers_then_as_msg(
     .await;
     assert_eq!(received.text, "third");
     assert_eq!(received.enc_type, "msg", "an answered session uses msg");
+    assert_eq!(sim.stats().decrypt_failures, 0);
+}
+
+/// WhatsApp answers a usync `<lid/>` query with the number's LID; a client then keys its
+/// Signal sessions and key fetches under the LID while the stanza stays PN-addressed (the
+/// account is not LID-migrated). The phone must still decrypt, receipts must still find
+/// the message, and the phone's answer (from its PN) must decrypt on the LID session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_learned_the_lid_still_reaches_the_phone_both_ways() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110009").await;
+    sim.create_phone("15552220009", 2).unwrap();
+    let lid = sim.lid("15552220009").expect("the phone has a LID");
+
+    let sent = client
+        .client
+        .send_text(pn("15552220009"), "by lid")
+        .await
+        .expect("send");
+    let mapping = client
+        .client
+        .get_lid_pn_entry(&pn("15552220009"))
+        .await
+        .expect("mapping lookup")
+        .expect("the client learned the LID from usync");
+    assert_eq!(&*mapping.lid, lid.as_str());
+    let received = eventually("both devices decrypted", || {
+        let messages = sim.messages("15552220009");
+        (messages.len() >= 2).then_some(messages)
+    })
+    .await;
+    let mut addressed: Vec<String> = received.iter().map(|m| m.addressed_to.clone()).collect();
+    addressed.sort();
+    assert_eq!(
+        addressed,
+        vec!["15552220009:1@s.whatsapp.net", "15552220009@s.whatsapp.net"],
+        "the wire stays PN-addressed"
+    );
+    assert!(
+        received
+            .iter()
+            .all(|m| m.text == "by lid" && m.from == "15551110009")
+    );
+
+    let delivered = client
+        .events
+        .wait("the delivery receipt", |e| match e {
+            Event::Receipt(receipt) if receipt.r#type == ReceiptType::Delivered => Some(
+                receipt
+                    .message_ids
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .await;
+    assert_eq!(delivered, vec![sent.message_id.clone()]);
+
+    sim.send_text("15552220009", "15551110009", "answer")
+        .unwrap();
+    client.events.wait_text("answer").await;
     assert_eq!(sim.stats().decrypt_failures, 0);
 }
 
