@@ -26,6 +26,12 @@ pub enum PairCodeRefusal {
     AlreadyLinked,
     #[error("a link code for this account is already being requested")]
     InProgress,
+    /// The request lost its flow before a code came: a newer request replaced it, or
+    /// the connection to WhatsApp dropped meanwhile.
+    #[error(
+        "the link code request was interrupted (by a newer one, or a dropped connection); request a new code"
+    )]
+    Interrupted,
     #[error("the WhatsApp session is not running; retry in a moment")]
     NotRunning,
     /// WhatsApp (or the client) refused the request; WhatsApp uses this for its rate

@@ -173,10 +173,9 @@ async fn pair_code(
         .await
         .map_err(|error| match error {
             SessionError::PairCode(PairCodeRefusal::AlreadyLinked) => already_linked(),
-            SessionError::PairCode(PairCodeRefusal::InProgress) => ApiError::Conflict(
-                "pair_code_in_progress",
-                PairCodeRefusal::InProgress.to_string(),
-            ),
+            SessionError::PairCode(refusal @ PairCodeRefusal::InProgress) => {
+                ApiError::Conflict("pair_code_in_progress", refusal.to_string())
+            }
             other => ApiError::Unavailable(other.to_string()),
         })?;
     Ok(warp::reply::json(&json!({

@@ -86,7 +86,7 @@ fn start(client: Arc<Client>, phone: String, reply: PairCodeReply) {
                         .unwrap_or(chrono::Duration::seconds(180)),
             }),
             Err(error) if error.lost_the_flow_to_another_request() => {
-                Err(PairCodeRefusal::InProgress)
+                Err(PairCodeRefusal::Interrupted)
             }
             Err(error) => Err(PairCodeRefusal::Refused(error.to_string())),
         };
