@@ -15,6 +15,29 @@ pub enum SessionError {
     Actor(String),
     #[error("WhatsApp device store error: {0}")]
     Store(String),
+    #[error(transparent)]
+    PairCode(#[from] PairCodeRefusal),
+}
+
+/// Why a session gave no link code (linking by phone number).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PairCodeRefusal {
+    #[error("this account's WhatsApp is already linked")]
+    AlreadyLinked,
+    #[error("a link code for this account is already being requested")]
+    InProgress,
+    /// The request lost its flow before a code came: a newer request replaced it, or
+    /// the connection to WhatsApp dropped meanwhile.
+    #[error(
+        "the link code request was interrupted (by a newer one, or a dropped connection); request a new code"
+    )]
+    Interrupted,
+    #[error("the WhatsApp session is not running; retry in a moment")]
+    NotRunning,
+    /// WhatsApp (or the client) refused the request; WhatsApp uses this for its rate
+    /// limit too.
+    #[error("WhatsApp refused the link code request: {0}")]
+    Refused(String),
 }
 
 impl From<bb8::RunError<tokio_postgres::Error>> for SessionError {

@@ -19,6 +19,13 @@ pub enum SessionEvent {
         code: String,
         expires_at: DateTime<Utc>,
     },
+    /// A link code to type on the phone (Linked devices → Link with phone number
+    /// instead); it replaces any earlier one. The QR code stays valid alongside it.
+    PairCode {
+        user_id: Uuid,
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
     WhatsappConnected {
         user_id: Uuid,
         phone: String,
@@ -47,6 +54,7 @@ impl SessionEvent {
     pub fn user_id(&self) -> Uuid {
         match self {
             SessionEvent::QrCode { user_id, .. }
+            | SessionEvent::PairCode { user_id, .. }
             | SessionEvent::WhatsappConnected { user_id, .. }
             | SessionEvent::WhatsappDisconnected { user_id, .. }
             | SessionEvent::MessageStatus { user_id, .. }

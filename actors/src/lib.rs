@@ -16,7 +16,7 @@ pub mod store;
 pub mod supervisor;
 
 pub use config::SessionConfig;
-pub use error::SessionError;
+pub use error::{PairCodeRefusal, SessionError};
 pub use events::{EventHub, SessionEvent};
 pub use manager::SessionManager;
 

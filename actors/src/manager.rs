@@ -12,6 +12,7 @@ use crate::PgPool;
 use crate::config::SessionConfig;
 use crate::error::SessionError;
 use crate::events::EventHub;
+use crate::session::pair_code::PairCode;
 use crate::sessions::{self, SessionStatus};
 use crate::supervisor::{SessionSupervisor, SupervisorArgs, SupervisorMsg};
 
@@ -54,6 +55,23 @@ impl SessionManager {
         sessions::status(&self.pool, user_id)
             .await?
             .ok_or(SessionError::UnknownUser)
+    }
+
+    /// Starts the user's session if it is not running and asks it for a link code for
+    /// `phone` (digits in international form), to type on that phone instead of
+    /// scanning the QR code. The connection follows as events, as after a scan.
+    pub async fn pair_code(&self, user_id: Uuid, phone: &str) -> Result<PairCode, SessionError> {
+        let session_id = sessions::ensure(&self.pool, user_id).await?;
+        self.start_session(user_id, session_id).await?;
+        let phone = phone.to_owned();
+        let answer = self
+            .call(|reply| SupervisorMsg::PairCode {
+                user_id,
+                phone,
+                reply,
+            })
+            .await?;
+        Ok(answer?)
     }
 
     /// Logs the user's device out of WhatsApp, forgets it and stops the session.

@@ -1,8 +1,9 @@
-// The connection card: the session's state, the QR code to scan while linking, the linked
-// phone number, and the Connect / Disconnect (and, in the demo, simulated scan) buttons.
+// The connection card: the session's state, the QR code to scan while linking (or the link
+// code to type on the phone, for whoever cannot scan), the linked phone number, and the
+// Connect / Disconnect (and, in the demo, simulated scan) buttons.
 
 import { api } from "./api.js";
-import { $, busy, setText } from "./dom.js";
+import { $, busy, fieldError, setText } from "./dom.js";
 
 const LABELS = {
   idle: "Not linked",
@@ -44,6 +45,30 @@ export function createConnection({ userId, demo }) {
     $("disconnect-btn").textContent = state === "connected" || status.paired ? "Disconnect" : "Cancel";
     if (state !== "qr") hideQr();
     $("demo-scan-btn").hidden = !(demo && shownCode);
+    const linked = state === "connected" || status.paired;
+    $("pair-code-form").hidden = linked;
+    // A code belongs to a running, unlinked session: linked or stopped, it is of no use.
+    if (linked || !linking) hidePairCode();
+  }
+
+  function hidePairCode() {
+    $("pair-code-box").hidden = true;
+    setText("pair-code", "");
+    delete $("pair-code").dataset.code;
+  }
+
+  /** Shows a link code the way WhatsApp asks for it: two groups of four. */
+  function showPairCode(code, expiresAt) {
+    if (!code) return;
+    $("pair-code").dataset.code = code;
+    setText("pair-code", code.length === 8 ? `${code.slice(0, 4)}-${code.slice(4)}` : code);
+    const until = expiresAt ? new Date(expiresAt) : null;
+    const valid = until && !Number.isNaN(until.getTime());
+    setText(
+      "pair-code-expiry",
+      valid ? `It works until ${until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}.` : "",
+    );
+    $("pair-code-box").hidden = false;
   }
 
   function hideQr() {
@@ -106,6 +131,9 @@ export function createConnection({ userId, demo }) {
         if (event.svg) showQr(event.code, event.svg, event.expires_at);
         else loadQr();
         break;
+      case "pair_code":
+        showPairCode(event.code, event.expires_at);
+        break;
       case "whatsapp_connected":
         status = { ...status, state: "connected", paired: true, phone: event.phone, push_name: event.push_name };
         render();
@@ -135,6 +163,26 @@ export function createConnection({ userId, demo }) {
       }
     });
 
+  $("pair-code-form").onsubmit = (submitted) => {
+    submitted.preventDefault();
+    busy($("pair-code-btn"), async () => {
+      setText("conn-error", "");
+      fieldError("pair-phone", "");
+      try {
+        const answer = await api("POST", "/api/whatsapp/pair-code", { phone: $("pair-phone").value });
+        // The request started the session if it was not running.
+        if (status.state !== "qr") {
+          status.state = "connecting";
+          render();
+        }
+        showPairCode(answer.code, answer.expires_at);
+      } catch (error) {
+        if (error.field === "phone") fieldError("pair-phone", error.message);
+        else setText("conn-error", error.message);
+      }
+    });
+  };
+
   $("disconnect-btn").onclick = () =>
     busy($("disconnect-btn"), async () => {
       setText("conn-error", "");
@@ -158,6 +206,7 @@ export function createConnection({ userId, demo }) {
     });
 
   hideQr();
+  hidePairCode();
   render();
   return { refresh, onEvent };
 }

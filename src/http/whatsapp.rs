@@ -1,23 +1,29 @@
-//! `/api/whatsapp/*`: link the caller's WhatsApp account (initialize, then scan the QR code),
-//! watch its state, and unlink it.
+//! `/api/whatsapp/*`: link the caller's WhatsApp account (initialize, then scan the QR code,
+//! or ask for a link code to type on the phone), watch its state, and unlink it.
 
 use std::sync::Arc;
 
 use base64::Engine;
 use botwave_actors::sessions::{self, SessionState, SessionStatus};
+use botwave_actors::{PairCodeRefusal, SessionError};
 use serde::Deserialize;
 use serde_json::json;
 use warp::{Filter, Rejection, Reply, http::StatusCode};
 
 use super::{
     error::{ApiError, respond},
-    filters::{Caller, caller, session_caller, with_state},
+    filters::{Caller, caller, json_body, session_caller, with_state},
 };
-use crate::{qr, state::AppState};
+use crate::{domain::PhoneNumber, qr, state::AppState};
 
 #[derive(Deserialize)]
 struct QrQuery {
     format: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PairCodeRequest {
+    phone: String,
 }
 
 pub fn routes(
@@ -39,12 +45,18 @@ pub fn routes(
         .and(caller(state.clone()))
         .and(warp::query::<QrQuery>())
         .then(|state, caller, query| async move { respond(qr_code(state, caller, query).await) });
+    let pair_code = warp::path!("api" / "whatsapp" / "pair-code")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(session_caller(state.clone()))
+        .and(json_body(state.body_limits))
+        .then(|state, caller, body| async move { respond(pair_code(state, caller, body).await) });
     let disconnect = warp::path!("api" / "whatsapp" / "disconnect")
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(session_caller(state))
         .then(|state, caller| async move { respond(disconnect(state, caller).await) });
-    initialize.or(status).or(qr).or(disconnect)
+    initialize.or(status).or(qr).or(pair_code).or(disconnect)
 }
 
 /// The caller's session as the API shows it; never-initialized accounts are `idle`.
@@ -102,10 +114,7 @@ async fn qr_code(
             ..
         }) => (code, qr_expires_at),
         Some(status) if status.state == SessionState::Connected => {
-            return Err(ApiError::Conflict(
-                "already_connected",
-                "this account's WhatsApp is already linked".into(),
-            ));
+            return Err(already_linked());
         }
         _ => {
             return Err(ApiError::NotFound(
@@ -142,6 +151,45 @@ async fn qr_code(
             "format must be json, png or svg",
         )),
     }
+}
+
+/// Starts the session if needed and answers the link code to type on the phone whose
+/// number is given (WhatsApp → Linked devices → Link with phone number instead).
+async fn pair_code(
+    state: Arc<AppState>,
+    caller: Caller,
+    body: PairCodeRequest,
+) -> Result<impl Reply, ApiError> {
+    let phone = PhoneNumber::parse(&body.phone).map_err(|m| ApiError::validation("phone", m))?;
+    let current = sessions::status(&state.pool, caller.user.id)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if current.is_some_and(|status| status.paired || status.state == SessionState::Connected) {
+        return Err(already_linked());
+    }
+    let code = state
+        .sessions
+        .pair_code(caller.user.id, phone.digits())
+        .await
+        .map_err(|error| match error {
+            SessionError::PairCode(PairCodeRefusal::AlreadyLinked) => already_linked(),
+            SessionError::PairCode(refusal @ PairCodeRefusal::InProgress) => {
+                ApiError::Conflict("pair_code_in_progress", refusal.to_string())
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+    Ok(warp::reply::json(&json!({
+        "code": code.code,
+        "expires_at": code.expires_at,
+        "phone": phone.digits(),
+    })))
+}
+
+fn already_linked() -> ApiError {
+    ApiError::Conflict(
+        "already_connected",
+        "this account's WhatsApp is already linked".into(),
+    )
 }
 
 async fn disconnect(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {

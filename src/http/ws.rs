@@ -1,7 +1,7 @@
 //! `/ws`: pushes a user's session events to the browser as they happen.
 //!
 //! The client has [`AUTH_DEADLINE`] to send `{"type":"authenticate","token":JWT}`; it is then
-//! answered `authenticated` and receives its own events (`qr_code`, `whatsapp_connected`,
+//! answered `authenticated` and receives its own events (`qr_code`, `pair_code`, `whatsapp_connected`,
 //! `whatsapp_disconnected`, `message_status`, and its `session_state`); admins also receive every
 //! session's `session_state`.
 //!

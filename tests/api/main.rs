@@ -19,3 +19,4 @@ mod migrations;
 mod websocket;
 mod whatsapp;
 mod whatsapp_helpers;
+mod whatsapp_pair_code;

@@ -22,6 +22,7 @@ mod flow;
 mod isolation;
 mod message_log;
 mod page;
+mod pair_code;
 mod password;
 mod polling;
 mod send_form;

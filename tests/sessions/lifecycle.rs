@@ -260,3 +260,58 @@ async fn unscanned_qr_codes_run_out_and_initialize_brings_new_ones() {
     assert_ne!(fresh, first);
     assert_eq!(h.status(user).await.state, SessionState::Qr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_code_outlives_the_qr_codes_and_still_links_the_session() {
+    let ttl = std::time::Duration::from_millis(300);
+    let h = Harness::start_with(SimConfig {
+        qr_ref_count: 2,
+        qr_ref_ttl: Some(ttl),
+        ..SimConfig::default()
+    })
+    .await;
+    let user = h.create_user().await;
+    let mut events = Events::new(&h.hub, user);
+
+    // The request starts the session and waits for its socket.
+    let code = h.manager.pair_code(user, "15550001777").await.unwrap();
+    assert_eq!(code.code.len(), 8);
+    let announced = events
+        .wait("the pair_code event", |e| match e {
+            SessionEvent::PairCode { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(announced, code.code);
+
+    // Both QR codes run out (nothing is published for that): with a code outstanding the
+    // client keeps its socket, and the session must keep running for the code's sake.
+    tokio::time::sleep(ttl * 4).await;
+    assert_eq!(h.status(user).await.state, SessionState::Qr);
+
+    h.sim
+        .enter_pair_code("15550001777", &code.code)
+        .await
+        .expect("the code still links");
+    assert_eq!(events.connected().await, "15550001777");
+    assert!(
+        !events
+            .seen
+            .iter()
+            .any(|e| matches!(e, SessionEvent::WhatsappDisconnected { .. })),
+        "the session stopped while the link code was still valid: {:#?}",
+        events.seen
+    );
+
+    // Linked: asking again is refused, without touching the session.
+    let again = h.manager.pair_code(user, "15550001777").await;
+    assert!(
+        matches!(
+            again,
+            Err(botwave_actors::SessionError::PairCode(
+                botwave_actors::PairCodeRefusal::AlreadyLinked
+            ))
+        ),
+        "{again:?}"
+    );
+}

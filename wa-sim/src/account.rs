@@ -201,7 +201,7 @@ impl Account {
         index
     }
 
-    fn primary(&self) -> &PhoneDevice {
+    pub fn primary(&self) -> &PhoneDevice {
         &self.phones[0].signal
     }
 

@@ -52,6 +52,10 @@ pub struct SimConfig {
     /// companion right after its first login (lets it reach `Connected` at once
     /// instead of after the client's 10 s grace).
     pub share_app_state_key: bool,
+    /// How long a link code stays enterable on the phone after the companion's
+    /// `companion_hello` (WhatsApp Web and whatsapp-rust count 180 s); a later entry
+    /// is refused as expired.
+    pub pair_code_ttl: Duration,
 }
 
 impl Default for SimConfig {
@@ -65,6 +69,7 @@ impl Default for SimConfig {
             max_frame_len: 4 << 20,
             handshake_timeout: Duration::from_secs(20),
             share_app_state_key: true,
+            pair_code_ttl: Duration::from_secs(180),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! The JSON control API under `/control/`: create phones, scan QR codes, read what
-//! phones received, make phones send texts and receipts, kick devices, tune receipts
-//! and latency, read counters. Errors are `{"error":{"code","message"}}`.
+//! The JSON control API under `/control/`: create phones, scan QR codes, type link
+//! codes, read what phones received, make phones send texts and receipts, kick
+//! devices, tune receipts and latency, read counters. Errors are `{"error":{"code","message"}}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use warp::{Filter, Rejection};
 use crate::account::{MAX_PHONE_DEVICES, NextLogin, ReceivedText};
 use crate::config::ReceiptMode;
 use crate::delivery::{self, DeliveryError, SentText};
+use crate::pair_code::{self, PairCodeError};
 use crate::scan::{self, ScanError};
 use crate::stanza::ReceiptKind;
 use crate::state::{ConnCommand, DeviceKey, KickKind, Shared, lock};
@@ -77,6 +78,14 @@ pub struct ScanRequest {
     pub qr: String,
 }
 
+/// `POST /control/pair-code`: the user of phone `phone` types the link code `code`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct PairCodeRequest {
+    pub phone: String,
+    pub code: String,
+}
+
+/// The answer to a scan or an accepted link code: the companion now paired.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ScanResponse {
     pub jid: String,
@@ -152,6 +161,11 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(with())
         .and(json_body())
         .then(scan_qr);
+    let pair_code = warp::path!("control" / "pair-code")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .then(enter_pair_code);
     let messages = warp::path!("control" / "phones" / String / "messages")
         .and(warp::get())
         .and(with())
@@ -196,6 +210,8 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .or(list_phones)
         .unify()
         .or(scan)
+        .unify()
+        .or(pair_code)
         .unify()
         .or(messages)
         .unify()
@@ -339,16 +355,51 @@ async fn scan_qr(shared: Arc<Shared>, request: ScanRequest) -> Reply_ {
                 phone: request.phone,
             },
         ),
+        Err(e) => scan_error(&e),
+    }
+}
+
+fn scan_error(e: &ScanError) -> Reply_ {
+    let (status, code) = match e {
+        ScanError::InvalidQr(_) => (StatusCode::BAD_REQUEST, "invalid_qr"),
+        ScanError::UnknownRef => (StatusCode::NOT_FOUND, "unknown_qr"),
+        ScanError::ExpiredRef => (StatusCode::GONE, "qr_expired"),
+        ScanError::KeyMismatch => (StatusCode::BAD_REQUEST, "qr_key_mismatch"),
+        ScanError::ClientGone => (StatusCode::CONFLICT, "client_gone"),
+        ScanError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        ScanError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "pairing_rejected"),
+        ScanError::Account(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    error(status, code, e)
+}
+
+async fn enter_pair_code(shared: Arc<Shared>, request: PairCodeRequest) -> Reply_ {
+    if !valid_number(&request.phone) {
+        return invalid_number(&request.phone);
+    }
+    match pair_code::enter_code(&shared, &request.phone, &request.code).await {
+        Ok(paired) => ok(
+            StatusCode::OK,
+            &ScanResponse {
+                jid: paired.jid.to_string(),
+                lid: paired.lid.to_string(),
+                phone: request.phone,
+            },
+        ),
+        Err(PairCodeError::Pairing(e)) => scan_error(&e),
         Err(e) => {
             let (status, code) = match &e {
-                ScanError::InvalidQr(_) => (StatusCode::BAD_REQUEST, "invalid_qr"),
-                ScanError::UnknownRef => (StatusCode::NOT_FOUND, "unknown_qr"),
-                ScanError::ExpiredRef => (StatusCode::GONE, "qr_expired"),
-                ScanError::KeyMismatch => (StatusCode::BAD_REQUEST, "qr_key_mismatch"),
-                ScanError::ClientGone => (StatusCode::CONFLICT, "client_gone"),
-                ScanError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-                ScanError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "pairing_rejected"),
-                ScanError::Account(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                PairCodeError::InvalidCode => (StatusCode::BAD_REQUEST, "invalid_code"),
+                PairCodeError::NoRequest => (StatusCode::NOT_FOUND, "no_pending_code"),
+                PairCodeError::Expired => (StatusCode::GONE, "code_expired"),
+                PairCodeError::Busy => (StatusCode::CONFLICT, "code_busy"),
+                PairCodeError::TooManyAttempts => {
+                    (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+                }
+                PairCodeError::WrongCode => (StatusCode::UNPROCESSABLE_ENTITY, "wrong_code"),
+                PairCodeError::BadBundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_key_bundle"),
+                PairCodeError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+                PairCodeError::Pairing(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
             error(status, code, e)
         }

@@ -1,10 +1,11 @@
 //! botwave's WhatsApp Web server simulator.
 //!
 //! It speaks the real WhatsApp Web protocol (Noise XX/IK over a websocket, binary
-//! stanzas, QR pairing with ADV signatures, Signal-encrypted messages), so the
-//! unmodified `whatsapp-rust` client — built with `danger-skip-cert-chain-verify` —
-//! pairs, logs in and messages through it. Simulated phones decrypt what clients
-//! send, answer with receipts and send texts of their own. A JSON control API under
+//! stanzas, QR or link-code pairing with ADV signatures, Signal-encrypted
+//! messages), so the unmodified `whatsapp-rust` client — built with
+//! `danger-skip-cert-chain-verify` — pairs, logs in and messages through it.
+//! Simulated phones decrypt what clients send, answer with receipts and send texts
+//! of their own. A JSON control API under
 //! `/control/` drives it; see the README.
 //!
 //! ```no_run
@@ -20,6 +21,7 @@ mod connection;
 mod control;
 mod delivery;
 mod noise;
+mod pair_code;
 pub mod phone;
 mod scan;
 mod server;
@@ -32,10 +34,11 @@ pub use account::ReceivedText;
 pub use config::{ReceiptMode, SimConfig};
 pub use control::{
     ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest, KickResponse,
-    PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
+    PairCodeRequest, PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
 };
 pub use delivery::{DeliveryError, SentText};
 pub use noise::{CertificateError, NoiseRootKey};
+pub use pair_code::PairCodeError;
 pub use scan::{Paired, ScanError};
 pub use server::{SimError, SimHandle, Simulator};
 pub use stanza::ReceiptKind;

@@ -22,6 +22,9 @@ struct Args {
     /// Retire each QR ref after this many seconds (default: the client's own 60 s / 20 s).
     #[arg(long)]
     qr_ref_ttl_secs: Option<u64>,
+    /// How long a link code (pairing by phone number) can be entered on the phone.
+    #[arg(long, default_value_t = 180)]
+    pair_code_ttl_secs: u64,
     /// Delay before phones send delivery receipts, in ms.
     #[arg(long, default_value_t = 50)]
     delivered_ms: u64,
@@ -56,6 +59,7 @@ async fn main() {
         listen: args.listen,
         qr_ref_count: args.qr_refs,
         qr_ref_ttl: args.qr_ref_ttl_secs.map(Duration::from_secs),
+        pair_code_ttl: Duration::from_secs(args.pair_code_ttl_secs),
         receipts,
         latency: Duration::from_millis(args.latency_ms),
         ..SimConfig::default()

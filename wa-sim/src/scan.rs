@@ -1,5 +1,6 @@
 //! A simulated phone scanning a client's QR code: find the connection that showed the
 //! ref, sign the companion into the phone's account and wait for the client's answer.
+//! The signing-in half, [`sign_in`], is shared with linking by code (`pair_code`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use wacore_binary::Jid;
 use crate::account::AccountError;
 use crate::phone::{PairingQr, PhoneError};
 use crate::stanza;
-use crate::state::{ConnCommand, DeviceKey, PairingStart, RefClaimError, Shared, lock};
+use crate::state::{ConnCommand, ConnHandle, DeviceKey, PairingStart, RefClaimError, Shared, lock};
 
 /// How long a scan waits for the client's `pair-device-sign`.
 const SIGN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,10 +52,23 @@ pub async fn scan(shared: &Arc<Shared>, number: &str, qr: &str) -> Result<Paired
     if pending.noise_public != qr.noise_public {
         return Err(ScanError::KeyMismatch);
     }
+    sign_in(shared, number, &pending.conn, qr).await
+}
+
+/// The phone signs a companion into its account and waits for the client's
+/// `pair-device-sign`: the ADV pairing every way of linking ends in (a scanned QR
+/// code, or a link code typed on the phone). `keys` are what the phone learnt of the
+/// companion; `conn` is the connection that asked to be linked.
+pub(crate) async fn sign_in(
+    shared: &Arc<Shared>,
+    number: &str,
+    conn: &ConnHandle,
+    keys: PairingQr,
+) -> Result<Paired, ScanError> {
     let (account, _) = shared.create_account(number, 1)?;
     let (device, container, lid) = {
         let mut account = lock(&account);
-        let (device, container) = account.begin_pairing(qr)?;
+        let (device, container) = account.begin_pairing(keys)?;
         (device, container, account.lid.clone())
     };
     let key = DeviceKey::new(number, device);
@@ -68,8 +82,7 @@ pub async fn scan(shared: &Arc<Shared>, number: &str, qr: &str) -> Result<Paired
         device: key,
         reply,
     };
-    if pending
-        .conn
+    if conn
         .commands
         .send(ConnCommand::PairSuccess(Box::new(start)))
         .is_err()

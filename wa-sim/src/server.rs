@@ -12,6 +12,7 @@ use warp::Filter;
 use crate::account::ReceivedText;
 use crate::config::{ReceiptMode, SimConfig};
 use crate::delivery::{self, DeliveryError, SentText};
+use crate::pair_code::PairCodeError;
 use crate::scan::{self, Paired, ScanError};
 use crate::stanza::ReceiptKind;
 use crate::state::{ConnCommand, DeviceKey, KickKind, Shared, lock};
@@ -132,6 +133,12 @@ impl SimHandle {
     /// Phone `number` (created if needed) scans `qr`; returns the paired companion.
     pub async fn scan(&self, number: &str, qr: &str) -> Result<Paired, ScanError> {
         scan::scan(&self.shared, number, qr).await
+    }
+
+    /// The user of phone `number` (created if needed) types link code `code` for the
+    /// companion that asked to be linked to that number; same as `POST /control/pair-code`.
+    pub async fn enter_pair_code(&self, number: &str, code: &str) -> Result<Paired, PairCodeError> {
+        crate::pair_code::enter_code(&self.shared, number, code).await
     }
 
     /// Texts phone `number` decrypted so far.

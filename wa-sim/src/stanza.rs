@@ -199,3 +199,46 @@ pub fn encrypted_message(
             .build()])
         .build()
 }
+
+/// Answers a companion's `companion_hello` with the ref its pair-code request goes by.
+pub fn link_code_hello_result(id: &str, pairing_ref: &str) -> Node {
+    iq_result(
+        id,
+        vec![
+            NodeBuilder::new("link_code_companion_reg")
+                .children([NodeBuilder::new("link_code_pairing_ref")
+                    .bytes(pairing_ref.as_bytes().to_vec())
+                    .build()])
+                .build(),
+        ],
+    )
+}
+
+/// Forwards the phone's `primary_hello` (its user typed the code) to the companion.
+pub fn link_code_primary_hello(
+    id: &str,
+    pairing_ref: &str,
+    wrapped_primary_ephemeral: &[u8],
+    primary_identity: &[u8],
+) -> Node {
+    NodeBuilder::new("notification")
+        .attr("from", SERVER_JID)
+        .attr("type", "link_code_companion_reg")
+        .attr("id", id)
+        .attr("t", unix_now().to_string())
+        .children([NodeBuilder::new("link_code_companion_reg")
+            .attr("stage", "primary_hello")
+            .children([
+                NodeBuilder::new("link_code_pairing_wrapped_primary_ephemeral_pub")
+                    .bytes(wrapped_primary_ephemeral.to_vec())
+                    .build(),
+                NodeBuilder::new("primary_identity_pub")
+                    .bytes(primary_identity.to_vec())
+                    .build(),
+                NodeBuilder::new("link_code_pairing_ref")
+                    .bytes(pairing_ref.as_bytes().to_vec())
+                    .build(),
+            ])
+            .build()])
+        .build()
+}

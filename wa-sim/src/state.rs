@@ -1,5 +1,6 @@
 //! The simulator's shared state: accounts by phone number and LID, live connections
-//! by device, QR refs handed to unpaired connections, runtime settings and counters.
+//! by device, QR refs handed to unpaired connections (and their link-code requests),
+//! runtime settings and counters.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +104,8 @@ pub struct Shared {
     accounts: RwLock<AccountIndex>,
     live: Mutex<HashMap<DeviceKey, ConnHandle>>,
     refs: Mutex<HashMap<String, PendingRef>>,
+    /// Companions waiting to be linked by code, by phone number.
+    pub link_codes: crate::pair_code::LinkCodeRequests,
     receipts: Mutex<ReceiptMode>,
     latency_ms: AtomicU64,
     next_id: AtomicU64,
@@ -138,6 +141,7 @@ impl Shared {
             accounts: RwLock::default(),
             live: Mutex::default(),
             refs: Mutex::default(),
+            link_codes: Default::default(),
             receipts: Mutex::new(receipts),
             latency_ms: AtomicU64::new(latency_ms),
             next_id: AtomicU64::new(1),

@@ -5,7 +5,8 @@ use ractor::{ActorProcessingErr, ActorRef};
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::types::presence::ReceiptType;
 
-use super::{WaSessionMsg, WaSessionState};
+use super::{WaSessionMsg, WaSessionState, pair_code};
+use crate::error::PairCodeRefusal;
 use crate::events::SessionEvent;
 use crate::outbox::{self, Receipt};
 use crate::sessions::{self, SessionState};
@@ -19,7 +20,10 @@ pub async fn handle(
     let user_id = state.user_id();
     if matches!(
         event,
-        Event::PairingQrCode(_) | Event::PairSuccess(_) | Event::Connected(_)
+        Event::PairingQrCode(_)
+            | Event::PairingCode(_)
+            | Event::PairSuccess(_)
+            | Event::Connected(_)
     ) {
         state.progressed = true;
     }
@@ -34,8 +38,35 @@ pub async fn handle(
                 code: qr.code.clone(),
                 expires_at,
             });
+            state.showing_qr = true;
+            pair_code::on_socket_ready(state);
+        }
+        Event::PairingCode(code) => {
+            let expires_at = Utc::now()
+                + chrono::Duration::from_std(code.timeout)
+                    .unwrap_or(chrono::Duration::seconds(180));
+            state.publish(SessionEvent::PairCode {
+                user_id,
+                code: code.code.clone(),
+                expires_at,
+            });
+        }
+        Event::PairingCodeError(failure) => {
+            let reason = format!("link code failed: {}", failure.error);
+            sessions::set_last_error(state.pool(), user_id, &reason).await?;
+        }
+        Event::PairingCodeRefresh(_) => {
+            sessions::set_last_error(
+                state.pool(),
+                user_id,
+                "the link code can no longer be used; request a new one",
+            )
+            .await?;
         }
         Event::PairSuccess(paired) => {
+            state.paired = true;
+            state.showing_qr = false;
+            pair_code::refuse_pending(state, PairCodeRefusal::AlreadyLinked);
             sessions::set_paired(state.pool(), user_id, &paired.id.user).await?;
             state.publish_state(SessionState::Connecting);
         }
@@ -71,6 +102,7 @@ pub async fn handle(
         Event::Disconnected(lost) => {
             // The client reconnects by itself; sends wait for the next Connected.
             state.connected = false;
+            state.showing_qr = false;
             let reason = format!("connection lost ({}), reconnecting", lost.reason);
             sessions::set_stopped(
                 state.pool(),
@@ -102,6 +134,10 @@ pub async fn handle(
                     false,
                 )
                 .await?;
+        }
+        Event::PairingQrCodesExhausted(exhausted) if !exhausted.disconnected => {
+            // A link code keeps the socket up: give it its time before giving up.
+            drop(myself.send_after(pair_code::code_validity(), || WaSessionMsg::LinkingTimedOut));
         }
         Event::PairingQrCodesExhausted(_) => {
             state

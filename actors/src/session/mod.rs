@@ -5,6 +5,7 @@
 
 mod client;
 mod client_events;
+pub mod pair_code;
 mod sender;
 
 use std::sync::Arc;
@@ -45,6 +46,14 @@ pub enum WaSessionMsg {
     Logout(RpcReplyPort<()>),
     /// The client made no visible progress since it started: find out why.
     ConnectWatchdog,
+    /// The user asks for a link code for this phone number (linking by phone number).
+    PairCode {
+        phone: String,
+        reply: pair_code::PairCodeReply,
+    },
+    /// The QR codes ran out while a link code kept the socket up, and that code's time
+    /// is over too: stop unless the device got linked meanwhile.
+    LinkingTimedOut,
     /// Panics, so tests can prove the supervisor restarts a crashed session.
     #[doc(hidden)]
     CrashForTest,
@@ -72,6 +81,13 @@ pub struct WaSessionState {
     ended: bool,
     /// The client got somewhere (a QR code, a pairing, a login) since it started.
     progressed: bool,
+    /// The client's socket is up and unpaired (it shows a QR code): it can be asked
+    /// for a link code.
+    showing_qr: bool,
+    /// The device was linked (pair-success), by QR code or link code.
+    paired: bool,
+    /// A link code request waiting for the socket.
+    pending_pair_code: Option<pair_code::PendingPairCode>,
 }
 
 impl WaSessionState {
@@ -106,6 +122,7 @@ impl WaSessionState {
     ) -> Result<(), ActorProcessingErr> {
         self.connected = false;
         self.ended = true;
+        pair_code::refuse_pending(self, crate::error::PairCodeRefusal::NotRunning);
         let mut stopped = None;
         if let Some(client) = self.client.take() {
             stopped = Some(client.client().clone());
@@ -176,6 +193,9 @@ impl Actor for WaSession {
             connected: false,
             ended: false,
             progressed: false,
+            showing_qr: false,
+            paired: false,
+            pending_pair_code: None,
         })
     }
 
@@ -215,8 +235,14 @@ impl Actor for WaSession {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         if state.ended {
-            if let WaSessionMsg::Logout(reply) = message {
-                let _ = reply.send(());
+            match message {
+                WaSessionMsg::Logout(reply) => {
+                    let _ = reply.send(());
+                }
+                WaSessionMsg::PairCode { reply, .. } => {
+                    let _ = reply.send(Err(crate::error::PairCodeRefusal::NotRunning));
+                }
+                _ => {}
             }
             return Ok(());
         }
@@ -237,6 +263,22 @@ impl Actor for WaSession {
                 ended
             }
             WaSessionMsg::ConnectWatchdog => watchdog(&myself, state).await,
+            WaSessionMsg::PairCode { phone, reply } => {
+                pair_code::request(state, phone, reply);
+                Ok(())
+            }
+            WaSessionMsg::LinkingTimedOut if !state.paired && !state.connected => {
+                state
+                    .end(
+                        &myself,
+                        SessionState::Disconnected,
+                        "neither the QR code nor the link code was used in time; initialize again",
+                        false,
+                        false,
+                    )
+                    .await
+            }
+            WaSessionMsg::LinkingTimedOut => Ok(()),
             WaSessionMsg::CrashForTest => panic!("crash requested by a test"),
         }
     }

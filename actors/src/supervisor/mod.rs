@@ -61,6 +61,12 @@ pub enum SupervisorMsg {
     SessionConnected(Uuid),
     /// Stop every session (no logout) and answer when they are down.
     Shutdown(RpcReplyPort<()>),
+    /// Asks the user's running session for a link code for `phone`.
+    PairCode {
+        user_id: Uuid,
+        phone: String,
+        reply: crate::session::pair_code::PairCodeReply,
+    },
     /// Panics the user's session actor; answers whether one was running.
     #[doc(hidden)]
     CrashForTest {
@@ -286,6 +292,19 @@ impl Actor for SessionSupervisor {
                 }
                 let _ = reply.send(());
             }
+            SupervisorMsg::PairCode {
+                user_id,
+                phone,
+                reply,
+            } => match state.child_of(user_id) {
+                // A session that stopped meanwhile drops the port: the caller hears so.
+                Some(child) => {
+                    let _ = child.cast(WaSessionMsg::PairCode { phone, reply });
+                }
+                None => {
+                    let _ = reply.send(Err(crate::error::PairCodeRefusal::NotRunning));
+                }
+            },
             SupervisorMsg::CrashForTest { user_id, reply } => {
                 let child = state.child_of(user_id).cloned();
                 if let Some(child) = &child {

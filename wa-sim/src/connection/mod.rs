@@ -2,6 +2,7 @@
 //! stanzas until either side closes. Every failure ends only this connection.
 
 mod iq;
+mod link_code;
 mod messages;
 mod pairing;
 mod session;
@@ -97,6 +98,7 @@ pub async fn serve(ws: WebSocket, shared: Arc<Shared>) {
         }
     }
     shared.drop_refs_of(id);
+    shared.link_codes.drop_of(id);
     shared.stats.connection_closed();
 }
 

@@ -1,5 +1,6 @@
 //! The unpaired side of a connection: QR refs (and their server-driven rotation), the
-//! pair-success a scan triggers, and checking the client's `pair-device-sign`.
+//! pair-success a scan (or an accepted link code) triggers, and checking the client's
+//! `pair-device-sign`. Link-code IQs are routed to `link_code`.
 
 use std::collections::VecDeque;
 
@@ -28,14 +29,22 @@ pub struct Unpaired {
     pair_device_counter: u32,
 }
 
-/// A fresh ref: `2@` + random base64 (never a ',', which separates QR fields).
-fn new_ref() -> String {
+/// A fresh ref: `2@` + random base64 (never a ',', which separates QR fields). Link-code
+/// requests get refs of the same kind.
+pub(super) fn new_ref() -> String {
     let mut random = [0u8; 24];
     rand::make_rng::<rand::rngs::StdRng>().fill(&mut random[..]);
     format!(
         "2@{}",
         base64::engine::general_purpose::STANDARD.encode(random)
     )
+}
+
+impl Unpaired {
+    /// The companion's Noise static key, from the handshake.
+    pub fn noise_public(&self) -> [u8; 32] {
+        self.noise_public
+    }
 }
 
 fn attr(node: &Node, key: &str) -> Option<String> {
@@ -153,6 +162,11 @@ impl Session {
         }
         let id = attr(&node, "id").unwrap_or_default();
         let kind = attr(&node, "type").unwrap_or_default();
+        if kind == "set"
+            && let Some(reg) = node.get_optional_child("link_code_companion_reg")
+        {
+            return self.on_link_code_iq(&id, reg).await;
+        }
         match kind.as_str() {
             "result" | "error" => self.on_pairing_response(&id, &kind, &node).await,
             // Keepalives and anything else the client asks before pairing.

@@ -22,7 +22,8 @@ use super::companion::key32;
 const ACCOUNT_SIGNATURE_PREFIX: [u8; 2] = [6, 0];
 const KEY_INDEX_LIST_PREFIX: [u8; 2] = [6, 2];
 
-/// What the phone reads from a companion's pairing QR code.
+/// What the phone learns of a companion it links: read from its pairing QR code, or
+/// from the link-code exchange (the ref is then the link-code request's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairingQr {
     /// The server-issued ref: tells the server which connection is pairing.

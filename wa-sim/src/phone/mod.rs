@@ -54,6 +54,7 @@ mod companion;
 mod content;
 mod device;
 mod error;
+mod link_code;
 mod ready;
 mod stores;
 
@@ -71,6 +72,7 @@ pub use content::{
 };
 pub use device::{EncType, EncryptedMessage, PhoneDevice};
 pub use error::PhoneError;
+pub use link_code::{LinkCodeError, LinkedCompanion, PrimaryHello, normalize_code};
 pub use stores::{
     InMemoryPreKeyStore, InMemorySessionStore, InMemorySignedPreKeyStore, SignalStores,
     TrustAllIdentityStore,

@@ -8,6 +8,7 @@ mod control_api;
 mod lifecycle;
 mod messaging;
 mod noise_handshake;
+mod pair_code;
 mod pairing;
 mod prekeys;
 mod robustness;
