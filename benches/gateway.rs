@@ -6,9 +6,11 @@
 //! - send throughput and latency, from the HTTP request to the recipient phone decrypting it;
 //! - websocket fan-out: memory per authenticated socket and event delivery latency.
 //!
-//! `cargo bench --bench gateway --features simulator -- [--sessions N] [--messages N] [--sockets N]`
-//! (defaults 500, 2000, 1000). The simulator shares the process, so memory figures are upper
-//! bounds for the node alone.
+//! `cargo bench --bench gateway --features simulator -- [--sessions N] [--messages N] [--sockets N]
+//! [--senders N] [--one-sender-messages N] [--sim-url URL] [--json]` (defaults 500, 2000, 1000,
+//! 20, 0). The simulator shares the process unless `--sim-url` names one running on its own
+//! (`http://host:port`), which is how `scripts/bench-vs-baileys` measures the node alone;
+//! `--json` ends the output with one `BENCH_JSON {…}` line for that script.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -32,10 +34,17 @@ use tokio::sync::Semaphore;
 const SECRET: &str = "benchmark-secret-benchmark-secret-benchmark";
 const RECIPIENT: &str = "15559990001";
 
+/// The recipient of the one-sender round, so its count starts from zero.
+const ONE_SENDER_RECIPIENT: &str = "15559990002";
+
 struct Args {
     sessions: usize,
     messages: usize,
     sockets: usize,
+    senders: usize,
+    one_sender_messages: usize,
+    sim_url: Option<String>,
+    json: bool,
 }
 
 fn args() -> Args {
@@ -43,18 +52,45 @@ fn args() -> Args {
         sessions: 500,
         messages: 2000,
         sockets: 1000,
+        senders: 20,
+        one_sender_messages: 0,
+        sim_url: None,
+        json: false,
     };
     let raw: Vec<String> = std::env::args().collect();
+    args.json = raw.iter().any(|a| a == "--json");
     for pair in raw.windows(2) {
         let value = pair[1].parse().ok();
         match (pair[0].as_str(), value) {
             ("--sessions", Some(v)) => args.sessions = v,
             ("--messages", Some(v)) => args.messages = v,
             ("--sockets", Some(v)) => args.sockets = v,
+            ("--senders", Some(v)) => args.senders = v,
+            ("--one-sender-messages", Some(v)) => args.one_sender_messages = v,
+            ("--sim-url", _) => args.sim_url = Some(pair[1].trim_end_matches('/').to_owned()),
             _ => {}
         }
     }
     args
+}
+
+/// What one send round measured.
+struct SendFigures {
+    accepted_per_s: f64,
+    decrypted_per_s: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+}
+
+impl SendFigures {
+    fn json(&self) -> Value {
+        json!({
+            "accepted_per_s": self.accepted_per_s,
+            "decrypted_per_s": self.decrypted_per_s,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p99_ms": self.latency_p99_ms,
+        })
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -109,6 +145,33 @@ impl Bench {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Creates simulated phone `number` through the control API.
+    async fn create_phone(&self, number: &str) {
+        let response = self
+            .http
+            .post(format!("{}/phones", self.control))
+            .json(&json!({ "number": number, "devices": 1 }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "phone {number}");
+    }
+
+    /// `(text, received_at ms)` of what phone `number` decrypted so far.
+    async fn phone_texts(&self, number: &str) -> Vec<(String, f64)> {
+        let response = self
+            .http
+            .get(format!("{}/phones/{number}/messages", self.control))
+            .send()
+            .await
+            .unwrap();
+        let messages: Vec<Value> = response.json().await.unwrap_or_default();
+        messages
+            .iter()
+            .filter_map(|m| Some((m["text"].as_str()?.to_owned(), m["received_at"].as_f64()?)))
+            .collect()
     }
 
     async fn post(&self, path: &str, token: &str) -> reqwest::Response {
@@ -180,9 +243,16 @@ async fn main() {
     );
 
     let db = common::TestDatabase::create().await;
-    let sim = Simulator::start(SimConfig::default())
-        .await
-        .expect("simulator");
+    let (sim, sim_base) = match &args.sim_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let sim = Simulator::start(SimConfig::default())
+                .await
+                .expect("simulator");
+            let base = sim.base_url();
+            (Some(sim), base)
+        }
+    };
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: std::env::temp_dir().join(format!("botwave-bench-{}", uuid::Uuid::new_v4())),
@@ -195,7 +265,7 @@ async fn main() {
             ..AuthSettings::default()
         },
         whatsapp: WhatsappSettings {
-            url: Some(sim.ws_url()),
+            url: Some(format!("{}/ws/chat", sim_base.replacen("http", "ws", 1))),
         },
         // Every client of the bench is on one address, and the sockets are one admin's.
         http: HttpSettings {
@@ -215,7 +285,7 @@ async fn main() {
     }));
     let bench = Arc::new(Bench {
         base,
-        control: sim.control_url(),
+        control: format!("{sim_base}/control"),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -237,7 +307,8 @@ async fn main() {
             .unwrap();
         tokens.push(keys.issue(user.id, Role::Admin, 0).unwrap().token);
     }
-    sim.create_phone(RECIPIENT, 1).unwrap();
+    bench.create_phone(RECIPIENT).await;
+    bench.create_phone(ONE_SENDER_RECIPIENT).await;
 
     let trigger = tokens.pop().expect("the trigger account");
 
@@ -271,33 +342,71 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let per_session = (rss_kib().saturating_sub(rss_before_sessions)) as f64 / tokens.len() as f64;
+    let measured_what = if sim.is_some() {
+        "node + simulator"
+    } else {
+        "node alone"
+    };
     println!(
-        "{:<44} {per_session:.0} KiB per connected idle session ({} sessions, node + simulator)",
+        "{:<44} {per_session:.0} KiB per connected idle session ({} sessions, {measured_what})",
         "memory",
         tokens.len()
     );
 
-    send_benchmark(&bench, &tokens, &sim, args.messages).await;
-    websocket_benchmark(&bench, &tokens, &trigger, args.sockets).await;
+    let one_sender = if args.one_sender_messages > 0 {
+        println!("one session sending:");
+        Some(
+            send_benchmark(
+                &bench,
+                &tokens[..1],
+                ONE_SENDER_RECIPIENT,
+                args.one_sender_messages,
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let senders = args.senders.clamp(1, tokens.len().max(1));
+    println!("{senders} sessions sending:");
+    let aggregate = send_benchmark(&bench, &tokens[..senders], RECIPIENT, args.messages).await;
+    if args.sockets > 0 {
+        websocket_benchmark(&bench, &tokens, &trigger, args.sockets).await;
+    }
+    if args.json {
+        let figures = json!({
+            "client": "botwave",
+            "sessions": tokens.len(),
+            "kib_per_session": per_session,
+            "senders": senders,
+            "one_sender": one_sender.as_ref().map(SendFigures::json),
+            "aggregate": aggregate.json(),
+        });
+        println!("BENCH_JSON {figures}");
+    }
 
     let _ = stop.send(());
     let _ = node.await;
-    sim.shutdown().await;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
 }
 
+/// `messages` texts to `recipient`, spread over the sessions of `senders`, 64 requests in
+/// flight; timed from each HTTP request to the recipient phone decrypting it.
 async fn send_benchmark(
     bench: &Arc<Bench>,
-    tokens: &[String],
-    sim: &botwave_wa_sim::SimHandle,
+    senders: &[String],
+    recipient: &str,
     messages: usize,
-) {
-    let senders = tokens.len().clamp(1, 20);
+) -> SendFigures {
     let permits = Arc::new(Semaphore::new(64));
     let started = Instant::now();
     let mut requests = Vec::with_capacity(messages);
     for n in 0..messages {
         let bench = bench.clone();
-        let token = tokens[n % senders].clone();
+        let token = senders[n % senders.len()].clone();
+        let recipient = recipient.to_owned();
         let permit = permits.clone().acquire_owned().await.unwrap();
         requests.push(tokio::spawn(async move {
             let text = format!("bench message {n}");
@@ -306,7 +415,7 @@ async fn send_benchmark(
                 .http
                 .post(format!("{}/api/messages/send", bench.base))
                 .bearer_auth(&token)
-                .json(&json!({ "to": RECIPIENT, "text": text }))
+                .json(&json!({ "to": recipient, "text": text }))
                 .send()
                 .await
                 .unwrap();
@@ -321,35 +430,45 @@ async fn send_benchmark(
         sent.insert(text, at);
     }
     let accepted = started.elapsed();
-    loop {
-        if sim.messages(RECIPIENT).len() >= messages {
-            break;
+    let received = loop {
+        let received = bench.phone_texts(recipient).await;
+        if received.len() >= messages {
+            break received;
         }
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "messages lost"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let delivered = started.elapsed();
-    let received = sim.messages(RECIPIENT);
-    let latencies: Vec<f64> = received
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The last decrypt, not when the poll saw it.
+    let last = received.iter().map(|(_, at)| *at).fold(0.0, f64::max);
+    let first_sent = sent.values().copied().fold(f64::INFINITY, f64::min);
+    let delivered_s = ((last - first_sent) / 1000.0).max(f64::EPSILON);
+    let mut latencies: Vec<f64> = received
         .iter()
-        .filter_map(|m| Some(m.received_at as f64 - sent.get(&m.text)?))
+        .filter_map(|(text, at)| Some(at - sent.get(text)?))
         .collect();
+    latencies.sort_by(f64::total_cmp);
+    let figures = SendFigures {
+        accepted_per_s: messages as f64 / accepted.as_secs_f64(),
+        decrypted_per_s: messages as f64 / delivered_s,
+        latency_p50_ms: percentile(&latencies, 0.5),
+        latency_p99_ms: percentile(&latencies, 0.99),
+    };
     println!(
         "{:<44} {:.0} messages/s ({} in {:.2} s)",
         "send API accepted (202)",
-        messages as f64 / accepted.as_secs_f64(),
+        figures.accepted_per_s,
         messages,
         accepted.as_secs_f64()
     );
     println!(
         "{:<44} {:.0} messages/s",
-        "sent and decrypted by the recipient",
-        messages as f64 / delivered.as_secs_f64()
+        "sent and decrypted by the recipient", figures.decrypted_per_s
     );
     summary("HTTP request -> recipient decrypted", latencies, "ms");
+    figures
 }
 
 async fn websocket_benchmark(bench: &Arc<Bench>, tokens: &[String], trigger: &str, sockets: usize) {

@@ -82,6 +82,21 @@ pub struct ReceivedText {
     pub chat: String,
 }
 
+/// A receipt a client sent this phone (delivered, read, `peer_msg` for what the phone
+/// synced to its own companions, …): WhatsApp routes every receipt to the message's sender.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ClientReceipt {
+    /// The id of the message the receipt is for.
+    pub id: String,
+    /// The client device that sent the receipt.
+    pub from_device: String,
+    /// The receipt's `type`: `delivered` when it has none (that is how WhatsApp writes it).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unix milliseconds.
+    pub received_at: u64,
+}
+
 /// A real client paired to this account.
 pub struct Companion {
     pub key_index: u32,
@@ -119,6 +134,7 @@ pub struct Account {
     companions: BTreeMap<u16, Companion>,
     pending: HashMap<u16, PendingPairing>,
     inbox: Vec<ReceivedText>,
+    receipts: Vec<ClientReceipt>,
     next_device_id: u16,
     next_key_index: u32,
     /// The app-state sync key the phone shares with its companions.
@@ -151,6 +167,7 @@ impl Account {
             companions: BTreeMap::new(),
             pending: HashMap::new(),
             inbox: Vec::new(),
+            receipts: Vec::new(),
             next_device_id: phone_devices,
             next_key_index: 1,
             app_state_key: AppStateSyncKey::generate(1, raw_id, vec![0], unix_millis() as i64),
@@ -553,6 +570,14 @@ impl Account {
 
     pub fn inbox(&self) -> &[ReceivedText] {
         &self.inbox
+    }
+
+    pub fn record_receipt(&mut self, receipt: ClientReceipt) {
+        self.receipts.push(receipt);
+    }
+
+    pub fn receipts(&self) -> &[ClientReceipt] {
+        &self.receipts
     }
 }
 

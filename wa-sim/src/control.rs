@@ -12,7 +12,7 @@ use warp::http::StatusCode;
 use warp::reply::{Json, WithStatus};
 use warp::{Filter, Rejection};
 
-use crate::account::{MAX_PHONE_DEVICES, NextLogin, ReceivedText};
+use crate::account::{MAX_PHONE_DEVICES, NextLogin};
 use crate::config::ReceiptMode;
 use crate::delivery::{self, DeliveryError, SentText};
 use crate::pair_code::{self, PairCodeError};
@@ -170,6 +170,10 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(warp::get())
         .and(with())
         .map(phone_messages);
+    let client_receipts = warp::path!("control" / "phones" / String / "receipts")
+        .and(warp::get())
+        .and(with())
+        .map(phone_client_receipts);
     let send = warp::path!("control" / "phones" / String / "send")
         .and(warp::post())
         .and(with())
@@ -214,6 +218,8 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .or(pair_code)
         .unify()
         .or(messages)
+        .unify()
+        .or(client_receipts)
         .unify()
         .or(send)
         .unify()
@@ -407,11 +413,25 @@ async fn enter_pair_code(shared: Arc<Shared>, request: PairCodeRequest) -> Reply
 }
 
 fn phone_messages(number: String, shared: Arc<Shared>) -> Reply_ {
-    match shared.account(&number) {
-        Some(account) => {
-            let messages: Vec<ReceivedText> = lock(&account).inbox().to_vec();
-            ok(StatusCode::OK, &messages)
-        }
+    with_phone(&number, &shared, |account| {
+        ok(StatusCode::OK, &account.inbox())
+    })
+}
+
+fn phone_client_receipts(number: String, shared: Arc<Shared>) -> Reply_ {
+    with_phone(&number, &shared, |account| {
+        ok(StatusCode::OK, &account.receipts())
+    })
+}
+
+/// `answer` with phone `number`'s account, or 404 `unknown_phone`.
+fn with_phone(
+    number: &str,
+    shared: &Shared,
+    answer: impl FnOnce(&crate::account::Account) -> Reply_,
+) -> Reply_ {
+    match shared.account(number) {
+        Some(account) => answer(&lock(&account)),
         None => error(
             StatusCode::NOT_FOUND,
             "unknown_phone",

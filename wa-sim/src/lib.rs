@@ -30,7 +30,7 @@ mod state;
 mod stats;
 mod wire;
 
-pub use account::ReceivedText;
+pub use account::{ClientReceipt, ReceivedText};
 pub use config::{ReceiptMode, SimConfig};
 pub use control::{
     ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest, KickResponse,

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 use warp::Filter;
 
-use crate::account::ReceivedText;
+use crate::account::{ClientReceipt, ReceivedText};
 use crate::config::{ReceiptMode, SimConfig};
 use crate::delivery::{self, DeliveryError, SentText};
 use crate::pair_code::PairCodeError;
@@ -146,6 +146,14 @@ impl SimHandle {
         self.shared
             .account(number)
             .map(|account| lock(&account).inbox().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Receipts clients sent phone `number` for messages it sent them.
+    pub fn receipts(&self, number: &str) -> Vec<ClientReceipt> {
+        self.shared
+            .account(number)
+            .map(|account| lock(&account).receipts().to_vec())
             .unwrap_or_default()
     }
 

@@ -151,6 +151,18 @@ pub fn message_ack(id: &str, to: &str) -> Node {
         .build()
 }
 
+/// The server's `<ack class="receipt">` for a receipt a client sent, echoing its type.
+pub fn receipt_ack(id: &str, to: &str, kind: Option<&str>) -> Node {
+    let builder = NodeBuilder::new("ack")
+        .attr("class", "receipt")
+        .attr("id", id)
+        .attr("from", to);
+    match kind {
+        Some(kind) => builder.attr("type", kind).build(),
+        None => builder.build(),
+    }
+}
+
 /// What a phone reports about a message it received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

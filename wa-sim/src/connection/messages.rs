@@ -1,5 +1,6 @@
-//! A `<message>` from a logged-in client: ack it, let every simulated recipient device
-//! decrypt its `<enc>`, record the texts, and schedule the phone's receipts.
+//! What a logged-in client sends about messages. A `<message>`: ack it, let every
+//! simulated recipient device decrypt its `<enc>`, record the texts, and schedule the
+//! phone's receipts. A `<receipt>`: ack it and hand it to the phone that sent the message.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,7 @@ use wacore_binary::{Jid, Node, NodeContent};
 
 use super::ConnError;
 use super::session::{Flow, Role, Session};
-use crate::account::{ReceivedText, unix_millis};
+use crate::account::{ClientReceipt, ReceivedText, unix_millis};
 use crate::delivery;
 use crate::phone::message_text;
 use crate::stanza;
@@ -103,6 +104,45 @@ impl Session {
         }
         if !recipients.is_empty() {
             delivery::schedule_receipts(&self.shared, &to.to_non_ad(), &sender, &id);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// A receipt names one message (`id`) or several (`<list><item id>` after it); `to`
+    /// is the message's sender, whose phone records it.
+    pub async fn on_client_receipt(&mut self, node: Node) -> Result<Flow, ConnError> {
+        let Role::Online(online) = &self.role else {
+            return Ok(Flow::Continue);
+        };
+        let from_device = online.device.jid().to_string();
+        let (Some(id), Some(to_text)) = (attr(&node, "id"), attr(&node, "to")) else {
+            return Ok(Flow::Continue);
+        };
+        let kind = attr(&node, "type");
+        self.send(&stanza::receipt_ack(&id, &to_text, kind.as_deref()))
+            .await?;
+        let Some(account) = to_text
+            .parse::<Jid>()
+            .ok()
+            .and_then(|to| self.shared.account_for_jid(&to))
+        else {
+            return Ok(Flow::Continue);
+        };
+        let listed = node
+            .get_optional_child("list")
+            .into_iter()
+            .flat_map(|list| list.get_children_by_tag("item"))
+            .filter_map(|item| attr(item, "id"));
+        let kind = kind.unwrap_or_else(|| "delivered".to_string());
+        let received_at = unix_millis();
+        let mut account = lock(&account);
+        for id in std::iter::once(id).chain(listed) {
+            account.record_receipt(ClientReceipt {
+                id,
+                from_device: from_device.clone(),
+                kind: kind.clone(),
+                received_at,
+            });
         }
         Ok(Flow::Continue)
     }

@@ -183,7 +183,8 @@ impl Session {
         match node.tag.as_ref() {
             "iq" => self.on_online_iq(node).await,
             "message" => self.on_client_message(node).await,
-            // Receipts, acks, presence, chat states, unified_session: nothing to answer.
+            "receipt" => self.on_client_receipt(node).await,
+            // Acks, presence, chat states, unified_session: nothing to answer.
             other => {
                 debug!(conn = self.conn.id, tag = other, "ignored stanza");
                 Ok(Flow::Continue)

@@ -288,3 +288,42 @@ async fn added_latency_delays_what_the_server_sends() {
         "latency was not applied: {elapsed:?}"
     );
 }
+
+/// Clients send receipts for what phones send them, and WhatsApp routes each receipt to the
+/// message's sender: `peer_msg` for what the own phone synced (the app-state key share and
+/// the initial history), a delivery receipt for another phone's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_a_client_sends_reach_the_phone_that_sent_the_message() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110011").await;
+    let device = "15551110011:1@s.whatsapp.net";
+    let peer = eventually("peer_msg receipts for the own phone's syncs", || {
+        let receipts: Vec<_> = sim
+            .receipts("15551110011")
+            .into_iter()
+            .filter(|r| r.kind == "peer_msg")
+            .collect();
+        (receipts.len() >= 2).then_some(receipts)
+    })
+    .await;
+    assert!(peer.iter().all(|r| r.from_device == device), "{peer:?}");
+
+    let sent = sim
+        .send_text("15552220011", "15551110011", "did you get it?")
+        .unwrap();
+    client.events.wait_text("did you get it?").await;
+    let delivered = eventually("the delivery receipt at the sending phone", || {
+        sim.receipts("15552220011")
+            .into_iter()
+            .find(|r| r.id == sent.id)
+    })
+    .await;
+    // A client that never said it is available acknowledges delivery as `inactive`,
+    // as WhatsApp Web does.
+    assert_eq!(delivered.kind, "inactive");
+    assert_eq!(delivered.from_device, device);
+    assert!(
+        sim.receipts("15551110011").iter().all(|r| r.id != sent.id),
+        "a receipt reaches only the sender"
+    );
+}
