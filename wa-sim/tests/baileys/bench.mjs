@@ -20,6 +20,8 @@ console.info = () => {}
 const RECIPIENT = '15559990001'
 const ONE_SENDER_RECIPIENT = '15559990002'
 const IN_FLIGHT = 64
+/** A round that takes longer is reported as not finished (sockets can collapse under load). */
+const ROUND_LIMIT_MS = 600_000
 
 function parseArgs() {
 	const args = { sessions: 100, messages: 2000, senders: 20, oneSenderMessages: 0, simUrl: null }
@@ -162,13 +164,16 @@ async function sendRound(senders, recipient, messages) {
 			}
 		}
 	}
-	await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, messages) }, worker))
+	const deadline = new Promise((_, reject) =>
+		setTimeout(() => reject(new Error(`sending ${messages} did not finish in ${ROUND_LIMIT_MS} ms`)), ROUND_LIMIT_MS).unref()
+	)
+	await Promise.race([Promise.all(Array.from({ length: Math.min(IN_FLIGHT, messages) }, worker)), deadline])
 	const acceptedMs = Date.now() - started
 	let received
 	for (;;) {
 		received = await controlCall('GET', `/phones/${recipient}/messages`)
 		if (received.length >= messages) break
-		if (Date.now() - started > 600_000) throw new Error(`messages lost: ${received.length} of ${messages}`)
+		if (Date.now() - started > ROUND_LIMIT_MS) throw new Error(`messages lost: ${received.length} of ${messages}`)
 		await new Promise((r) => setTimeout(r, 50))
 	}
 	const last = Math.max(...received.map((m) => m.received_at))
@@ -214,10 +219,16 @@ async function main() {
 	const kibPerSession = (rssKiB() - before) / sockets.length
 	say(`  ${kibPerSession.toFixed(0)} KiB resident per connected socket`)
 
+	// A round that fails is reported as null, so the figures that were measured still print.
+	const round = (senders, recipient, messages) =>
+		sendRound(senders, recipient, messages).catch((error) => {
+			say(`  did not finish: ${error.message} (${reconnects} reconnects so far)`)
+			return null
+		})
 	const oneSender =
-		args.oneSenderMessages > 0 ? await sendRound(sockets.slice(0, 1), ONE_SENDER_RECIPIENT, args.oneSenderMessages) : null
+		args.oneSenderMessages > 0 ? await round(sockets.slice(0, 1), ONE_SENDER_RECIPIENT, args.oneSenderMessages) : null
 	const senders = Math.max(1, Math.min(args.senders, sockets.length))
-	const aggregate = await sendRound(sockets.slice(0, senders), RECIPIENT, args.messages)
+	const aggregate = await round(sockets.slice(0, senders), RECIPIENT, args.messages)
 	say(
 		'BENCH_JSON ' +
 			JSON.stringify({
