@@ -16,7 +16,7 @@ use crate::account::{MAX_PHONE_DEVICES, NextLogin};
 use crate::config::ReceiptMode;
 use crate::delivery::{self, DeliveryError, SentText};
 use crate::pair_code::{self, PairCodeError};
-use crate::scan::{self, ScanError};
+use crate::scan::{self, Paired, ScanError};
 use crate::stanza::ReceiptKind;
 use crate::state::{ConnCommand, DeviceKey, KickKind, Shared, lock};
 
@@ -353,16 +353,21 @@ async fn scan_qr(shared: Arc<Shared>, request: ScanRequest) -> Reply_ {
         return invalid_number(&request.phone);
     }
     match scan::scan(&shared, &request.phone, &request.qr).await {
-        Ok(paired) => ok(
-            StatusCode::OK,
-            &ScanResponse {
-                jid: paired.jid.to_string(),
-                lid: paired.lid.to_string(),
-                phone: request.phone,
-            },
-        ),
+        Ok(paired) => paired_reply(&paired, request.phone),
         Err(e) => scan_error(&e),
     }
+}
+
+/// The companion a scan or a typed code linked.
+fn paired_reply(paired: &Paired, phone: String) -> Reply_ {
+    ok(
+        StatusCode::OK,
+        &ScanResponse {
+            jid: paired.jid.to_string(),
+            lid: paired.lid.to_string(),
+            phone,
+        },
+    )
 }
 
 fn scan_error(e: &ScanError) -> Reply_ {
@@ -384,14 +389,7 @@ async fn enter_pair_code(shared: Arc<Shared>, request: PairCodeRequest) -> Reply
         return invalid_number(&request.phone);
     }
     match pair_code::enter_code(&shared, &request.phone, &request.code).await {
-        Ok(paired) => ok(
-            StatusCode::OK,
-            &ScanResponse {
-                jid: paired.jid.to_string(),
-                lid: paired.lid.to_string(),
-                phone: request.phone,
-            },
-        ),
+        Ok(paired) => paired_reply(&paired, request.phone),
         Err(PairCodeError::Pairing(e)) => scan_error(&e),
         Err(e) => {
             let (status, code) = match &e {
