@@ -587,10 +587,20 @@ async fn a_burst_of_500_logins_stays_within_bounded_memory_and_every_one_is_answ
         .iter()
         .filter(|(status, retry, code)| *status == 503 && *retry && code.as_deref() == Some("busy"))
         .count();
-    assert_eq!(refused + busy, 500, "{answers:?}");
+    // Half the guesses name a real account: once more than its free failures got through the
+    // pool, its guessing backoff answers 429 (how many do depends on timing).
+    let limited = answers
+        .iter()
+        .filter(|(status, retry, code)| {
+            *status == 429 && *retry && code.as_deref() == Some("rate_limited")
+        })
+        .count();
+    assert_eq!(refused + busy + limited, 500, "{answers:?}");
     assert!(refused > 0);
     let peak = node.peak_rss_kib();
-    eprintln!("500 logins: {refused} answered 401, {busy} answered 503; peak resident {peak} KiB");
+    eprintln!(
+        "500 logins: {refused} answered 401, {busy} answered 503, {limited} answered 429; peak resident {peak} KiB"
+    );
     assert!(peak < 300 * 1024, "peak resident memory {peak} KiB");
     // The node is fine afterwards.
     let health = client
