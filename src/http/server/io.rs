@@ -1,12 +1,15 @@
 //! The socket as hyper sees it: it reports activity to the connection's [`Conn`], keeps the
 //! connection's place in the table for as long as the socket lives (upgraded websockets
 //! included), and replaces the bodiless answers hyper writes by itself for requests it cannot
-//! parse (400, 414, 431) with botwave's JSON error answer.
+//! parse (400, 414, 431) with botwave's JSON error answer. Closing, it lingers: see
+//! [`Linger`].
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use tokio::{
@@ -22,7 +25,20 @@ pub struct MeteredIo {
     stream: TcpStream,
     admission: Admission,
     rewrite: Rewrite,
+    linger: Option<Linger>,
 }
+
+/// After our FIN, what the client still sends (a request body no handler read, say) is read
+/// and dropped for a moment before the socket closes. Closing with unread bytes makes the
+/// kernel answer with a reset, which destroys the end of a large answer the client has not
+/// read yet. Bounded in time and bytes, like nginx's lingering close.
+struct Linger {
+    until: Pin<Box<tokio::time::Sleep>>,
+    drained: usize,
+}
+
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
 
 enum Rewrite {
     None,
@@ -38,6 +54,7 @@ impl MeteredIo {
             stream,
             admission,
             rewrite: Rewrite::None,
+            linger: None,
         }
     }
 
@@ -123,6 +140,30 @@ impl AsyncWrite for MeteredIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+            this.linger = Some(Linger {
+                until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                drained: 0,
+            });
+        }
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            if linger.until.as_mut().poll(cx).is_ready() || linger.drained > LINGER_BYTES {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.stream).poll_read(cx, &mut buf) {
+                // The client closed its side too, or the socket failed: nothing to wait for.
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => linger.drained += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
