@@ -37,7 +37,68 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub http: HttpSettings,
     pub whatsapp: WhatsappSettings,
+    pub cluster: ClusterSettings,
 }
+
+/// How this node joins the others on the same database. Without `listen` it still runs
+/// the cluster's rules (leases, fencing) as a cluster of one, and only links to nobody.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This node's name, unique in the cluster; each process start is also a new
+    /// incarnation of it. Defaults to the host name.
+    pub node_name: Option<String>,
+    /// `host:port` other nodes dial this one at (port 0 picks a free one).
+    pub listen: Option<SocketAddr>,
+    /// Other nodes' `host:port` to dial at start; the rest are found in the database.
+    pub peers: Vec<String>,
+    /// Shared by every node: links between nodes authenticate with it. Required with
+    /// `listen`; it does not encrypt (keep node traffic on a private network).
+    pub cookie: Option<String>,
+    /// How long a session lease lives without renewal: a node that dies has its sessions
+    /// running elsewhere after about this long.
+    pub lease_ttl_secs: u64,
+    /// Longest a stopping node takes to hand its sessions over and close its sockets.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            node_name: None,
+            listen: None,
+            peers: Vec::new(),
+            cookie: None,
+            lease_ttl_secs: 8,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The configured node name, or the host's name.
+    pub fn node_name(&self) -> String {
+        if let Some(name) = &self.node_name {
+            return name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "botwave".to_owned())
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_secs)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// Minimum length of the cluster cookie.
+const MIN_COOKIE_LEN: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,6 +170,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             http: HttpSettings::default(),
             whatsapp: WhatsappSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -227,6 +289,28 @@ impl Settings {
             "BOTWAVE_WS_PONG_TIMEOUT_SECS" => http.ws_pong_timeout_secs;
             "BOTWAVE_MAX_WEBSOCKETS_PER_USER" => http.max_websockets_per_user;
             "BOTWAVE_MAX_WEBSOCKETS_PER_IP" => http.max_websockets_per_ip;
+            "BOTWAVE_CLUSTER_LEASE_TTL_SECS" => cluster.lease_ttl_secs;
+            "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
+        }
+        if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
+            self.cluster.node_name = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_CLUSTER_LISTEN") {
+            self.cluster.listen = match set(v) {
+                Some(v) => Some(parse("BOTWAVE_CLUSTER_LISTEN", "cluster.listen", &v)?),
+                None => None,
+            };
+        }
+        if let Some(v) = env("BOTWAVE_CLUSTER_PEERS") {
+            self.cluster.peers = v
+                .split(',')
+                .map(str::trim)
+                .filter(|peer| !peer.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = env("BOTWAVE_CLUSTER_COOKIE") {
+            self.cluster.cookie = set(v);
         }
         if let Some(v) = env("BOTWAVE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -307,6 +391,43 @@ impl Settings {
             && !(url.starts_with("ws://") || url.starts_with("wss://"))
         {
             return invalid("whatsapp.url", "must be a ws:// or wss:// URL");
+        }
+        let cluster = &self.cluster;
+        if cluster
+            .node_name
+            .as_ref()
+            .is_some_and(|name| name.is_empty() || name.len() > 64 || name.contains(['@', ' ']))
+        {
+            return invalid(
+                "cluster.node_name",
+                "must be 1 to 64 characters without '@' or spaces",
+            );
+        }
+        if cluster.listen.is_some()
+            && cluster
+                .cookie
+                .as_ref()
+                .is_none_or(|cookie| cookie.len() < MIN_COOKIE_LEN)
+        {
+            return invalid(
+                "cluster.cookie",
+                &format!("must be set, at least {MIN_COOKIE_LEN} characters, when cluster.listen is"),
+            );
+        }
+        if !cluster.peers.is_empty() && cluster.listen.is_none() {
+            return invalid("cluster.listen", "must be set when cluster.peers are");
+        }
+        if let Some(peer) = cluster.peers.iter().find(|peer| !peer.contains(':')) {
+            return invalid(
+                "cluster.peers",
+                &format!("{peer:?} is not host:port"),
+            );
+        }
+        if !(3..=300).contains(&cluster.lease_ttl_secs) {
+            return invalid("cluster.lease_ttl_secs", "must be 3 to 300 seconds");
+        }
+        if !(1..=3600).contains(&cluster.shutdown_timeout_secs) {
+            return invalid("cluster.shutdown_timeout_secs", "must be 1 to 3600 seconds");
         }
         Ok(())
     }
@@ -402,5 +523,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad_url.contains("whatsapp.url"), "{bad_url}");
+
+        let no_cookie = load("", &[("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7001")])
+            .unwrap_err()
+            .to_string();
+        assert!(no_cookie.contains("cluster.cookie"), "{no_cookie}");
+    }
+
+    #[test]
+    fn cluster_settings_come_from_the_environment() {
+        let settings = load(
+            "[cluster]\nnode_name = \"from-file\"\n",
+            &[
+                ("BOTWAVE_CLUSTER_NODE_NAME", "node-2"),
+                ("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7002"),
+                ("BOTWAVE_CLUSTER_PEERS", "10.0.0.1:7001, 10.0.0.3:7003"),
+                ("BOTWAVE_CLUSTER_COOKIE", "0123456789abcdef0123"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.cluster.node_name(), "node-2");
+        assert_eq!(settings.cluster.listen.unwrap().port(), 7002);
+        assert_eq!(
+            settings.cluster.peers,
+            vec!["10.0.0.1:7001".to_owned(), "10.0.0.3:7003".to_owned()]
+        );
+        assert_eq!(
+            settings.cluster.cookie.as_deref(),
+            Some("0123456789abcdef0123")
+        );
     }
 }

@@ -3,7 +3,14 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use botwave_actors::{EventHub, SessionConfig, SessionManager};
+use botwave_actors::{
+    EventHub, NodeIdentity, SessionConfig, SessionManager,
+    cluster::{
+        membership::{Membership, MembershipConfig},
+        nodes,
+    },
+    lease::LeaseTiming,
+};
 
 use crate::{
     auth::account_watch::AccountWatch,
@@ -26,6 +33,8 @@ pub enum StartupError {
     },
     #[error("cannot start the WhatsApp sessions: {0}")]
     Sessions(String),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -46,6 +55,8 @@ pub struct Application {
     state: Arc<AppState>,
     database: Database,
     limits: http::server::Limits,
+    membership: Option<Membership>,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -91,13 +102,46 @@ impl Application {
         )
         .await?;
         let events = EventHub::new(EVENT_BUFFER);
+        let node = NodeIdentity::new(settings.cluster.node_name());
+        let cluster = &settings.cluster;
+        let membership = match (cluster.listen, &cluster.cookie) {
+            (Some(listen), Some(cookie)) => Some(
+                Membership::start(
+                    &node,
+                    MembershipConfig {
+                        listen,
+                        peers: cluster.peers.clone(),
+                        cookie: cookie.clone(),
+                        lease_ttl: cluster.lease_ttl(),
+                    },
+                    database.pool.clone(),
+                )
+                .await
+                .map_err(|e| StartupError::Cluster(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let cluster_addr = membership
+            .as_ref()
+            .map(|membership| membership.listen_addr().to_string());
+        nodes::register(
+            &database.pool,
+            &node,
+            &local_addr.to_string(),
+            cluster_addr.as_deref(),
+        )
+        .await
+        .map_err(|e| StartupError::Cluster(e.to_string()))?;
+        tracing::info!(node = %node.name, incarnation = %node.incarnation, cluster = ?cluster_addr, "node identity");
         let sessions = SessionManager::start(
             database.pool.clone(),
             events.clone(),
             SessionConfig {
                 whatsapp_url: settings.whatsapp.url.clone(),
+                lease: LeaseTiming::new(cluster.lease_ttl()),
                 ..SessionConfig::default()
             },
+            node,
         )
         .await
         .map_err(|e| StartupError::Sessions(e.to_string()))?;
@@ -119,6 +163,8 @@ impl Application {
             state,
             database,
             limits: http::server::Limits::from_settings(&settings.http).fit_open_files(),
+            membership,
+            shutdown_timeout: settings.cluster.shutdown_timeout(),
         })
     }
 
@@ -134,17 +180,40 @@ impl Application {
         &self.state.pool
     }
 
-    /// Serves until `shutdown` resolves, then gives open requests a grace period and releases
-    /// the database (stopping the embedded cluster if this node started it).
+    /// The address other nodes reach this one at, when it links to a cluster.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.membership.as_ref().map(Membership::listen_addr)
+    }
+
+    /// Serves until `shutdown` resolves; then, within the configured shutdown timeout, hands
+    /// this node's sessions to the others, gives open requests a grace period, leaves the
+    /// cluster and releases the database (stopping the embedded cluster if this node
+    /// started it).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let shutdown = async {
+        let state = self.state.clone();
+        let timeout = self.shutdown_timeout;
+        let shutdown = async move {
             shutdown.await;
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: handing sessions over");
+            // Sessions first, while requests are still served and the links to the other
+            // nodes are up: they claim what this node gives back.
+            let handed_over = tokio::time::timeout(timeout, state.sessions.shutdown()).await;
+            if handed_over.is_err() {
+                tracing::warn!("handing sessions over timed out; their leases expire by themselves");
+            }
         };
         let routes = warp::service(http::routes(self.state.clone()));
         tracing::info!(addr = %self.local_addr, "botwave is listening");
-        http::server::serve(self.listener, routes, self.limits, shutdown, SHUTDOWN_GRACE).await;
-        self.state.sessions.shutdown().await;
+        let serve =
+            http::server::serve(self.listener, routes, self.limits, shutdown, SHUTDOWN_GRACE);
+        serve.await;
+        let node = self.state.sessions.node().incarnation;
+        if let Err(error) = nodes::mark_stopped(&self.state.pool, node).await {
+            tracing::warn!(%error, "cannot record this node as stopped");
+        }
+        if let Some(membership) = self.membership {
+            membership.stop();
+        }
         drop(self.state);
         self.database.close().await;
     }

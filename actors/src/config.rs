@@ -1,6 +1,8 @@
-//! How sessions connect and how crashed sessions are restarted.
+//! How sessions connect, how crashed sessions are restarted and how long leases live.
 
 use std::time::Duration;
+
+use crate::lease::LeaseTiming;
 
 /// Settings shared by every session of a node.
 #[derive(Clone, Debug)]
@@ -14,6 +16,11 @@ pub struct SessionConfig {
     /// Consecutive crashes tolerated; one more marks the session `failed`. A session that
     /// stayed connected for a while starts counting afresh.
     pub restart_budget: u32,
+    /// How long leases live, and so how soon the sessions of a node that died run
+    /// elsewhere.
+    pub lease: LeaseTiming,
+    /// How often the node renews, claims and hands over sessions.
+    pub placement_tick: Duration,
 }
 
 impl Default for SessionConfig {
@@ -23,6 +30,8 @@ impl Default for SessionConfig {
             restart_base: Duration::from_millis(500),
             restart_max: Duration::from_secs(60),
             restart_budget: 5,
+            lease: LeaseTiming::default(),
+            placement_tick: Duration::from_secs(1),
         }
     }
 }

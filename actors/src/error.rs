@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("database error: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    Database(#[source] tokio_postgres::Error),
     #[error("database pool error: {0}")]
     Pool(String),
     #[error("no such user")]
@@ -17,10 +17,28 @@ pub enum SessionError {
     Store(String),
     #[error(transparent)]
     PairCode(#[from] PairCodeRefusal),
+    /// This node no longer holds the session's lease (lost, expired or handed over), or
+    /// the database's fence refused a write made with it.
+    #[error("this node no longer owns the WhatsApp session")]
+    LeaseLost,
+    /// Another node runs the session and could not be reached in time; whether it acted
+    /// is unknown.
+    #[error("the node running this WhatsApp session did not answer; retry in a moment")]
+    OwnerUnreachable,
+}
+
+impl From<tokio_postgres::Error> for SessionError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if crate::lease::is_fenced(&error) {
+            SessionError::LeaseLost
+        } else {
+            SessionError::Database(error)
+        }
+    }
 }
 
 /// Why a session gave no link code (linking by phone number).
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PairCodeRefusal {
     #[error("this account's WhatsApp is already linked")]
     AlreadyLinked,
@@ -43,7 +61,7 @@ pub enum PairCodeRefusal {
 impl From<bb8::RunError<tokio_postgres::Error>> for SessionError {
     fn from(error: bb8::RunError<tokio_postgres::Error>) -> Self {
         match error {
-            bb8::RunError::User(error) => SessionError::Database(error),
+            bb8::RunError::User(error) => SessionError::from(error),
             bb8::RunError::TimedOut => {
                 SessionError::Pool("timed out waiting for a connection".into())
             }

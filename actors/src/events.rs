@@ -1,16 +1,20 @@
-//! The in-process event hub: every session and message status change is published here,
-//! and the websocket bridge (and tests) subscribe.
+//! The event hub: every session and message status change is published here, and the
+//! websocket bridge (and tests) subscribe. In a cluster, what a node publishes is also
+//! handed to the cluster layer, which delivers it to the hubs of the other nodes: a
+//! dashboard sees its sessions' events whichever node it is connected to.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tokio::sync::broadcast;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use crate::outbox::MessageStatus;
 use crate::sessions::SessionState;
 
 /// Something a user (or an admin watching every session) wants to hear about.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SessionEvent {
     /// A fresh QR code to scan; it replaces any earlier one.
@@ -69,18 +73,37 @@ impl SessionEvent {
 #[derive(Clone)]
 pub struct EventHub {
     sender: broadcast::Sender<SessionEvent>,
+    /// Where this node's own events go to reach the other nodes, once the cluster runs.
+    cluster: Arc<OnceLock<mpsc::UnboundedSender<SessionEvent>>>,
 }
 
 impl EventHub {
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { sender }
+        Self {
+            sender,
+            cluster: Arc::new(OnceLock::new()),
+        }
     }
 
-    /// Publishes `event`; having no subscriber is not an error.
+    /// Publishes an event of this node: to its subscribers and to the other nodes.
+    /// Having no subscriber is not an error.
     pub fn publish(&self, event: SessionEvent) {
         tracing::debug!(?event, "session event");
+        if let Some(cluster) = self.cluster.get() {
+            let _ = cluster.send(event.clone());
+        }
         let _ = self.sender.send(event);
+    }
+
+    /// Delivers an event another node published, to this node's subscribers only.
+    pub fn deliver_from_peer(&self, event: SessionEvent) {
+        let _ = self.sender.send(event);
+    }
+
+    /// Hands every event published from now on to the cluster layer as well.
+    pub fn forward_to_cluster(&self, sink: mpsc::UnboundedSender<SessionEvent>) {
+        let _ = self.cluster.set(sink);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {

@@ -3,11 +3,15 @@
 //! - [`SessionManager`] starts the [`supervisor`], which runs one [`session`] actor per
 //!   user, each owning one whatsapp-rust client on a [`store::PgStore`].
 //! - [`sessions`] is the `wa_sessions` table, [`outbox`] the write side of `messages`.
-//! - [`events`] is the in-process hub every state change is published on.
+//! - [`events`] is the hub every state change is published on.
+//! - [`lease`] decides which node runs a session and fences its writes; [`cluster`]
+//!   joins the nodes, routes requests to owners and carries events between them.
 
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod lease;
 pub mod manager;
 pub mod outbox;
 pub mod session;
@@ -15,6 +19,7 @@ pub mod sessions;
 pub mod store;
 pub mod supervisor;
 
+pub use cluster::NodeIdentity;
 pub use config::SessionConfig;
 pub use error::{PairCodeRefusal, SessionError};
 pub use events::{EventHub, SessionEvent};

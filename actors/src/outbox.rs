@@ -1,15 +1,18 @@
 //! The `messages` table, write side: it is the message log and the send outbox at once.
 //! The HTTP layer [`enqueue`]s; the owning session claims rows oldest first, sends them
 //! and records what WhatsApp answered. Status only moves forward:
-//! queued → sending → sent → delivered → read, or → failed.
+//! queued → sending → sent → delivered → read, or → failed. Moving a message along is
+//! the session owner's write, made under its lease ([`Fence`]).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use crate::PgPool;
 use crate::error::SessionError;
+use crate::lease::Fence;
 
 /// Where a message came from.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
@@ -36,7 +39,7 @@ impl MessageSource {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Queued,
@@ -196,21 +199,27 @@ pub struct Claimed {
 
 /// Takes the oldest message of `user_id` still to send and marks it `sending`.
 ///
-/// A row already `sending` is an attempt a crashed session never finished; only one
-/// session per user runs at a time, so it is safe to take it again.
-pub async fn claim_next(pool: &PgPool, user_id: Uuid) -> Result<Option<Claimed>, SessionError> {
-    let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
-             WHERE id = (SELECT id FROM messages
-                         WHERE user_id = $1 AND status IN ('queued', 'sending')
-                         ORDER BY created_at, id LIMIT 1
-                         FOR UPDATE SKIP LOCKED)
-             RETURNING id, recipient, body, wa_message_id, attempts, updated_at",
-            &[&user_id],
-        )
-        .await?;
+/// A row already `sending` is an attempt a crashed (or moved) session never finished;
+/// only the lease holder claims, so it is safe to take it again.
+pub async fn claim_next(
+    pool: &PgPool,
+    fence: &Fence,
+    user_id: Uuid,
+) -> Result<Option<Claimed>, SessionError> {
+    let row = fenced(
+        pool,
+        fence,
+        "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
+         WHERE id = (SELECT id FROM messages
+                     WHERE user_id = $1 AND status IN ('queued', 'sending')
+                     ORDER BY created_at, id LIMIT 1
+                     FOR UPDATE SKIP LOCKED)
+         RETURNING id, recipient, body, wa_message_id, attempts, updated_at",
+        &[(&user_id, Type::UUID)],
+    )
+    .await?
+    .into_iter()
+    .next();
     Ok(row.map(|row| Claimed {
         id: row.get("id"),
         recipient: row.get("recipient"),
@@ -224,62 +233,93 @@ pub async fn claim_next(pool: &PgPool, user_id: Uuid) -> Result<Option<Claimed>,
 /// Records WhatsApp's id for a message before it goes out.
 pub async fn assign_wa_id(
     pool: &PgPool,
+    fence: &Fence,
     id: Uuid,
     wa_message_id: &str,
 ) -> Result<(), SessionError> {
-    let conn = pool.get().await?;
-    conn.execute(
+    fenced(
+        pool,
+        fence,
         "UPDATE messages SET wa_message_id = $2, updated_at = now()
          WHERE id = $1 AND wa_message_id IS NULL",
-        &[&id, &wa_message_id],
+        &[(&id, Type::UUID), (&wa_message_id, Type::TEXT)],
     )
     .await?;
     Ok(())
 }
 
+/// The time column of the one row a progress update returned, if it moved.
+async fn moved_at(
+    pool: &PgPool,
+    fence: &Fence,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Option<DateTime<Utc>>, SessionError> {
+    let rows = fenced(pool, fence, sql, params).await?;
+    Ok(rows.first().map(|row| row.get(0)))
+}
+
 /// WhatsApp took the message. A receipt that raced ahead is not undone.
-pub async fn mark_sent(pool: &PgPool, id: Uuid) -> Result<Option<DateTime<Utc>>, SessionError> {
-    let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            "UPDATE messages SET status = 'sent', sent_at = now(), error = NULL, updated_at = now()
-             WHERE id = $1 AND status = 'sending'
-             RETURNING sent_at",
-            &[&id],
-        )
-        .await?;
-    Ok(row.map(|row| row.get(0)))
+pub async fn mark_sent(
+    pool: &PgPool,
+    fence: &Fence,
+    id: Uuid,
+) -> Result<Option<DateTime<Utc>>, SessionError> {
+    moved_at(
+        pool,
+        fence,
+        "UPDATE messages SET status = 'sent', sent_at = now(), error = NULL, updated_at = now()
+         WHERE id = $1 AND status = 'sending'
+         RETURNING sent_at",
+        &[(&id, Type::UUID)],
+    )
+    .await
 }
 
 /// The send could not happen now (connection lost): back in the queue.
-pub async fn requeue(pool: &PgPool, id: Uuid) -> Result<Option<DateTime<Utc>>, SessionError> {
-    let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            "UPDATE messages SET status = 'queued', updated_at = now()
-             WHERE id = $1 AND status = 'sending'
-             RETURNING updated_at",
-            &[&id],
-        )
-        .await?;
-    Ok(row.map(|row| row.get(0)))
+pub async fn requeue(
+    pool: &PgPool,
+    fence: &Fence,
+    id: Uuid,
+) -> Result<Option<DateTime<Utc>>, SessionError> {
+    moved_at(
+        pool,
+        fence,
+        "UPDATE messages SET status = 'queued', updated_at = now()
+         WHERE id = $1 AND status = 'sending'
+         RETURNING updated_at",
+        &[(&id, Type::UUID)],
+    )
+    .await
 }
 
 pub async fn mark_failed(
     pool: &PgPool,
+    fence: &Fence,
     id: Uuid,
     reason: &str,
 ) -> Result<Option<DateTime<Utc>>, SessionError> {
+    moved_at(
+        pool,
+        fence,
+        "UPDATE messages SET status = 'failed', error = $2, failed_at = now(), updated_at = now()
+         WHERE id = $1 AND status IN ('queued', 'sending')
+         RETURNING failed_at",
+        &[(&id, Type::UUID), (&reason, Type::TEXT)],
+    )
+    .await
+}
+
+/// Runs one outbox write under the session's lease.
+async fn fenced(
+    pool: &PgPool,
+    fence: &Fence,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+) -> Result<Vec<Row>, SessionError> {
+    fence.check()?;
     let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            "UPDATE messages SET status = 'failed', error = $2, failed_at = now(), updated_at = now()
-             WHERE id = $1 AND status IN ('queued', 'sending')
-             RETURNING failed_at",
-            &[&id, &reason],
-        )
-        .await?;
-    Ok(row.map(|row| row.get(0)))
+    fence.execute(&conn, sql, params).await
 }
 
 /// A receipt from the recipient.
@@ -295,12 +335,12 @@ pub enum Receipt {
 /// stamps receipts in whole seconds, so a receipt time is never put before `sent_at`.
 pub async fn apply_receipt(
     pool: &PgPool,
+    fence: &Fence,
     user_id: Uuid,
     wa_message_ids: &[String],
     receipt: Receipt,
     at: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, MessageStatus, DateTime<Utc>)>, SessionError> {
-    let conn = pool.get().await?;
     let sql = match receipt {
         Receipt::Delivered => {
             "UPDATE messages SET status = 'delivered',
@@ -317,7 +357,17 @@ pub async fn apply_receipt(
              RETURNING id, status, read_at AS at"
         }
     };
-    let rows = conn.query(sql, &[&user_id, &wa_message_ids, &at]).await?;
+    let rows = fenced(
+        pool,
+        fence,
+        sql,
+        &[
+            (&user_id, Type::UUID),
+            (&wa_message_ids, Type::TEXT_ARRAY),
+            (&at, Type::TIMESTAMPTZ),
+        ],
+    )
+    .await?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -329,4 +379,19 @@ pub async fn apply_receipt(
             )
         })
         .collect())
+}
+
+/// Which of `users` have messages queued for a few seconds already: their sessions were
+/// told (or will be when they connect), unless the notice was lost.
+pub async fn users_with_waiting(pool: &PgPool, users: &[Uuid]) -> Result<Vec<Uuid>, SessionError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query_typed(
+            "SELECT DISTINCT user_id FROM messages
+              WHERE user_id = ANY($1) AND status = 'queued'
+                AND updated_at < now() - interval '5 seconds'",
+            &[(&users, Type::UUID_ARRAY)],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }

@@ -1,16 +1,21 @@
 //! The `wa_sessions` table: one row per user, holding the session's state as users and
 //! admins see it. Its `id` is the namespace of the session's WhatsApp device state.
+//!
+//! State is written by the session's owner only, under its lease ([`Fence`]); the
+//! user's intent (`wanted`) by whichever node took the request.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use crate::PgPool;
 use crate::error::SessionError;
+use crate::lease::Fence;
 
 /// Where a session stands.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Nothing running (never started, or disconnected by the user).
@@ -115,21 +120,6 @@ pub async fn ensure(pool: &PgPool, user_id: Uuid) -> Result<Uuid, SessionError> 
     Ok(row.get(0))
 }
 
-/// Users whose session has a paired device stored: those a starting node resumes.
-pub async fn paired_users(pool: &PgPool) -> Result<Vec<(Uuid, Uuid)>, SessionError> {
-    let conn = pool.get().await?;
-    let rows = conn
-        .query(
-            "SELECT s.user_id, s.id FROM wa_sessions s JOIN users u ON u.id = s.user_id
-             WHERE u.disabled_at IS NULL
-               AND EXISTS (SELECT 1 FROM wa_device d WHERE d.session_id = s.id AND d.pn IS NOT NULL)
-             ORDER BY s.created_at",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-}
-
 /// Whether any device state (paired or not) is stored under `session_id`.
 pub async fn device_stored(pool: &PgPool, session_id: Uuid) -> Result<bool, SessionError> {
     let conn = pool.get().await?;
@@ -142,67 +132,101 @@ pub async fn device_stored(pool: &PgPool, session_id: Uuid) -> Result<bool, Sess
     Ok(row.get(0))
 }
 
+/// The session should run (the user initialized it, or linked it) or not (stopped,
+/// logged out, given up on): live nodes claim the leases of sessions that should run. The
+/// user's intent, so any node writes it, unfenced.
+pub async fn set_wanted(pool: &PgPool, user_id: Uuid, wanted: bool) -> Result<(), SessionError> {
+    let conn = pool.get().await?;
+    conn.execute_typed(
+        "UPDATE wa_sessions SET wanted = $2 WHERE user_id = $1",
+        &[(&user_id, Type::UUID), (&wanted, Type::BOOL)],
+    )
+    .await?;
+    Ok(())
+}
+
 /// A starting (or restarting) session: the QR code of an earlier attempt is void.
-pub async fn set_connecting(pool: &PgPool, user_id: Uuid) -> Result<(), SessionError> {
+pub async fn set_connecting(pool: &PgPool, fence: &Fence, user_id: Uuid) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET state = 'connecting', qr_code = NULL, qr_expires_at = NULL,
                 connected_since = NULL, updated_at = now()
          WHERE user_id = $1",
-        &[&user_id],
+        &[(&user_id, Type::UUID)],
     )
     .await
 }
 
 pub async fn set_qr(
     pool: &PgPool,
+    fence: &Fence,
     user_id: Uuid,
     code: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET state = 'qr', qr_code = $2, qr_expires_at = $3, updated_at = now()
          WHERE user_id = $1",
-        &[&user_id, &code, &expires_at],
+        &[
+            (&user_id, Type::UUID),
+            (&code, Type::TEXT),
+            (&expires_at, Type::TIMESTAMPTZ),
+        ],
     )
     .await
 }
 
 /// The phone scanned the QR code: its number is known, the login still has to happen.
-pub async fn set_paired(pool: &PgPool, user_id: Uuid, phone: &str) -> Result<(), SessionError> {
+pub async fn set_paired(
+    pool: &PgPool,
+    fence: &Fence,
+    user_id: Uuid,
+    phone: &str,
+) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET state = 'connecting', phone = $2, qr_code = NULL,
                 qr_expires_at = NULL, last_error = NULL, updated_at = now()
          WHERE user_id = $1",
-        &[&user_id, &phone],
+        &[(&user_id, Type::UUID), (&phone, Type::TEXT)],
     )
     .await
 }
 
 pub async fn set_connected(
     pool: &PgPool,
+    fence: &Fence,
     user_id: Uuid,
     phone: &str,
     push_name: Option<&str>,
 ) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET state = 'connected', phone = $2, push_name = $3,
                 connected_since = now(), last_error = NULL, qr_code = NULL, qr_expires_at = NULL,
                 updated_at = now()
          WHERE user_id = $1",
-        &[&user_id, &phone, &push_name],
+        &[
+            (&user_id, Type::UUID),
+            (&phone, Type::TEXT),
+            (&push_name, Type::TEXT),
+        ],
     )
     .await
 }
 
 /// The session stopped (or lost its connection) for `reason`; going `idle` (the user's
-/// own doing) clears the last error instead. `forget_phone` is for a
-/// device that no longer exists: logged out, disconnected by the user.
+/// own doing) clears the last error instead. `forget_phone` is for a device that no
+/// longer exists: logged out, disconnected by the user. A session that ended (`idle`,
+/// `disconnected`, `failed`) is no longer wanted: no node brings it back by itself.
 pub async fn set_stopped(
     pool: &PgPool,
+    fence: &Fence,
     user_id: Uuid,
     state: SessionState,
     reason: Option<&str>,
@@ -210,45 +234,79 @@ pub async fn set_stopped(
 ) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET state = $2,
                 last_error = CASE WHEN $2 = 'idle' THEN NULL ELSE COALESCE($3, last_error) END,
                 connected_since = NULL, qr_code = NULL, qr_expires_at = NULL,
                 phone = CASE WHEN $4 THEN NULL ELSE phone END,
                 push_name = CASE WHEN $4 THEN NULL ELSE push_name END,
+                wanted = wanted AND $2 = 'connecting',
                 updated_at = now()
          WHERE user_id = $1",
-        &[&user_id, &state.as_str(), &reason, &forget_phone],
+        &[
+            (&user_id, Type::UUID),
+            (&state.as_str(), Type::TEXT),
+            (&reason, Type::TEXT),
+            (&forget_phone, Type::BOOL),
+        ],
     )
     .await
 }
 
-pub async fn set_last_error(pool: &PgPool, user_id: Uuid, error: &str) -> Result<(), SessionError> {
+pub async fn set_last_error(
+    pool: &PgPool,
+    fence: &Fence,
+    user_id: Uuid,
+    error: &str,
+) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET last_error = $2, updated_at = now() WHERE user_id = $1",
-        &[&user_id, &error],
+        &[(&user_id, Type::UUID), (&error, Type::TEXT)],
     )
     .await
 }
 
 /// The supervisor restarts a crashed session: count it and keep why it crashed.
-pub async fn record_restart(pool: &PgPool, user_id: Uuid, error: &str) -> Result<(), SessionError> {
+pub async fn record_restart(
+    pool: &PgPool,
+    fence: &Fence,
+    user_id: Uuid,
+    error: &str,
+) -> Result<(), SessionError> {
     execute(
         pool,
+        fence,
         "UPDATE wa_sessions SET restart_count = restart_count + 1, last_error = $2,
                 state = 'connecting', connected_since = NULL, updated_at = now()
          WHERE user_id = $1",
-        &[&user_id, &error],
+        &[(&user_id, Type::UUID), (&error, Type::TEXT)],
     )
     .await
 }
 
+/// Runs one state write under the session's lease.
 async fn execute(
     pool: &PgPool,
+    fence: &Fence,
     sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<(), SessionError> {
+    fence.check()?;
     let conn = pool.get().await?;
-    conn.execute(sql, params).await?;
+    fence.execute(&conn, sql, params).await?;
     Ok(())
+}
+
+/// Whether `user_id` exists and is not disabled.
+pub async fn user_enabled(pool: &PgPool, user_id: Uuid) -> Result<bool, SessionError> {
+    let conn = pool.get().await?;
+    let row = conn
+        .query_typed_opt(
+            "SELECT 1 FROM users WHERE id = $1 AND disabled_at IS NULL",
+            &[(&user_id, Type::UUID)],
+        )
+        .await?;
+    Ok(row.is_some())
 }

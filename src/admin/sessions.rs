@@ -14,8 +14,8 @@ pub struct SessionOverview {
     pub email: String,
     pub user_disabled: bool,
     pub state: String,
-    /// The node running the session; sessions without a recorded owner run on this node.
-    pub owner_node: String,
+    /// The node running the session (holding its live lease); `None` while nobody runs it.
+    pub owner_node: Option<String>,
     pub phone: Option<String>,
     pub push_name: Option<String>,
     pub connected_since: Option<DateTime<Utc>>,
@@ -28,18 +28,20 @@ pub struct SessionOverview {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Every session (or only `only_user`'s), oldest account first. `this_node` names the node
-/// answering.
+/// Every session (or only `only_user`'s), oldest account first, with the node that runs
+/// it (the holder of its live lease; none while nobody runs it).
 pub async fn list(
     pool: &DbPool,
-    this_node: &str,
     only_user: Option<Uuid>,
 ) -> Result<Vec<SessionOverview>, AdminError> {
     let conn = pool.get().await?;
     let rows = conn
         .query(
             "SELECT s.user_id, u.email, u.disabled_at IS NOT NULL AS user_disabled, s.state,
-                    coalesce(s.owner_node, $1) AS owner_node, s.phone, s.push_name,
+                    (SELECT n.name FROM wa_leases l
+                       JOIN cluster_nodes n ON n.incarnation = l.owner
+                      WHERE l.session_id = s.id AND l.expires_at > now()) AS owner_node,
+                    s.phone, s.push_name,
                     s.connected_since, s.restart_count, s.last_error, s.updated_at,
                     CASE WHEN s.qr_code IS NOT NULL AND s.qr_issued_at IS NOT NULL
                          THEN extract(epoch FROM now() - s.qr_issued_at)::float8 END AS qr_age,
@@ -47,9 +49,9 @@ pub async fn list(
                      WHERE m.user_id = s.user_id AND m.status IN ('queued', 'sending')) AS queued
              FROM wa_sessions s
              JOIN users u ON u.id = s.user_id
-             WHERE $2::uuid IS NULL OR s.user_id = $2
+             WHERE $1::uuid IS NULL OR s.user_id = $1
              ORDER BY u.created_at, u.id",
-            &[&this_node, &only_user],
+            &[&only_user],
         )
         .await?;
     Ok(rows
@@ -79,14 +81,4 @@ pub async fn exists(pool: &DbPool, user_id: Uuid) -> Result<bool, AdminError> {
         .query_opt("SELECT 1 FROM wa_sessions WHERE user_id = $1", &[&user_id])
         .await?;
     Ok(row.is_some())
-}
-
-/// This node's name as admins see it: the host name, or `local` when it cannot be read.
-pub fn this_node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "local".to_owned())
 }

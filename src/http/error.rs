@@ -54,6 +54,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("the server is busy; retry shortly")]
     Busy,
+    /// The node running the session did not answer; whether it acted is unknown.
+    #[error("{0}")]
+    OwnerUnreachable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::OwnerUnreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "owner_unreachable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -135,7 +139,7 @@ impl ApiError {
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        if matches!(self, ApiError::Busy) {
+        if matches!(self, ApiError::Busy | ApiError::OwnerUnreachable(_)) {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -147,6 +151,17 @@ impl ApiError {
             }
         }
         response
+    }
+}
+
+impl From<botwave_actors::SessionError> for ApiError {
+    fn from(error: botwave_actors::SessionError) -> Self {
+        use botwave_actors::SessionError;
+        match error {
+            SessionError::UnknownUser => ApiError::NotFound("user"),
+            SessionError::OwnerUnreachable => ApiError::OwnerUnreachable(error.to_string()),
+            other => ApiError::Unavailable(other.to_string()),
+        }
     }
 }
 

@@ -88,7 +88,7 @@ async fn initialize(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, 
         .sessions
         .initialize(caller.user.id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        ?;
     Ok(warp::reply::with_status(
         warp::reply::json(&status_json(&status)),
         StatusCode::ACCEPTED,
@@ -176,7 +176,7 @@ async fn pair_code(
             SessionError::PairCode(refusal @ PairCodeRefusal::InProgress) => {
                 ApiError::Conflict("pair_code_in_progress", refusal.to_string())
             }
-            other => ApiError::Unavailable(other.to_string()),
+            other => other.into(),
         })?;
     Ok(warp::reply::json(&json!({
         "code": code.code,
@@ -196,7 +196,6 @@ async fn disconnect(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, 
     state
         .sessions
         .disconnect(caller.user.id)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .await?;
     Ok(warp::reply::json(&current_status(&state, &caller).await?))
 }

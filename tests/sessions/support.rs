@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use botwave_actors::outbox::{self, Message, MessageSource, MessageStatus, NewMessage};
 use botwave_actors::sessions::{self, SessionStatus};
-use botwave_actors::{EventHub, SessionConfig, SessionEvent, SessionManager};
+use botwave_actors::{EventHub, NodeIdentity, SessionConfig, SessionEvent, SessionManager};
 use botwave_wa_sim::{PhoneInfo, SimConfig, SimHandle, Simulator};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -35,7 +35,13 @@ pub fn config(sim: &SimHandle) -> SessionConfig {
         restart_base: Duration::from_millis(200),
         restart_max: Duration::from_secs(2),
         restart_budget: 3,
+        ..SessionConfig::default()
     }
+}
+
+/// A fresh node incarnation, as each process start is.
+pub fn node() -> NodeIdentity {
+    NodeIdentity::new("test-node")
 }
 
 impl Harness {
@@ -50,7 +56,7 @@ impl Harness {
             .await
             .expect("simulator starts");
         let hub = EventHub::new(4096);
-        let manager = SessionManager::start(db.pool.clone(), hub.clone(), config(&sim))
+        let manager = SessionManager::start(db.pool.clone(), hub.clone(), config(&sim), node())
             .await
             .expect("manager starts");
         Self {
@@ -65,7 +71,12 @@ impl Harness {
     pub async fn restart_node(&mut self) {
         self.manager.shutdown().await;
         self.manager =
-            SessionManager::start(self.db.pool.clone(), self.hub.clone(), config(&self.sim))
+            SessionManager::start(
+                self.db.pool.clone(),
+                self.hub.clone(),
+                config(&self.sim),
+                node(),
+            )
                 .await
                 .expect("manager restarts");
     }

@@ -8,6 +8,10 @@ mod common;
 mod conformance;
 mod postgres;
 
+use std::time::Duration;
+
+use botwave_actors::PgPool;
+use botwave_actors::lease::{self, LeaseTiming};
 use botwave_actors::store::PgStore;
 use botwave_actors::wacore::store::InMemoryBackend;
 use uuid::Uuid;
@@ -16,8 +20,23 @@ use uuid::Uuid;
 /// returned handle.
 async fn pg_store() -> (common::TestDatabase, PgStore) {
     let db = common::TestDatabase::create().await;
-    let store = PgStore::new(db.pool.clone(), Uuid::new_v4());
+    let store = new_session_store(&db.pool).await;
     (db, store)
+}
+
+/// A store for a new session, under a lease claimed for it (every write is fenced).
+async fn new_session_store(pool: &PgPool) -> PgStore {
+    let session_id = Uuid::new_v4();
+    let fence = lease::claim(
+        pool,
+        session_id,
+        Uuid::new_v4(),
+        LeaseTiming::new(Duration::from_secs(600)),
+    )
+    .await
+    .expect("claim succeeds")
+    .expect("a new session's lease is free");
+    PgStore::new(pool.clone(), fence)
 }
 
 /// Generates one test per behaviour and backend: `in_memory::<name>` and
@@ -57,7 +76,7 @@ macro_rules! conformance_tests {
             #[tokio::test]
             async fn namespaces_are_isolated() {
                 let (db, first) = pg_store().await;
-                let second = PgStore::new(db.pool.clone(), Uuid::new_v4());
+                let second = new_session_store(&db.pool).await;
                 conformance::isolation::namespaces_are_isolated(&first, &second).await;
             }
         }

@@ -19,17 +19,17 @@ use crate::pg_store;
 async fn state_outlives_the_store_value() {
     let (db, store) = pg_store().await;
     let device = fill_one_of_everything(&store).await;
-    let session_id = store.session_id();
+    let store_fence = store.fence().clone();
     drop(store);
 
-    let reopened = PgStore::new(db.pool.clone(), session_id);
+    let reopened = PgStore::new(db.pool.clone(), store_fence);
     assert_holds_everything(&reopened, &device).await;
 }
 
 #[tokio::test]
 async fn delete_all_forgets_only_its_own_session() {
     let (db, leaving) = pg_store().await;
-    let staying = PgStore::new(db.pool.clone(), Uuid::new_v4());
+    let staying = crate::new_session_store(&db.pool).await;
     fill_one_of_everything(&leaving).await;
     let device = fill_one_of_everything(&staying).await;
 
@@ -102,6 +102,8 @@ async fn corrupt_rows_are_errors_not_panics() {
     let (db, store) = pg_store().await;
     store.save(&paired_device()).await.unwrap();
     let conn = db.pool.get().await.unwrap();
+    // The corruption is written under the session's lease, as any write must be.
+    store.fence().apply(&conn).await.unwrap();
     conn.execute(
         "UPDATE wa_device SET noise_key = '\\x0102'::bytea WHERE session_id = $1",
         &[&store.session_id()],
@@ -138,7 +140,8 @@ async fn unreachable_database_is_a_connection_error() {
     let pool: PgPool = bb8::Pool::builder()
         .connection_timeout(Duration::from_millis(500))
         .build_unchecked(manager);
-    let store = PgStore::new(pool, Uuid::new_v4());
+    let fence = botwave_actors::lease::Fence::assumed(Uuid::new_v4(), 1, Duration::from_secs(60));
+    let store = PgStore::new(pool, fence);
 
     let error = store.get_session("1@lid").await.unwrap_err();
     assert!(matches!(error, StoreError::Connection(_)), "{error:?}");
@@ -198,4 +201,41 @@ async fn phone_keeps_resolving_to_a_remaining_lid() {
         store.get_pn_mapping("5533").await.unwrap().unwrap().lid,
         "400"
     );
+}
+
+/// A node whose lease was taken over (it was frozen, or cut off) must not write: the new
+/// owner's Signal state would be overwritten with an older ratchet.
+#[tokio::test]
+async fn a_store_whose_lease_moved_on_can_no_longer_write() {
+    let (db, stale) = pg_store().await;
+    let original = paired_device();
+    stale.save(&original).await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    // The lease expires while its holder still believes in it (its clock was stopped).
+    conn.execute(
+        "UPDATE wa_leases SET expires_at = now() WHERE session_id = $1",
+        &[&stale.session_id()],
+    )
+    .await
+    .unwrap();
+    let timing = botwave_actors::lease::LeaseTiming::new(Duration::from_secs(600));
+    let taken = botwave_actors::lease::claim(&db.pool, stale.session_id(), Uuid::new_v4(), timing)
+        .await
+        .unwrap()
+        .expect("an expired lease can be claimed");
+    assert_eq!(taken.epoch(), stale.fence().epoch() + 1);
+    assert!(stale.fence().is_valid(), "the stale holder has not noticed yet");
+
+    let mut changed = original.clone();
+    changed.registration_id = 4242;
+    let refused = stale.save(&changed).await.unwrap_err();
+    assert!(format!("{refused:?}").contains("BW409"), "{refused:?}");
+    let refused_delete = stale.delete_all().await.unwrap_err();
+    assert!(format!("{refused_delete:?}").contains("BW409"), "{refused_delete:?}");
+
+    let owner = PgStore::new(db.pool.clone(), taken);
+    let kept = owner.load().await.unwrap().expect("the device is still there");
+    assert_eq!(kept.registration_id, original.registration_id);
+    owner.save(&changed).await.unwrap();
+    assert_eq!(owner.load().await.unwrap().unwrap().registration_id, 4242);
 }

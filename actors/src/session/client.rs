@@ -11,6 +11,7 @@ use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::{Client, ConnectError};
 
 use super::WaSessionMsg;
+use crate::lease::Fence;
 use crate::store::PgStore;
 
 /// The WhatsApp Web version the client announces. Pinned, so the client never fetches
@@ -89,15 +90,21 @@ pub async fn probe(whatsapp_url: Option<&str>) -> Result<(), Unreachable> {
 pub struct RunningClient {
     client: Arc<Client>,
     handle: Option<BotHandle>,
+    /// Cuts the client off when the lease is lost; ends with the client.
+    fence_watch: tokio::task::AbortHandle,
 }
 
 impl RunningClient {
-    /// Builds the client on `store` and starts its connection loop.
+    /// Builds the client on `store` and starts its connection loop. The moment `fence`
+    /// is lost the client is disconnected, whatever the session actor is busy with (a
+    /// node cut off from the database may be stuck in a query), and the actor is told.
     pub async fn start(
         store: PgStore,
         whatsapp_url: Option<&str>,
+        fence: Fence,
         session: ActorRef<WaSessionMsg>,
     ) -> Result<Self, String> {
+        let watcher = session.clone();
         let bot = Bot::builder()
             .with_backend(store)
             .with_transport_factory(transport(whatsapp_url))
@@ -116,9 +123,17 @@ impl RunningClient {
             .map_err(|error| format!("cannot build the WhatsApp client: {error}"))?;
         let client = bot.client();
         let handle = bot.spawn();
+        let cut_off = client.clone();
+        let fence_watch = tokio::spawn(async move {
+            fence.lost().await;
+            let _ = watcher.cast(WaSessionMsg::LeaseLost);
+            cut_off.disconnect().await;
+        })
+        .abort_handle();
         Ok(Self {
             client,
             handle: Some(handle),
+            fence_watch,
         })
     }
 
@@ -162,6 +177,7 @@ async fn stop_handle(handle: BotHandle) {
 
 impl Drop for RunningClient {
     fn drop(&mut self) {
+        self.fence_watch.abort();
         let Some(handle) = self.handle.take() else {
             return;
         };

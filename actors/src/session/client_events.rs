@@ -10,7 +10,6 @@ use crate::error::PairCodeRefusal;
 use crate::events::SessionEvent;
 use crate::outbox::{self, Receipt};
 use crate::sessions::{self, SessionState};
-use crate::supervisor::SupervisorMsg;
 
 pub async fn handle(
     myself: &ActorRef<WaSessionMsg>,
@@ -31,7 +30,7 @@ pub async fn handle(
         Event::PairingQrCode(qr) => {
             let expires_at = Utc::now()
                 + chrono::Duration::from_std(qr.timeout).unwrap_or(chrono::Duration::seconds(20));
-            sessions::set_qr(state.pool(), user_id, &qr.code, expires_at).await?;
+            sessions::set_qr(state.pool(), state.fence(), user_id, &qr.code, expires_at).await?;
             state.publish_state(SessionState::Qr);
             state.publish(SessionEvent::QrCode {
                 user_id,
@@ -53,11 +52,11 @@ pub async fn handle(
         }
         Event::PairingCodeError(failure) => {
             let reason = format!("link code failed: {}", failure.error);
-            sessions::set_last_error(state.pool(), user_id, &reason).await?;
+            sessions::set_last_error(state.pool(), state.fence(), user_id, &reason).await?;
         }
         Event::PairingCodeRefresh(_) => {
             sessions::set_last_error(
-                state.pool(),
+                state.pool(), state.fence(),
                 user_id,
                 "the link code can no longer be used; request a new one",
             )
@@ -67,12 +66,12 @@ pub async fn handle(
             state.paired = true;
             state.showing_qr = false;
             pair_code::refuse_pending(state, PairCodeRefusal::AlreadyLinked);
-            sessions::set_paired(state.pool(), user_id, &paired.id.user).await?;
+            sessions::set_paired(state.pool(), state.fence(), user_id, &paired.id.user).await?;
             state.publish_state(SessionState::Connecting);
         }
         Event::PairError(failure) => {
             let reason = format!("pairing failed: {}", failure.error);
-            sessions::set_last_error(state.pool(), user_id, &reason).await?;
+            sessions::set_last_error(state.pool(), state.fence(), user_id, &reason).await?;
         }
         Event::Connected(_) => {
             let Some(client) = state.client.as_ref() else {
@@ -85,7 +84,7 @@ pub async fn handle(
             };
             let phone = own.user.to_string();
             let push_name = Some(client.client().push_name()).filter(|name| !name.is_empty());
-            sessions::set_connected(state.pool(), user_id, &phone, push_name.as_deref()).await?;
+            sessions::set_connected(state.pool(), state.fence(), user_id, &phone, push_name.as_deref()).await?;
             state.connected = true;
             state.publish_state(SessionState::Connected);
             state.publish(SessionEvent::WhatsappConnected {
@@ -93,10 +92,7 @@ pub async fn handle(
                 phone,
                 push_name,
             });
-            let _ = state
-                .args
-                .supervisor
-                .cast(SupervisorMsg::SessionConnected(user_id));
+            (state.args.on_connected)();
             let _ = myself.cast(WaSessionMsg::Drain);
         }
         Event::Disconnected(lost) => {
@@ -105,7 +101,7 @@ pub async fn handle(
             state.showing_qr = false;
             let reason = format!("connection lost ({}), reconnecting", lost.reason);
             sessions::set_stopped(
-                state.pool(),
+                state.pool(), state.fence(),
                 user_id,
                 SessionState::Connecting,
                 Some(&reason),
@@ -176,7 +172,7 @@ pub async fn handle(
                 Some(message) => format!("connect failure {:?}: {message}", failure.reason),
                 None => format!("connect failure {:?}", failure.reason),
             };
-            sessions::set_last_error(state.pool(), user_id, &reason).await?;
+            sessions::set_last_error(state.pool(), state.fence(), user_id, &reason).await?;
         }
         Event::Receipt(receipt) => {
             let kind = match receipt.r#type {
@@ -197,7 +193,7 @@ pub async fn handle(
             } else {
                 chrono::Utc::now()
             };
-            let moved = outbox::apply_receipt(state.pool(), user_id, &ids, kind, at).await?;
+            let moved = outbox::apply_receipt(state.pool(), state.fence(), user_id, &ids, kind, at).await?;
             for (message_id, status, at) in moved {
                 state.publish(SessionEvent::MessageStatus {
                     user_id,

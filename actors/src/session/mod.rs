@@ -1,7 +1,10 @@
 //! `WaSession`: the actor owning one user's WhatsApp connection. It runs one
 //! whatsapp-rust client on the session's [`PgStore`], turns the client's events into
 //! state in `wa_sessions` and events on the hub, and drains the user's outbox while
-//! connected. Crashes are its supervisor's business (see [`crate::supervisor`]).
+//! connected. It runs under its lease ([`Fence`]): every write carries it, and the
+//! moment the lease is lost the client is cut off and the actor stops without writing
+//! anything more. Whoever spawned it decides about restarts; it only reports being
+//! connected, through [`WaSessionArgs::on_connected`].
 
 mod client;
 mod client_events;
@@ -21,13 +24,17 @@ use crate::PgPool;
 use crate::config::SessionConfig;
 use crate::events::{EventHub, SessionEvent};
 use crate::sessions::{self, SessionState};
+use crate::lease::Fence;
 use crate::store::PgStore;
-use crate::supervisor::SupervisorMsg;
 use client::RunningClient;
 
 /// Stop reason of a session that ended on purpose (logout, replaced, QR not scanned,
 /// user disconnect, node shutdown): its supervisor does not restart it.
 pub const ENDED: &str = "session ended";
+
+/// Stop reason of a session whose lease is no longer this node's: it wrote nothing on the
+/// way out, and nobody here may restart it.
+pub const LEASE_LOST: &str = "lease lost";
 
 /// How often, and how far apart, a forgotten device is deleted (see `forget_device`).
 const FORGET_ATTEMPTS: usize = 5;
@@ -37,6 +44,7 @@ const FORGET_SETTLE: Duration = Duration::from_millis(200);
 /// why (see [`client::probe`]).
 const CONNECT_WATCHDOG: Duration = Duration::from_secs(10);
 
+#[derive(ractor_cluster::RactorMessage)]
 pub enum WaSessionMsg {
     /// An event of the whatsapp-rust client.
     Client(Arc<Event>),
@@ -54,6 +62,8 @@ pub enum WaSessionMsg {
     /// The QR codes ran out while a link code kept the socket up, and that code's time
     /// is over too: stop unless the device got linked meanwhile.
     LinkingTimedOut,
+    /// The lease is gone (not renewed in time, or taken over): stop at once, write nothing.
+    LeaseLost,
     /// Panics, so tests can prove the supervisor restarts a crashed session.
     #[doc(hidden)]
     CrashForTest,
@@ -66,7 +76,10 @@ pub struct WaSessionArgs {
     pub pool: PgPool,
     pub events: EventHub,
     pub config: Arc<SessionConfig>,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    /// The lease this session runs under.
+    pub fence: Fence,
+    /// Called each time the session reaches `connected`.
+    pub on_connected: Arc<dyn Fn() + Send + Sync>,
 }
 
 pub struct WaSession;
@@ -97,6 +110,10 @@ impl WaSessionState {
 
     fn pool(&self) -> &PgPool {
         &self.args.pool
+    }
+
+    fn fence(&self) -> &Fence {
+        &self.args.fence
     }
 
     fn publish(&self, event: SessionEvent) {
@@ -136,7 +153,7 @@ impl WaSessionState {
             self.forget_device(stopped).await?;
         }
         sessions::set_stopped(
-            self.pool(),
+            self.pool(), self.fence(),
             self.user_id(),
             state,
             Some(reason),
@@ -185,7 +202,7 @@ impl Actor for WaSession {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         // No I/O here: a pre_start failure goes back to the spawner, unsupervised.
-        let store = PgStore::new(args.pool.clone(), args.session_id);
+        let store = PgStore::new(args.pool.clone(), args.fence.clone());
         Ok(WaSessionState {
             args,
             store,
@@ -204,11 +221,12 @@ impl Actor for WaSession {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        sessions::set_connecting(state.pool(), state.user_id()).await?;
+        sessions::set_connecting(state.pool(), state.fence(), state.user_id()).await?;
         state.publish_state(SessionState::Connecting);
         let client = RunningClient::start(
             state.store.clone(),
             state.args.config.whatsapp_url.as_deref(),
+            state.args.fence.clone(),
             myself.clone(),
         )
         .await?;
@@ -279,6 +297,17 @@ impl Actor for WaSession {
                     .await
             }
             WaSessionMsg::LinkingTimedOut => Ok(()),
+            WaSessionMsg::LeaseLost => {
+                tracing::warn!(user_id = %state.user_id(), "lease lost; stopping the session");
+                state.ended = true;
+                state.connected = false;
+                pair_code::refuse_pending(state, crate::error::PairCodeRefusal::NotRunning);
+                if let Some(client) = state.client.take() {
+                    client.stop().await;
+                }
+                myself.stop(Some(LEASE_LOST.to_owned()));
+                Ok(())
+            }
             WaSessionMsg::CrashForTest => panic!("crash requested by a test"),
         }
     }
@@ -309,7 +338,7 @@ async fn watchdog(
                 .await;
         }
         Err(unreachable) => {
-            sessions::set_last_error(state.pool(), state.user_id(), &unreachable.reason).await?;
+            sessions::set_last_error(state.pool(), state.fence(), state.user_id(), &unreachable.reason).await?;
         }
     }
     if !state.progressed {

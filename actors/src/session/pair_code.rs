@@ -19,7 +19,7 @@ pub fn code_validity() -> std::time::Duration {
 }
 
 /// A link code as the user sees it.
-#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PairCode {
     /// 8 characters of `123456789ABCDEFGHJKLMNPQRSTVWXYZ`, as whatsapp-rust returns it.
     pub code: String,

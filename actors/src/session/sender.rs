@@ -38,7 +38,7 @@ pub async fn send_next(
         return Ok(());
     };
     let user_id = state.user_id();
-    let Some(job) = outbox::claim_next(state.pool(), user_id).await? else {
+    let Some(job) = outbox::claim_next(state.pool(), state.fence(), user_id).await? else {
         return Ok(());
     };
     if job.attempts > MAX_ATTEMPTS {
@@ -65,7 +65,7 @@ pub async fn send_next(
         Some(id) => id.clone(),
         None => {
             let id = client.generate_message_id();
-            outbox::assign_wa_id(state.pool(), job.id, &id).await?;
+            outbox::assign_wa_id(state.pool(), state.fence(), job.id, &id).await?;
             id
         }
     };
@@ -86,13 +86,13 @@ pub async fn send_next(
     };
     match outcome {
         Outcome::Sent => {
-            if let Some(at) = outbox::mark_sent(state.pool(), job.id).await? {
+            if let Some(at) = outbox::mark_sent(state.pool(), state.fence(), job.id).await? {
                 publish(state, &job, MessageStatus::Sent, at, None);
             }
             let _ = myself.cast(WaSessionMsg::Drain);
         }
         Outcome::Retry => {
-            if let Some(at) = outbox::requeue(state.pool(), job.id).await? {
+            if let Some(at) = outbox::requeue(state.pool(), state.fence(), job.id).await? {
                 publish(state, &job, MessageStatus::Queued, at, None);
             }
             // The next `Connected` drains again; retrying now would spin.
@@ -140,7 +140,7 @@ async fn fail(
     job: &Claimed,
     reason: &str,
 ) -> Result<(), ActorProcessingErr> {
-    if let Some(at) = outbox::mark_failed(state.pool(), job.id, reason).await? {
+    if let Some(at) = outbox::mark_failed(state.pool(), state.fence(), job.id, reason).await? {
         publish(
             state,
             job,

@@ -21,3 +21,12 @@ pub(super) fn pool_err(e: bb8::RunError<tokio_postgres::Error>) -> StoreError {
 pub(super) fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Validation(format!("stored {what} is invalid: {detail}"))
 }
+
+/// A statement refused because the session's lease is no longer this node's, locally or
+/// by the database's fence; other session errors keep their kind.
+pub(super) fn fence_err(e: crate::error::SessionError) -> StoreError {
+    match e {
+        crate::error::SessionError::Database(e) => db_err(e),
+        other => StoreError::Database(Box::new(other)),
+    }
+}

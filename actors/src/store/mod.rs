@@ -12,6 +12,12 @@
 //! plain `tokio_postgres::Client`s, which have no per-connection statement cache, and a
 //! prepared statement is only valid on the connection that prepared it.
 //!
+//! Every statement runs under the session's [`Fence`]: the store refuses to touch the
+//! database once the lease is lost here, and the database refuses a write whose fence is
+//! not the session's current lease (a node that was frozen or cut off must not write a
+//! Signal ratchet the new owner has moved past: that would break the session's
+//! encryption for good).
+//!
 //! The trait implementations are split by domain: `device`, `signal`,
 //! `app_state`, `protocol` (with its own submodules) and `msg_secret`.
 
@@ -32,7 +38,8 @@ use uuid::Uuid;
 use wacore::store::error::Result;
 
 use crate::PgPool;
-use error::{db_err, pool_err};
+use crate::lease::Fence;
+use error::{db_err, fence_err, pool_err};
 
 /// One query parameter with its PostgreSQL type, as `query_typed` takes them.
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -68,6 +75,7 @@ const TABLES: [&str; 18] = [
 pub struct PgStore {
     pool: PgPool,
     session_id: Uuid,
+    fence: Fence,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -79,15 +87,24 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// A store for the botwave WhatsApp session `session_id`. Nothing is read or written
-    /// until the client uses it; the schema must already be migrated.
-    pub fn new(pool: PgPool, session_id: Uuid) -> Self {
-        Self { pool, session_id }
+    /// A store for the botwave WhatsApp session whose lease `fence` is. Nothing is read
+    /// or written until the client uses it; the schema must already be migrated.
+    pub fn new(pool: PgPool, fence: Fence) -> Self {
+        Self {
+            pool,
+            session_id: fence.session_id(),
+            fence,
+        }
     }
 
     /// The botwave WhatsApp session this store is the namespace of.
     pub fn session_id(&self) -> Uuid {
         self.session_id
+    }
+
+    /// The lease this store writes under.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 
     /// Forgets everything stored for this session (device, keys, Signal sessions, app
@@ -96,6 +113,12 @@ impl PgStore {
     pub async fn delete_all(&self) -> Result<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(db_err)?;
+        tx.execute_typed(
+            "SELECT set_config('botwave.fence', $1, true)",
+            &[(&self.fence.token(), Type::TEXT)],
+        )
+        .await
+        .map_err(db_err)?;
         let statements: Vec<String> = TABLES
             .iter()
             .map(|table| format!("DELETE FROM {table} WHERE session_id = $1"))
@@ -112,32 +135,37 @@ impl PgStore {
         tx.commit().await.map_err(db_err)
     }
 
+    /// A connection, once the lease is known to be still ours.
     async fn conn(&self) -> Result<Conn<'_>> {
+        self.fence.check().map_err(fence_err)?;
         self.pool.get().await.map_err(pool_err)
     }
 
-    /// Runs `sql` (session id as `$1`, then `params`) and returns every row.
+    /// Runs `sql` (session id as `$1`, then `params`) under the fence and returns every
+    /// row. Every statement of the store goes through here.
     async fn rows(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        conn.query_typed(sql, &self.with_session(params))
+        self.fence
+            .execute(&conn, sql, &self.with_session(params))
             .await
-            .map_err(db_err)
+            .map_err(fence_err)
     }
 
     /// Runs `sql` (session id as `$1`, then `params`) and returns its row, if any.
     async fn row(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>> {
-        let conn = self.conn().await?;
-        conn.query_typed_opt(sql, &self.with_session(params))
-            .await
-            .map_err(db_err)
+        Ok(self.rows(sql, params).await?.into_iter().next())
     }
 
     /// Runs `sql` (session id as `$1`, then `params`) and returns the rows it touched.
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
         let conn = self.conn().await?;
-        conn.execute_typed(sql, &self.with_session(params))
-            .await
-            .map_err(db_err)
+        let params = self.with_session(params);
+        let (applied, touched) = tokio::join!(
+            self.fence.apply(&conn),
+            conn.execute_typed(sql, &params)
+        );
+        applied.map_err(fence_err)?;
+        touched.map_err(db_err)
     }
 
     /// `params` behind the session id, which is `$1` in every statement of this store.

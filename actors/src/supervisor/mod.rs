@@ -1,5 +1,11 @@
-//! `SessionSupervisor`: spawns one linked [`WaSession`] per user and restarts crashed
-//! ones with capped exponential backoff and a restart budget.
+//! `SessionSupervisor`: runs the sessions whose lease this node holds, one linked
+//! [`WaSession`] per user, and restarts crashed ones with capped exponential backoff and
+//! a restart budget.
+//!
+//! It is also where this node's share of the cluster is kept (see [`placement`]): every
+//! tick it renews its leases in one statement, stops the sessions whose lease it could
+//! not keep, claims sessions nobody runs and hands sessions over when it holds more
+//! than its share, or when it drains.
 //!
 //! ractor has no restart strategies, and its default supervisor stops itself when a
 //! child exits, so this actor handles every supervision event itself. A restart is a
@@ -7,6 +13,7 @@
 //! restart scheduled before a disconnect or a newer start harmless.
 
 mod backoff;
+mod placement;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +25,11 @@ use ractor::{
 use uuid::Uuid;
 
 use crate::PgPool;
+use crate::cluster::NodeIdentity;
 use crate::config::SessionConfig;
 use crate::events::{EventHub, SessionEvent};
-use crate::session::{ENDED, WaSession, WaSessionArgs, WaSessionMsg};
+use crate::lease::{self, Fence};
+use crate::session::{ENDED, LEASE_LOST, WaSession, WaSessionArgs, WaSessionMsg};
 use crate::sessions::{self, SessionState};
 use crate::store::PgStore;
 
@@ -33,13 +42,21 @@ const LOGOUT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a session gets to stop at node shutdown.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A request for a session this node does not (or no longer) hold the lease of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotOwner;
+
+#[derive(ractor_cluster::RactorMessage)]
 pub enum SupervisorMsg {
-    /// Runs the session of `user_id` unless it already runs (or waits for a restart).
+    /// Runs the session of `user_id` unless it already runs (or waits for a restart),
+    /// claiming its lease first; refused when another node holds it.
     Start {
         user_id: Uuid,
         session_id: Uuid,
-        reply: RpcReplyPort<()>,
+        reply: RpcReplyPort<Result<(), NotOwner>>,
     },
+    /// Renew, enforce and rebalance this node's leases (see [`placement`]).
+    Tick,
     /// A backoff delay ran out.
     Restart { user_id: Uuid, generation: u64 },
     /// New rows in the user's outbox.
@@ -48,7 +65,7 @@ pub enum SupervisorMsg {
     Disconnect {
         user_id: Uuid,
         session_id: Uuid,
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<Result<(), String>, NotOwner>>,
     },
     /// Stop the user's session without logging out (its device stays paired); answers
     /// whether one was running or waiting for a restart.
@@ -59,7 +76,8 @@ pub enum SupervisorMsg {
     },
     /// The session of this user reached `connected`.
     SessionConnected(Uuid),
-    /// Stop every session (no logout) and answer when they are down.
+    /// Hand every session to the other nodes (stop without logout, give the leases
+    /// back), claim none from now on, and answer when they are down.
     Shutdown(RpcReplyPort<()>),
     /// Asks the user's running session for a link code for `phone`.
     PairCode {
@@ -80,6 +98,7 @@ pub struct SupervisorArgs {
     pub pool: PgPool,
     pub events: EventHub,
     pub config: Arc<SessionConfig>,
+    pub node: NodeIdentity,
 }
 
 pub struct SessionSupervisor;
@@ -87,6 +106,8 @@ pub struct SessionSupervisor;
 /// One user's place in the supervisor, across restarts of its actor.
 struct Slot {
     session_id: Uuid,
+    /// The lease the session runs under, for as long as this slot exists.
+    fence: Fence,
     child: Option<ActorRef<WaSessionMsg>>,
     generation: u64,
     /// Crashes since the session last proved stable.
@@ -99,6 +120,7 @@ pub struct SupervisorState {
     slots: HashMap<Uuid, Slot>,
     by_actor: HashMap<ActorId, Uuid>,
     next_generation: u64,
+    placement: placement::Placement,
 }
 
 impl SupervisorState {
@@ -106,13 +128,20 @@ impl SupervisorState {
         let Some(slot) = self.slots.get(&user_id) else {
             return;
         };
+        if !slot.fence.is_valid() {
+            return;
+        }
+        let supervisor = myself.clone();
         let args = WaSessionArgs {
             user_id,
             session_id: slot.session_id,
             pool: self.args.pool.clone(),
             events: self.args.events.clone(),
             config: self.args.config.clone(),
-            supervisor: myself.clone(),
+            fence: slot.fence.clone(),
+            on_connected: Arc::new(move || {
+                let _ = supervisor.cast(SupervisorMsg::SessionConnected(user_id));
+            }),
         };
         match Actor::spawn_linked(None, WaSession, args, myself.get_cell()).await {
             Ok((child, _join)) => {
@@ -145,10 +174,12 @@ impl SupervisorState {
         slot.crashes += 1;
         tracing::warn!(%user_id, crashes = slot.crashes, %reason, "WhatsApp session crashed");
         if slot.crashes > budget {
+            let fence = slot.fence.clone();
             self.slots.remove(&user_id);
             let error = format!("gave up after {budget} restarts; last error: {reason}");
             if let Err(db) = sessions::set_stopped(
                 &self.args.pool,
+                &fence,
                 user_id,
                 SessionState::Failed,
                 Some(&error),
@@ -162,6 +193,7 @@ impl SupervisorState {
                 user_id,
                 state: SessionState::Failed,
             });
+            self.give_back(&fence).await;
             return;
         }
         let delay = backoff::restart_delay(
@@ -170,7 +202,9 @@ impl SupervisorState {
             self.args.config.restart_max,
         );
         let generation = slot.generation;
-        if let Err(db) = sessions::record_restart(&self.args.pool, user_id, &reason).await {
+        let fence = slot.fence.clone();
+        if let Err(db) = sessions::record_restart(&self.args.pool, &fence, user_id, &reason).await
+        {
             tracing::error!(%user_id, %db, "cannot record a session restart");
         }
         self.args.events.publish(SessionEvent::SessionState {
@@ -189,11 +223,61 @@ impl SupervisorState {
             .and_then(|slot| slot.child.as_ref())
     }
 
-    /// Forgets the slot of `user_id`; its actor's exit is then nobody's concern.
-    fn release(&mut self, user_id: Uuid) -> Option<ActorRef<WaSessionMsg>> {
-        let child = self.slots.remove(&user_id)?.child?;
-        self.by_actor.remove(&child.get_id());
-        Some(child)
+    /// Forgets the slot of `user_id`; its actor's exit is then nobody's concern. Returns
+    /// the slot's lease (still held: give it back once the session is down) and actor.
+    fn release(&mut self, user_id: Uuid) -> Option<(Fence, Option<ActorRef<WaSessionMsg>>)> {
+        let slot = self.slots.remove(&user_id)?;
+        if let Some(child) = &slot.child {
+            self.by_actor.remove(&child.get_id());
+        }
+        Some((slot.fence, slot.child))
+    }
+
+    /// Gives a lease back to the cluster: any node may claim the session now.
+    async fn give_back(&self, fence: &Fence) {
+        if let Err(error) = lease::release(&self.args.pool, fence).await {
+            // It expires by itself; until then nobody else can run the session.
+            tracing::warn!(session_id = %fence.session_id(), %error, "cannot release a lease");
+        }
+    }
+
+    /// Starts supervising the session of `user_id` under `fence` and spawns it.
+    async fn adopt(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        user_id: Uuid,
+        session_id: Uuid,
+        fence: Fence,
+    ) {
+        self.next_generation += 1;
+        self.slots.insert(
+            user_id,
+            Slot {
+                session_id,
+                fence,
+                child: None,
+                generation: self.next_generation,
+                crashes: 0,
+                connected_at: None,
+            },
+        );
+        self.spawn(myself, user_id).await;
+    }
+
+    /// Stops the session of `user_id` without logging out or writing anything, and gives
+    /// its lease back: another node takes it over. Used to hand sessions over and when
+    /// the lease is already lost (then there is nothing to give back).
+    async fn hand_over(&mut self, user_id: Uuid) {
+        let Some((fence, child)) = self.release(user_id) else {
+            return;
+        };
+        if let Some(child) = child {
+            // Down before the lease goes: the next owner must never see this connection.
+            let _ = child
+                .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
+                .await;
+        }
+        self.give_back(&fence).await;
     }
 
     fn user_of(&mut self, cell: &ActorCell) -> Option<Uuid> {
@@ -211,12 +295,25 @@ impl Actor for SessionSupervisor {
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let placement = placement::Placement::new(&args.config);
         Ok(SupervisorState {
             args,
             slots: HashMap::new(),
             by_actor: HashMap::new(),
             next_generation: 0,
+            placement,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Detached: the timer lives as long as the supervisor.
+        drop(myself.send_interval(state.placement.tick_every(), || SupervisorMsg::Tick));
+        let _ = myself.cast(SupervisorMsg::Tick);
+        Ok(())
     }
 
     async fn handle(
@@ -231,30 +328,17 @@ impl Actor for SessionSupervisor {
                 session_id,
                 reply,
             } => {
-                if !state.slots.contains_key(&user_id) {
-                    state.next_generation += 1;
-                    state.slots.insert(
-                        user_id,
-                        Slot {
-                            session_id,
-                            child: None,
-                            generation: state.next_generation,
-                            crashes: 0,
-                            connected_at: None,
-                        },
-                    );
-                    state.spawn(&myself, user_id).await;
-                }
-                let _ = reply.send(());
+                let started = start(state, &myself, user_id, session_id).await;
+                let _ = reply.send(started);
             }
+            SupervisorMsg::Tick => placement::tick(state, &myself).await,
             SupervisorMsg::Restart {
                 user_id,
                 generation,
             } => {
-                let due = state
-                    .slots
-                    .get(&user_id)
-                    .is_some_and(|slot| slot.generation == generation && slot.child.is_none());
+                let due = state.slots.get(&user_id).is_some_and(|slot| {
+                    slot.generation == generation && slot.child.is_none() && slot.fence.is_valid()
+                });
                 if due {
                     state.spawn(&myself, user_id).await;
                 }
@@ -286,9 +370,10 @@ impl Actor for SessionSupervisor {
                 let _ = reply.send(stopped);
             }
             SupervisorMsg::Shutdown(reply) => {
+                state.placement.shut_down();
                 let users: Vec<Uuid> = state.slots.keys().copied().collect();
                 for user_id in users {
-                    stop_one(state, user_id, "node shut down").await;
+                    state.hand_over(user_id).await;
                 }
                 let _ = reply.send(());
             }
@@ -335,7 +420,12 @@ impl Actor for SessionSupervisor {
                 };
                 if reason.as_deref() == Some(ENDED) {
                     // Ended on purpose (logout, replaced, QR not scanned): it stays down.
-                    state.slots.remove(&user_id);
+                    if let Some((fence, _)) = state.release(user_id) {
+                        state.give_back(&fence).await;
+                    }
+                } else if reason.as_deref() == Some(LEASE_LOST) {
+                    // Another node runs it (or will): nothing to restart, nothing to give back.
+                    state.release(user_id);
                 } else {
                     let reason = reason.unwrap_or_else(|| "stopped".to_owned());
                     state
@@ -349,20 +439,56 @@ impl Actor for SessionSupervisor {
     }
 }
 
+/// Runs the session of `user_id` on this node unless it already does, claiming its lease.
+async fn start(
+    state: &mut SupervisorState,
+    myself: &ActorRef<SupervisorMsg>,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> Result<(), NotOwner> {
+    if state.slots.contains_key(&user_id) {
+        return Ok(());
+    }
+    if !state.placement.claims_allowed() {
+        return Err(NotOwner);
+    }
+    let fence = claim(state, session_id).await.ok_or(NotOwner)?;
+    state.adopt(myself, user_id, session_id, fence).await;
+    Ok(())
+}
+
+/// The lease of `session_id` for this node, if it is free.
+async fn claim(state: &SupervisorState, session_id: Uuid) -> Option<Fence> {
+    let claimed = lease::claim(
+        &state.args.pool,
+        session_id,
+        state.args.node.incarnation,
+        state.placement.timing(),
+    )
+    .await;
+    match claimed {
+        Ok(fence) => fence,
+        Err(error) => {
+            tracing::warn!(%session_id, %error, "cannot claim a session lease");
+            None
+        }
+    }
+}
+
 /// Stops one user's session without logging out, recording it `disconnected` for `reason`.
 /// Returns whether it was running (or waiting for a restart).
 async fn stop_one(state: &mut SupervisorState, user_id: Uuid, reason: &str) -> bool {
-    let was_supervised = state.slots.contains_key(&user_id);
-    if let Some(child) = state.release(user_id) {
+    let Some((fence, child)) = state.release(user_id) else {
+        return false;
+    };
+    if let Some(child) = child {
         let _ = child
             .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
             .await;
     }
-    if !was_supervised {
-        return false;
-    }
     if let Err(db) = sessions::set_stopped(
         &state.args.pool,
+        &fence,
         user_id,
         SessionState::Disconnected,
         Some(reason),
@@ -376,32 +502,48 @@ async fn stop_one(state: &mut SupervisorState, user_id: Uuid, reason: &str) -> b
         user_id,
         state: SessionState::Disconnected,
     });
+    state.give_back(&fence).await;
     true
 }
 
 /// The user's disconnect: a running session logs its device out; otherwise the device
-/// state is only forgotten locally (there is no connection to log out with).
+/// state is only forgotten (there is no connection to log out with), under a lease
+/// claimed for that.
 async fn disconnect(
     state: &mut SupervisorState,
     user_id: Uuid,
     session_id: Uuid,
-) -> Result<(), String> {
-    if let Some(child) = state.release(user_id) {
-        let logged_out = child.call(WaSessionMsg::Logout, Some(LOGOUT_TIMEOUT)).await;
-        if !matches!(logged_out, Ok(ractor::rpc::CallResult::Success(()))) {
+) -> Result<Result<(), String>, NotOwner> {
+    if let Some((fence, child)) = state.release(user_id) {
+        if let Some(child) = child {
+            let logged_out = child.call(WaSessionMsg::Logout, Some(LOGOUT_TIMEOUT)).await;
+            if matches!(logged_out, Ok(ractor::rpc::CallResult::Success(()))) {
+                state.give_back(&fence).await;
+                return Ok(Ok(()));
+            }
             tracing::warn!(%user_id, "session did not log out in time; stopping it");
             child.kill();
-        } else {
-            return Ok(());
         }
+        let forgotten = forget(state, user_id, &fence).await;
+        state.give_back(&fence).await;
+        return Ok(forgotten);
     }
-    PgStore::new(state.args.pool.clone(), session_id)
+    let fence = claim(state, session_id).await.ok_or(NotOwner)?;
+    let forgotten = forget(state, user_id, &fence).await;
+    state.give_back(&fence).await;
+    Ok(forgotten)
+}
+
+/// Deletes the device state of a session that is not running, and records it `idle`.
+async fn forget(state: &SupervisorState, user_id: Uuid, fence: &Fence) -> Result<(), String> {
+    PgStore::new(state.args.pool.clone(), fence.clone())
         .delete_all()
         .await
         .map_err(|error| error.to_string())?;
     let reason = "disconnected by the user";
     sessions::set_stopped(
         &state.args.pool,
+        fence,
         user_id,
         SessionState::Idle,
         Some(reason),

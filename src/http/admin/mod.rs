@@ -61,8 +61,5 @@ impl From<AdminError> for ApiError {
 }
 
 fn session_error(error: botwave_actors::SessionError) -> ApiError {
-    match error {
-        botwave_actors::SessionError::UnknownUser => ApiError::NotFound("user"),
-        other => ApiError::Unavailable(other.to_string()),
-    }
+    error.into()
 }

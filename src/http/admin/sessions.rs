@@ -73,8 +73,8 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
 }
 
 async fn list(state: Arc<AppState>) -> Result<Response, ApiError> {
-    let node = queries::sessions::this_node_name();
-    let sessions = queries::sessions::list(&state.pool, &node, None).await?;
+    let node = &state.sessions.node().name;
+    let sessions = queries::sessions::list(&state.pool, None).await?;
     Ok(json_reply(
         &json!({ "node": node, "sessions": sessions }),
         StatusCode::OK,
@@ -129,8 +129,7 @@ async fn act(
     )
     .await?;
     drop(conn);
-    let node = queries::sessions::this_node_name();
-    let session = queries::sessions::list(&state.pool, &node, Some(user_id))
+    let session = queries::sessions::list(&state.pool, Some(user_id))
         .await?
         .into_iter()
         .next();
