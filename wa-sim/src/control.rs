@@ -15,6 +15,7 @@ use warp::{Filter, Rejection};
 use crate::account::{MAX_PHONE_DEVICES, NextLogin};
 use crate::config::ReceiptMode;
 use crate::delivery::{self, DeliveryError, SentText};
+use crate::double_connection::DoubleConnections;
 use crate::pair_code::{self, PairCodeError};
 use crate::scan::{self, Paired, ScanError};
 use crate::stanza::ReceiptKind;
@@ -69,7 +70,17 @@ pub struct PhoneInfo {
     pub devices: u16,
     /// JIDs of the real clients paired to this number.
     pub companions: Vec<String>,
+    /// The same companions with what WhatsApp saw of their connections.
+    pub companion_devices: Vec<CompanionInfo>,
     pub created: bool,
+}
+
+/// One companion of a phone and its double-connection record.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompanionInfo {
+    pub jid: String,
+    #[serde(flatten)]
+    pub double_connections: DoubleConnections,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -287,15 +298,23 @@ fn invalid_number(number: &str) -> Reply_ {
 fn phone_info(shared: &Shared, number: &str, created: bool) -> Option<PhoneInfo> {
     let account = shared.account(number)?;
     let account = lock(&account);
+    let companion_devices: Vec<CompanionInfo> = account
+        .companion_ids()
+        .into_iter()
+        .map(|d| {
+            let device = DeviceKey::new(number, d);
+            CompanionInfo {
+                jid: device.jid().to_string(),
+                double_connections: shared.stats.double_connections.of_device(&device),
+            }
+        })
+        .collect();
     Some(PhoneInfo {
         number: account.number.clone(),
         lid: account.lid.clone(),
         devices: account.phone_device_count(),
-        companions: account
-            .companion_ids()
-            .into_iter()
-            .map(|d| DeviceKey::new(number, d).jid().to_string())
-            .collect(),
+        companions: companion_devices.iter().map(|c| c.jid.clone()).collect(),
+        companion_devices,
         created,
     })
 }

@@ -20,6 +20,7 @@ mod config;
 mod connection;
 mod control;
 mod delivery;
+mod double_connection;
 mod noise;
 mod pair_code;
 pub mod phone;
@@ -33,10 +34,12 @@ mod wire;
 pub use account::{ClientReceipt, ReceivedText};
 pub use config::{ReceiptMode, SimConfig};
 pub use control::{
-    ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest, KickResponse,
-    PairCodeRequest, PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse, SendRequest,
+    CompanionInfo, ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest,
+    KickResponse, PairCodeRequest, PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse,
+    SendRequest,
 };
 pub use delivery::{DeliveryError, SentText};
+pub use double_connection::DoubleConnections;
 pub use noise::{CertificateError, NoiseRootKey};
 pub use pair_code::PairCodeError;
 pub use scan::{Paired, ScanError};

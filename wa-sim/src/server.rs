@@ -12,6 +12,7 @@ use warp::Filter;
 use crate::account::{ClientReceipt, ReceivedText};
 use crate::config::{ReceiptMode, SimConfig};
 use crate::delivery::{self, DeliveryError, SentText};
+use crate::double_connection::DoubleConnections;
 use crate::pair_code::PairCodeError;
 use crate::scan::{self, Paired, ScanError};
 use crate::stanza::ReceiptKind;
@@ -200,6 +201,15 @@ impl SimHandle {
         self.shared
             .live_connection(&DeviceKey::new(number, device))
             .is_some()
+    }
+
+    /// How often two connections of companion `device` of `number` were logged in at
+    /// once, and the longest such overlap (as in the phone's `companion_devices`).
+    pub fn double_connections(&self, number: &str, device: u16) -> DoubleConnections {
+        self.shared
+            .stats
+            .double_connections
+            .of_device(&DeviceKey::new(number, device))
     }
 
     pub fn set_receipt_mode(&self, mode: ReceiptMode) {

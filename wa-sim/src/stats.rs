@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::double_connection::{DoubleConnectionTracker, DoubleConnections};
 use crate::noise::HandshakePattern;
 
 #[derive(Default)]
@@ -24,6 +25,7 @@ pub struct Stats {
     messages_sent_to_clients: AtomicU64,
     receipts_sent: AtomicU64,
     protocol_errors: AtomicU64,
+    pub double_connections: DoubleConnectionTracker,
 }
 
 /// A point-in-time copy of [`Stats`], as JSON.
@@ -42,6 +44,9 @@ pub struct StatsSnapshot {
     pub receipts_sent: u64,
     /// Connections closed for malformed frames, bad ciphertext or garbage.
     pub protocol_errors: u64,
+    /// Over all devices: `double_connections` and `longest_double_connection_ms`.
+    #[serde(flatten)]
+    pub double_connections: DoubleConnections,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -136,6 +141,7 @@ impl Stats {
             messages_sent_to_clients: get(&self.messages_sent_to_clients),
             receipts_sent: get(&self.receipts_sent),
             protocol_errors: get(&self.protocol_errors),
+            double_connections: self.double_connections.total(),
         }
     }
 }

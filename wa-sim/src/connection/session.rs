@@ -15,6 +15,7 @@ use warp::ws::Message;
 use super::pairing::Unpaired;
 use super::{ConnError, WsSink, WsStream};
 use crate::account::{Account, LoginVerdict};
+use crate::double_connection::LoggedIn;
 use crate::noise::TransportCipher;
 use crate::stanza;
 use crate::state::{ConnCommand, ConnHandle, DeviceKey, KickKind, Shared, lock};
@@ -32,6 +33,8 @@ pub struct Online {
     pub account: Arc<Mutex<Account>>,
     /// Set once `<ib><offline>` went out; it is sent once per connection.
     pub offline_sent: bool,
+    /// Counts this connection as logged in for double-connection records until dropped.
+    _logged_in: LoggedIn,
 }
 
 pub enum Role {
@@ -87,7 +90,9 @@ impl Session {
         payload: wa::ClientPayload,
     ) -> Result<(), ConnError> {
         let result = self.run_inner(client_static, payload).await;
-        if let Role::Online(online) = &self.role {
+        // The session is over here, even if the socket lingers for the client to read
+        // a terminal stanza: dropping `Online` ends its login.
+        if let Role::Online(online) = std::mem::replace(&mut self.role, Role::Starting) {
             self.shared.clear_live(&online.device, self.conn.id);
         }
         if self.linger && result.is_ok() {
@@ -296,11 +301,13 @@ impl Session {
         }
         self.shared.stats.login();
         info!(conn = self.conn.id, device = %key.jid(), "logged in");
+        let logged_in = LoggedIn::new(self.shared.clone(), key.clone(), self.conn.id);
         self.send(&stanza::success(&lid)).await?;
         self.role = Role::Online(Online {
             device: key,
             account,
             offline_sent: false,
+            _logged_in: logged_in,
         });
         // Stanzas queued while the device was away go out with the offline batch.
         for stanza in queued {

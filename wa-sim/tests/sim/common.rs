@@ -12,6 +12,7 @@ use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::wacore::store::InMemoryBackend;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 /// Generous upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -153,6 +154,15 @@ impl TestClient {
                 matches!(e, Event::Connected(_)).then_some(())
             })
             .await
+    }
+
+    /// A new store holding this client's device credentials, as another node of a
+    /// cluster would load them: a client on it logs in as the same device.
+    pub async fn copy_of_store(&self) -> Arc<InMemoryBackend> {
+        let device = self.client.persistence_manager().get_device_snapshot();
+        let copy = Arc::new(InMemoryBackend::new());
+        copy.save(&device).await.expect("the copy saves");
+        copy
     }
 
     /// Stops the client and waits for its run loop to end.

@@ -105,23 +105,6 @@ async fn a_ban_on_the_next_login_is_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_connection_of_the_same_device_replaces_the_first() {
-    let sim = start_sim(SimConfig::default()).await;
-    let mut first = paired_client(&sim, PHONE).await;
-    // A second client on a copy of the same store: the same device logs in twice.
-    let second_store = first.backend.clone();
-    let mut second = crate::common::TestClient::start_with(&sim, second_store).await;
-    second.connected().await;
-    first
-        .events
-        .wait("StreamReplaced on the older connection", |e| {
-            matches!(e, Event::StreamReplaced(_)).then_some(())
-        })
-        .await;
-    assert_eq!(sim.stats().conflicts, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_logs_itself_out_is_unlinked() {
     let sim = start_sim(SimConfig::default()).await;
     let mut client = paired_client(&sim, PHONE).await;

@@ -5,6 +5,7 @@
 mod baileys;
 mod common;
 mod control_api;
+mod double_connections;
 mod lifecycle;
 mod messaging;
 mod noise_handshake;
