@@ -16,4 +16,5 @@ pub mod message_log;
 pub mod qr;
 pub mod startup;
 pub mod state;
+pub mod systemd;
 pub mod users;

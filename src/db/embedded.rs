@@ -262,7 +262,12 @@ impl EmbeddedPostgres {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Under a Type=notify unit these name the node's systemd socket: PostgreSQL, built
+            // with systemd support, would report itself ready there as if it were the node.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
         if let Some(user) = self.run_as {
             command.uid(user.uid).gid(user.gid);
         }

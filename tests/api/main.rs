@@ -10,6 +10,7 @@ mod admin_helpers;
 mod api_keys;
 mod bad_input;
 mod cli;
+mod deployment;
 mod fuzz;
 mod hardening;
 mod health;
