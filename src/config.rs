@@ -411,17 +411,23 @@ impl Settings {
         {
             return invalid(
                 "cluster.cookie",
-                &format!("must be set, at least {MIN_COOKIE_LEN} characters, when cluster.listen is"),
+                &format!(
+                    "must be set, at least {MIN_COOKIE_LEN} characters, when cluster.listen is"
+                ),
+            );
+        }
+        if cluster.listen.is_some() && self.auth.jwt_secret.is_none() {
+            // A generated secret is per node: a login on one node would fail on the others.
+            return invalid(
+                "auth.jwt_secret",
+                "must be set (the same on every node) when cluster.listen is",
             );
         }
         if !cluster.peers.is_empty() && cluster.listen.is_none() {
             return invalid("cluster.listen", "must be set when cluster.peers are");
         }
         if let Some(peer) = cluster.peers.iter().find(|peer| !peer.contains(':')) {
-            return invalid(
-                "cluster.peers",
-                &format!("{peer:?} is not host:port"),
-            );
+            return invalid("cluster.peers", &format!("{peer:?} is not host:port"));
         }
         if !(3..=300).contains(&cluster.lease_ttl_secs) {
             return invalid("cluster.lease_ttl_secs", "must be 3 to 300 seconds");
@@ -539,6 +545,7 @@ mod tests {
                 ("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7002"),
                 ("BOTWAVE_CLUSTER_PEERS", "10.0.0.1:7001, 10.0.0.3:7003"),
                 ("BOTWAVE_CLUSTER_COOKIE", "0123456789abcdef0123"),
+                ("BOTWAVE_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
             ],
         )
         .unwrap();

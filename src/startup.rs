@@ -194,19 +194,27 @@ impl Application {
         let timeout = self.shutdown_timeout;
         let shutdown = async move {
             shutdown.await;
+            crate::systemd::stopping();
             tracing::info!("shutting down: handing sessions over");
             // Sessions first, while requests are still served and the links to the other
             // nodes are up: they claim what this node gives back.
             let handed_over = tokio::time::timeout(timeout, state.sessions.shutdown()).await;
             if handed_over.is_err() {
-                tracing::warn!("handing sessions over timed out; their leases expire by themselves");
+                tracing::warn!(
+                    "handing sessions over timed out; their leases expire by themselves"
+                );
             }
         };
         let routes = warp::service(http::routes(self.state.clone()));
         tracing::info!(addr = %self.local_addr, "botwave is listening");
         let serve =
             http::server::serve(self.listener, routes, self.limits, shutdown, SHUTDOWN_GRACE);
+        crate::systemd::ready();
+        let watchdog = crate::systemd::spawn_watchdog();
         serve.await;
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         let node = self.state.sessions.node().incarnation;
         if let Err(error) = nodes::mark_stopped(&self.state.pool, node).await {
             tracing::warn!(%error, "cannot record this node as stopped");

@@ -215,7 +215,9 @@ impl Fence {
 
 /// Whether `error` is the database refusing a write whose fence is stale.
 pub fn is_fenced(error: &tokio_postgres::Error) -> bool {
-    error.code().is_some_and(|code| code.code() == FENCED_SQLSTATE)
+    error
+        .code()
+        .is_some_and(|code| code.code() == FENCED_SQLSTATE)
 }
 
 /// Claims the lease of `session_id` for `owner` if it is free or expired.

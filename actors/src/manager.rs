@@ -160,9 +160,7 @@ impl SessionManager {
     #[doc(hidden)]
     pub async fn crash_for_test(&self, user_id: Uuid) -> Result<bool, SessionError> {
         let session_id = sessions::ensure(&self.pool, user_id).await?;
-        ran(self
-            .on_owner(user_id, session_id, Op::CrashForTest)
-            .await?)
+        ran(self.on_owner(user_id, session_id, Op::CrashForTest).await?)
     }
 
     /// Runs `op` where the session lives.
@@ -217,7 +215,9 @@ fn ran(outcome: Outcome) -> Result<bool, SessionError> {
 }
 
 fn unexpected(outcome: Outcome) -> SessionError {
-    SessionError::Actor(format!("unexpected answer from the session owner: {outcome:?}"))
+    SessionError::Actor(format!(
+        "unexpected answer from the session owner: {outcome:?}"
+    ))
 }
 
 /// This node's sessions: requests handled by the local supervisor, whether they came

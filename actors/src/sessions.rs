@@ -146,7 +146,11 @@ pub async fn set_wanted(pool: &PgPool, user_id: Uuid, wanted: bool) -> Result<()
 }
 
 /// A starting (or restarting) session: the QR code of an earlier attempt is void.
-pub async fn set_connecting(pool: &PgPool, fence: &Fence, user_id: Uuid) -> Result<(), SessionError> {
+pub async fn set_connecting(
+    pool: &PgPool,
+    fence: &Fence,
+    user_id: Uuid,
+) -> Result<(), SessionError> {
     execute(
         pool,
         fence,

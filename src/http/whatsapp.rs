@@ -84,11 +84,7 @@ fn status_json(status: &SessionStatus) -> serde_json::Value {
 }
 
 async fn initialize(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
-    let status = state
-        .sessions
-        .initialize(caller.user.id)
-        .await
-        ?;
+    let status = state.sessions.initialize(caller.user.id).await?;
     Ok(warp::reply::with_status(
         warp::reply::json(&status_json(&status)),
         StatusCode::ACCEPTED,
@@ -193,9 +189,6 @@ fn already_linked() -> ApiError {
 }
 
 async fn disconnect(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
-    state
-        .sessions
-        .disconnect(caller.user.id)
-        .await?;
+    state.sessions.disconnect(caller.user.id).await?;
     Ok(warp::reply::json(&current_status(&state, &caller).await?))
 }

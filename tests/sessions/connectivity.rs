@@ -14,9 +14,14 @@ async fn an_unreachable_server_is_reported_in_the_status() {
         whatsapp_url: Some("ws://127.0.0.1:9/ws/chat".into()),
         ..crate::support::config(&h.sim)
     };
-    let manager = SessionManager::start(h.db.pool.clone(), h.hub.clone(), config, crate::support::node())
-        .await
-        .unwrap();
+    let manager = SessionManager::start(
+        h.db.pool.clone(),
+        h.hub.clone(),
+        config,
+        crate::support::node(),
+    )
+    .await
+    .unwrap();
     manager.initialize(user).await.unwrap();
     let status = eventually("an error in the status", || async {
         let status = h.status(user).await;

@@ -70,15 +70,14 @@ impl Harness {
     /// Stops the manager and starts a fresh one on the same database (a node restart).
     pub async fn restart_node(&mut self) {
         self.manager.shutdown().await;
-        self.manager =
-            SessionManager::start(
-                self.db.pool.clone(),
-                self.hub.clone(),
-                config(&self.sim),
-                node(),
-            )
-                .await
-                .expect("manager restarts");
+        self.manager = SessionManager::start(
+            self.db.pool.clone(),
+            self.hub.clone(),
+            config(&self.sim),
+            node(),
+        )
+        .await
+        .expect("manager restarts");
     }
 
     pub async fn create_user(&self) -> Uuid {

@@ -224,17 +224,27 @@ async fn a_store_whose_lease_moved_on_can_no_longer_write() {
         .unwrap()
         .expect("an expired lease can be claimed");
     assert_eq!(taken.epoch(), stale.fence().epoch() + 1);
-    assert!(stale.fence().is_valid(), "the stale holder has not noticed yet");
+    assert!(
+        stale.fence().is_valid(),
+        "the stale holder has not noticed yet"
+    );
 
     let mut changed = original.clone();
     changed.registration_id = 4242;
     let refused = stale.save(&changed).await.unwrap_err();
     assert!(format!("{refused:?}").contains("BW409"), "{refused:?}");
     let refused_delete = stale.delete_all().await.unwrap_err();
-    assert!(format!("{refused_delete:?}").contains("BW409"), "{refused_delete:?}");
+    assert!(
+        format!("{refused_delete:?}").contains("BW409"),
+        "{refused_delete:?}"
+    );
 
     let owner = PgStore::new(db.pool.clone(), taken);
-    let kept = owner.load().await.unwrap().expect("the device is still there");
+    let kept = owner
+        .load()
+        .await
+        .unwrap()
+        .expect("the device is still there");
     assert_eq!(kept.registration_id, original.registration_id);
     owner.save(&changed).await.unwrap();
     assert_eq!(owner.load().await.unwrap().unwrap().registration_id, 4242);

@@ -46,11 +46,19 @@ pub struct Call {
 pub enum Outcome {
     Done,
     /// Whether a session was running (for `Stop` and `CrashForTest`).
-    Ran { running: bool },
-    PairCode { code: PairCode },
-    PairCodeRefused { refusal: PairCodeRefusal },
+    Ran {
+        running: bool,
+    },
+    PairCode {
+        code: PairCode,
+    },
+    PairCodeRefused {
+        refusal: PairCodeRefusal,
+    },
     /// The disconnect did not complete.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The node does not hold the session's lease (it moved meanwhile): ask again.
     NotOwner,
     /// The node could not read the request (another version).

@@ -56,7 +56,8 @@ pub async fn handle(
         }
         Event::PairingCodeRefresh(_) => {
             sessions::set_last_error(
-                state.pool(), state.fence(),
+                state.pool(),
+                state.fence(),
                 user_id,
                 "the link code can no longer be used; request a new one",
             )
@@ -84,7 +85,14 @@ pub async fn handle(
             };
             let phone = own.user.to_string();
             let push_name = Some(client.client().push_name()).filter(|name| !name.is_empty());
-            sessions::set_connected(state.pool(), state.fence(), user_id, &phone, push_name.as_deref()).await?;
+            sessions::set_connected(
+                state.pool(),
+                state.fence(),
+                user_id,
+                &phone,
+                push_name.as_deref(),
+            )
+            .await?;
             state.connected = true;
             state.publish_state(SessionState::Connected);
             state.publish(SessionEvent::WhatsappConnected {
@@ -101,7 +109,8 @@ pub async fn handle(
             state.showing_qr = false;
             let reason = format!("connection lost ({}), reconnecting", lost.reason);
             sessions::set_stopped(
-                state.pool(), state.fence(),
+                state.pool(),
+                state.fence(),
                 user_id,
                 SessionState::Connecting,
                 Some(&reason),
@@ -193,7 +202,8 @@ pub async fn handle(
             } else {
                 chrono::Utc::now()
             };
-            let moved = outbox::apply_receipt(state.pool(), state.fence(), user_id, &ids, kind, at).await?;
+            let moved =
+                outbox::apply_receipt(state.pool(), state.fence(), user_id, &ids, kind, at).await?;
             for (message_id, status, at) in moved {
                 state.publish(SessionEvent::MessageStatus {
                     user_id,

@@ -23,8 +23,8 @@ use whatsapp_rust::types::events::Event;
 use crate::PgPool;
 use crate::config::SessionConfig;
 use crate::events::{EventHub, SessionEvent};
-use crate::sessions::{self, SessionState};
 use crate::lease::Fence;
+use crate::sessions::{self, SessionState};
 use crate::store::PgStore;
 use client::RunningClient;
 
@@ -153,7 +153,8 @@ impl WaSessionState {
             self.forget_device(stopped).await?;
         }
         sessions::set_stopped(
-            self.pool(), self.fence(),
+            self.pool(),
+            self.fence(),
             self.user_id(),
             state,
             Some(reason),
@@ -338,7 +339,13 @@ async fn watchdog(
                 .await;
         }
         Err(unreachable) => {
-            sessions::set_last_error(state.pool(), state.fence(), state.user_id(), &unreachable.reason).await?;
+            sessions::set_last_error(
+                state.pool(),
+                state.fence(),
+                state.user_id(),
+                &unreachable.reason,
+            )
+            .await?;
         }
     }
     if !state.progressed {

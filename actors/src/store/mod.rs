@@ -160,10 +160,8 @@ impl PgStore {
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
         let conn = self.conn().await?;
         let params = self.with_session(params);
-        let (applied, touched) = tokio::join!(
-            self.fence.apply(&conn),
-            conn.execute_typed(sql, &params)
-        );
+        let (applied, touched) =
+            tokio::join!(self.fence.apply(&conn), conn.execute_typed(sql, &params));
         applied.map_err(fence_err)?;
         touched.map_err(db_err)
     }

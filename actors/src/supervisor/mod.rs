@@ -203,8 +203,7 @@ impl SupervisorState {
         );
         let generation = slot.generation;
         let fence = slot.fence.clone();
-        if let Err(db) = sessions::record_restart(&self.args.pool, &fence, user_id, &reason).await
-        {
+        if let Err(db) = sessions::record_restart(&self.args.pool, &fence, user_id, &reason).await {
             tracing::error!(%user_id, %db, "cannot record a session restart");
         }
         self.args.events.publish(SessionEvent::SessionState {
@@ -264,9 +263,9 @@ impl SupervisorState {
         self.spawn(myself, user_id).await;
     }
 
-    /// Stops the session of `user_id` without logging out or writing anything, and gives
-    /// its lease back: another node takes it over. Used to hand sessions over and when
-    /// the lease is already lost (then there is nothing to give back).
+    /// Stops the session of `user_id` without logging out and gives its lease back:
+    /// another node takes it over. While the lease is still ours the session is recorded
+    /// as reconnecting; one whose lease is lost already is stopped without a write.
     async fn hand_over(&mut self, user_id: Uuid) {
         let Some((fence, child)) = self.release(user_id) else {
             return;
@@ -277,7 +276,26 @@ impl SupervisorState {
                 .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
                 .await;
         }
-        self.give_back(&fence).await;
+        if fence.is_valid() {
+            let reason = "moving to another node";
+            match sessions::set_stopped(
+                &self.args.pool,
+                &fence,
+                user_id,
+                SessionState::Connecting,
+                Some(reason),
+                false,
+            )
+            .await
+            {
+                Ok(()) => self.args.events.publish(SessionEvent::SessionState {
+                    user_id,
+                    state: SessionState::Connecting,
+                }),
+                Err(error) => tracing::warn!(%user_id, %error, "cannot record a handover"),
+            }
+            self.give_back(&fence).await;
+        }
     }
 
     fn user_of(&mut self, cell: &ActorCell) -> Option<Uuid> {

@@ -101,7 +101,11 @@ pub async fn tick(state: &mut SupervisorState, myself: &ActorRef<SupervisorMsg>)
 /// Renews every lease and the heartbeat, within one renewal period: a database that
 /// does not answer must not hold the tick past the local deadlines.
 async fn renew(state: &mut SupervisorState) {
-    let held: Vec<Fence> = state.slots.values().map(|slot| slot.fence.clone()).collect();
+    let held: Vec<Fence> = state
+        .slots
+        .values()
+        .map(|slot| slot.fence.clone())
+        .collect();
     let pool = state.args.pool.clone();
     let node = state.args.node.incarnation;
     let timing = state.placement.timing;

@@ -1,0 +1,12 @@
+//! The cluster, black box: real `botwave serve` processes (one per node) on 127.0.0.1 ports,
+//! one PostgreSQL database, the WhatsApp simulator in the test process. Nodes are killed,
+//! stopped and frozen for real, and the simulator tells what WhatsApp would have seen.
+
+#![cfg(feature = "simulator")]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod failover;
+mod harness;
+mod routing;
