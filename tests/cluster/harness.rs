@@ -240,8 +240,14 @@ impl Cluster {
         assert_eq!(initialized.status(), 202);
         let qr = self
             .eventually("a QR code", || async {
-                let status = self.status(node, &user).await;
-                status["qr_code"].as_str().map(str::to_owned)
+                let response = self
+                    .api(node, Method::GET, "/api/whatsapp/qr", &user.token, None)
+                    .await;
+                if response.status() != 200 {
+                    return None;
+                }
+                let body: Value = response.json().await.ok()?;
+                body["code"].as_str().map(str::to_owned)
             })
             .await;
         self.sim.scan(phone, &qr).await.expect("scan");
