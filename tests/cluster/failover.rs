@@ -100,21 +100,23 @@ async fn a_frozen_node_stops_its_sessions_when_it_wakes_and_writes_nothing() {
             )
             .await;
     }
-    let logins = cluster.sim.stats().logins;
+    let mut taken_over = Vec::new();
+    for user in &users {
+        taken_over.push(cluster.epoch(user).await);
+    }
     tokio::time::sleep(Duration::from_secs(LEASE_TTL_SECS)).await;
 
     cluster.nodes[1].signal(libc::SIGCONT);
     // Time for every timer of the woken node to fire.
     tokio::time::sleep(Duration::from_secs(LEASE_TTL_SECS)).await;
-    for user in &users {
-        assert_ne!(cluster.owner(user).await.as_deref(), Some(frozen.as_str()));
-        assert!(cluster.sim.is_connected(&user.phone, 1));
+    // The woken node may be handed sessions again (it holds fewer than its share), but
+    // only through a new lease: never by resuming the ones it lost.
+    for (user, epoch) in users.iter().zip(&taken_over) {
+        cluster.wait_connected(user).await;
+        if cluster.owner(user).await.as_deref() == Some(frozen.as_str()) {
+            assert!(cluster.epoch(user).await > *epoch, "resumed a lost lease");
+        }
     }
-    assert_eq!(
-        cluster.sim.stats().logins,
-        logins,
-        "the woken node reconnected a session it no longer owns"
-    );
     for n in 0..users.len() {
         let (to, text) = (format!("15553022{n:03}"), format!("while frozen {n}"));
         cluster

@@ -296,6 +296,19 @@ impl Cluster {
         row.map(|row| row.get(0))
     }
 
+    /// The epoch of `user`'s lease (it grows with every acquisition).
+    pub async fn epoch(&self, user: &User) -> i64 {
+        let conn = self.db.pool.get().await.expect("db");
+        conn.query_one(
+            "SELECT l.epoch FROM wa_sessions s JOIN wa_leases l ON l.session_id = s.id
+              WHERE s.user_id = $1",
+            &[&user.id],
+        )
+        .await
+        .expect("epoch query")
+        .get(0)
+    }
+
     /// How many sessions each node holds.
     pub async fn spread(&self) -> HashMap<String, i64> {
         let conn = self.db.pool.get().await.expect("db");
