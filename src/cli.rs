@@ -38,6 +38,33 @@ enum Command {
     },
     /// Try botwave on one machine: a node on the embedded database, with a generated admin login.
     Demo(NodeArgs),
+    /// Operate the cluster of nodes sharing this database (works while the nodes run).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Move every session of node NODE to the other nodes; it takes no new ones until undrained.
+    Drain {
+        /// The node's `cluster.node_name`.
+        node_name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Let node NODE take sessions again.
+    Undrain {
+        node_name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List the nodes: name, address, sessions, last heartbeat.
+    Status {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +143,57 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Admin { command } => admin(command).await,
         Command::Demo(args) => demo(args).await,
+        Command::Cluster { command } => cluster(command).await,
+    }
+}
+
+async fn cluster(command: ClusterCommand) -> Result<(), CliError> {
+    use botwave_actors::cluster::nodes;
+    let failed = |error: botwave_actors::SessionError| CliError::Failed(error.to_string());
+    match command {
+        ClusterCommand::Drain { node_name, node } => {
+            set_draining(&node, &node_name, true).await?;
+            println!("{node_name} is draining: its sessions move to the other nodes");
+            Ok(())
+        }
+        ClusterCommand::Undrain { node_name, node } => {
+            set_draining(&node, &node_name, false).await?;
+            println!("{node_name} takes sessions again");
+            Ok(())
+        }
+        ClusterCommand::Status { node } => {
+            let settings = node.settings()?;
+            let database = node.database().await?;
+            let listed = nodes::list(&database.pool, settings.cluster.lease_ttl())
+                .await
+                .map_err(failed)?;
+            database.close().await;
+            for info in listed {
+                let state = match (info.alive, info.draining) {
+                    (true, false) => "up",
+                    (true, true) => "draining",
+                    (false, _) => "down",
+                };
+                println!(
+                    "{}\t{}\t{}\t{} sessions\tlast heartbeat {}",
+                    info.name, state, info.http_addr, info.sessions, info.last_heartbeat
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn set_draining(node: &NodeArgs, name: &str, draining: bool) -> Result<(), CliError> {
+    let database = node.database().await?;
+    let told = botwave_actors::cluster::nodes::set_draining(&database.pool, name, draining).await;
+    database.close().await;
+    match told {
+        Ok(0) => Err(CliError::Failed(format!(
+            "no running node is called {name:?}"
+        ))),
+        Ok(_) => Ok(()),
+        Err(error) => Err(CliError::Failed(error.to_string())),
     }
 }
 

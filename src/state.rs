@@ -31,6 +31,8 @@ pub struct AppState {
     /// Failed guesses per account from anywhere: a growing delay, never a lock-out.
     pub login_failures: FailureBackoff<String>,
     pub body_limits: BodyLimits,
+    /// How long a node's heartbeat counts (`cluster.lease_ttl_secs`).
+    pub lease_ttl: Duration,
     pub trust_forwarded_for: bool,
     pub sessions: SessionManager,
     pub events: EventHub,
@@ -72,6 +74,7 @@ impl AppState {
                 Duration::from_secs(60),
                 Duration::from_secs(15 * 60),
             ),
+            lease_ttl: settings.cluster.lease_ttl(),
             body_limits: BodyLimits {
                 max_bytes: settings.http.max_body_bytes,
                 read_timeout: Duration::from_secs(settings.http.body_read_timeout_secs),

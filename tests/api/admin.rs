@@ -37,6 +37,17 @@ fn admin_routes(target: &str) -> Vec<(Method, String, Option<Value>)> {
         (Method::GET, "/api/admin/analytics?format=csv".into(), None),
         (Method::GET, "/api/admin/analytics.csv".into(), None),
         (Method::GET, "/api/admin/audit".into(), None),
+        (Method::GET, "/api/admin/cluster".into(), None),
+        (
+            Method::POST,
+            "/api/admin/cluster/nodes/somewhere/drain".into(),
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/admin/cluster/nodes/somewhere/drain".into(),
+            None,
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod accounts;
 mod admin;
 mod admin_analytics;
+mod admin_cluster;
 mod admin_helpers;
 mod api_keys;
 mod bad_input;

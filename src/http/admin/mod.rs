@@ -1,9 +1,10 @@
 //! `/api/admin/*`: what the people running an installation use — accounts, sessions,
-//! analytics and the audit log. Every route needs a login token (not an API key) of an
+//! analytics, the audit log and the cluster's nodes. Every route needs a login token (not an API key) of an
 //! account whose role, read from the database on this request, is `admin`.
 
 mod analytics;
 mod audit;
+mod cluster;
 mod sessions;
 mod users;
 
@@ -24,7 +25,9 @@ pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(analytics::routes(state.clone()))
         .unify()
-        .or(audit::routes(state))
+        .or(audit::routes(state.clone()))
+        .unify()
+        .or(cluster::routes(state))
         .unify()
         .boxed()
 }
