@@ -195,6 +195,7 @@ impl Application {
         let shutdown = async move {
             shutdown.await;
             crate::systemd::stopping();
+            state.stopping.send_replace(true);
             tracing::info!("shutting down: handing sessions over");
             // Sessions first, while requests are still served and the links to the other
             // nodes are up: they claim what this node gives back.

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Account changes, for connections that must stay authorized (websockets).
     pub accounts: AccountWatch,
     pub ws_limits: WsLimits,
+    /// Set once the node is stopping: readiness fails and websockets close with 1001.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     pub ws_by_user: Slots<Uuid>,
     pub ws_by_ip: Slots<IpAddr>,
     /// In `botwave demo`: the WhatsApp simulator's control URL, so the dashboard can offer
@@ -75,6 +77,7 @@ impl AppState {
                 Duration::from_secs(15 * 60),
             ),
             lease_ttl: settings.cluster.lease_ttl(),
+            stopping: tokio::sync::watch::Sender::new(false),
             body_limits: BodyLimits {
                 max_bytes: settings.http.max_body_bytes,
                 read_timeout: Duration::from_secs(settings.http.body_read_timeout_secs),

@@ -1,5 +1,5 @@
 //! Probes for supervisors and load balancers: `/healthz` says the process answers, `/readyz`
-//! that it can serve (database reachable, schema up to date).
+//! that it can serve (database reachable, schema up to date, not shutting down).
 
 use std::sync::Arc;
 
@@ -23,6 +23,13 @@ pub fn routes(
 }
 
 async fn readiness(state: Arc<AppState>) -> impl Reply {
+    if *state.stopping.borrow() {
+        // Load balancers stop sending here while the node hands its sessions over.
+        return warp::reply::with_status(
+            warp::reply::json(&json!({ "status": "shutting_down" })),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    }
     let expected = migrate::latest_version();
     let (status, body) = match migrate::applied_version(&state.pool).await {
         Ok(Some(applied)) if applied >= expected => (

@@ -14,7 +14,7 @@
 //! Close codes: 4000 not authenticated in time, 4001 authentication failed, 4002 token expired,
 //! 4003 token revoked (password changed or reset), 4004 account disabled or deleted, 4005 role
 //! changed, 4008 too slow, 4009 no answer to pings, 4029 too many sockets for the account, 1009
-//! message too big.
+//! message too big, 1001 the node is shutting down (reconnect: another node answers).
 
 use std::{
     collections::HashMap,
@@ -58,6 +58,7 @@ const CLOSE_TOO_SLOW: u16 = 4008;
 const CLOSE_PING_TIMEOUT: u16 = 4009;
 const CLOSE_TOO_MANY: u16 = 4029;
 const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Websocket limits from `[http]` in the settings.
 #[derive(Debug, Clone, Copy)]
@@ -186,6 +187,7 @@ async fn session(
     // an event, nor a change that revokes the token being checked.
     let mut events = state.events.subscribe();
     let mut account_changes = state.accounts.subscribe();
+    let mut stopping = state.stopping.subscribe();
 
     let (token, caller, expires_at) =
         match tokio::time::timeout(AUTH_DEADLINE, authenticate(state, stream)).await {
@@ -217,6 +219,9 @@ async fn session(
             biased;
             _ = tokio::time::sleep_until(expiry) => {
                 return Some(Close(CLOSE_TOKEN_EXPIRED, "token_expired"));
+            }
+            _ = node_stopping(&mut stopping) => {
+                return Some(Close(CLOSE_GOING_AWAY, "node shutting down; reconnect"));
             }
             change = account_changes.next() => match change {
                 Some(change) if change.concerns(user.id) => {
@@ -313,6 +318,19 @@ fn read_error(error: &warp::Error) -> Close {
 
 fn until(at: chrono::DateTime<chrono::Utc>) -> Duration {
     (at - chrono::Utc::now()).to_std().unwrap_or_default()
+}
+
+/// Resolves once the node is stopping.
+async fn node_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
+        if stopping.changed().await.is_err() {
+            // The node state is gone, which only happens as the process ends.
+            return std::future::pending().await;
+        }
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

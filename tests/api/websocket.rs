@@ -137,3 +137,15 @@ async fn events_reach_only_their_owner_and_admins_see_every_session_state() {
         "bob got alice's event"
     );
 }
+
+#[tokio::test]
+async fn a_stopping_node_closes_its_sockets_with_a_reason_to_reconnect() {
+    let mut app = spawn_app().await;
+    let account = app.new_account().await;
+    let mut socket = authenticated(&app, &account.token).await;
+    let closed = tokio::spawn(async move { close_frame(&mut socket).await });
+    app.stop_node().await;
+    let (code, reason) = closed.await.unwrap();
+    assert_eq!(code, CloseCode::Away);
+    assert!(reason.contains("shutting down"), "{reason}");
+}
