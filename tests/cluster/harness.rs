@@ -139,6 +139,8 @@ impl Cluster {
             .env("BOTWAVE_DATA_DIR", self.scratch.join(&name))
             .env("BOTWAVE_DATABASE_URL", &self.db.url)
             .env("BOTWAVE_JWT_SECRET", JWT_SECRET)
+            // Every account of these tests registers from 127.0.0.1.
+            .env("BOTWAVE_LOGIN_ATTEMPTS_PER_IP", "100000")
             .env("BOTWAVE_WHATSAPP_URL", self.sim.ws_url())
             .env("BOTWAVE_CLUSTER_NODE_NAME", &name)
             .env(
@@ -221,7 +223,7 @@ impl Cluster {
             .send()
             .await
             .expect("register");
-        assert_eq!(response.status(), 201);
+        assert_eq!(response.status(), 201, "register through node {node}");
         let body: Value = response.json().await.expect("register JSON");
         let user = User {
             id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
@@ -238,19 +240,30 @@ impl Cluster {
             )
             .await;
         assert_eq!(initialized.status(), 202);
-        let qr = self
-            .eventually("a QR code", || async {
-                let response = self
-                    .api(node, Method::GET, "/api/whatsapp/qr", &user.token, None)
-                    .await;
-                if response.status() != 200 {
-                    return None;
-                }
-                let body: Value = response.json().await.ok()?;
-                body["code"].as_str().map(str::to_owned)
-            })
-            .await;
-        self.sim.scan(phone, &qr).await.expect("scan");
+        // Under load a code can be replaced between reading and scanning it (the client
+        // rotates them): then the next one is scanned, as a person would.
+        let mut scanned: Option<String> = None;
+        for attempt in 1..=3 {
+            let qr = self
+                .eventually("a QR code", || async {
+                    let response = self
+                        .api(node, Method::GET, "/api/whatsapp/qr", &user.token, None)
+                        .await;
+                    if response.status() != 200 {
+                        return None;
+                    }
+                    let body: Value = response.json().await.ok()?;
+                    let code = body["code"].as_str()?.to_owned();
+                    (Some(&code) != scanned.as_ref()).then_some(code)
+                })
+                .await;
+            match self.sim.scan(phone, &qr).await {
+                Ok(_) => break,
+                Err(error) if attempt < 3 => eprintln!("scan of {phone} failed ({error:?}); again"),
+                Err(error) => panic!("scan of {phone} failed: {error:?}"),
+            }
+            scanned = Some(qr);
+        }
         self.wait_connected(&user).await;
         user
     }
