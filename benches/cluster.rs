@@ -18,7 +18,6 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use harness::{Cluster, LEASE_TTL_SECS, User};
-use reqwest::Method;
 
 struct Options {
     sessions: usize,
@@ -53,16 +52,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn timed_initialize(cluster: &Cluster, node: usize, user: &User) -> Duration {
     let started = Instant::now();
-    let response = cluster
-        .api(
-            node,
-            Method::POST,
-            "/api/whatsapp/initialize",
-            &user.token,
-            None,
-        )
-        .await;
-    assert_eq!(response.status(), 202, "initialize through node {node}");
+    cluster.initialize(node, user).await;
     started.elapsed()
 }
 

@@ -31,7 +31,17 @@ pub enum DbError {
 
 /// Opens a pool on `url` and checks that a connection can be made.
 pub async fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
-    let config: tokio_postgres::Config = url.parse().map_err(DbError::InvalidUrl)?;
+    let mut config: tokio_postgres::Config = url.parse().map_err(DbError::InvalidUrl)?;
+    // A database that vanished must show as failing queries within seconds, not after the
+    // kernel gives up retransmitting: lease renewals depend on it. A connect timeout in the URL
+    // wins.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .tcp_user_timeout(Duration::from_secs(10));
     // bb8 retries failed connects until its timeout and then reports only "timed out": try once
     // directly so that a wrong password or an unreachable host fails start-up with the reason.
     let (client, connection) = config.connect(NoTls).await?;

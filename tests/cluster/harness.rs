@@ -230,16 +230,7 @@ impl Cluster {
             token: body["token"].as_str().unwrap().to_owned(),
             phone: phone.to_owned(),
         };
-        let initialized = self
-            .api(
-                node,
-                Method::POST,
-                "/api/whatsapp/initialize",
-                &user.token,
-                None,
-            )
-            .await;
-        assert_eq!(initialized.status(), 202);
+        self.initialize(node, &user).await;
         // Under load a code can be replaced between reading and scanning it (the client
         // rotates them): then the next one is scanned, as a person would.
         let mut scanned: Option<String> = None;
@@ -266,6 +257,20 @@ impl Cluster {
         }
         self.wait_connected(&user).await;
         user
+    }
+
+    /// `POST /api/whatsapp/initialize` for `user` through `node`, which must accept it.
+    pub async fn initialize(&self, node: usize, user: &User) {
+        let response = self
+            .api(
+                node,
+                Method::POST,
+                "/api/whatsapp/initialize",
+                &user.token,
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 202, "initialize through node {node}");
     }
 
     /// Waits until `user`'s device is logged in to WhatsApp from a node holding its lease.
