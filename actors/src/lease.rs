@@ -197,6 +197,18 @@ impl Fence {
         Ok(())
     }
 
+    /// Runs one write of this session under the lease, on a connection from `pool`.
+    pub async fn write(
+        &self,
+        pool: &PgPool,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, SessionError> {
+        self.check()?;
+        let conn = pool.get().await?;
+        self.execute(&conn, sql, params).await
+    }
+
     /// Runs one fenced statement: the setting and the statement go out pipelined, in one
     /// round trip.
     pub async fn execute(

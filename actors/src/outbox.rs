@@ -317,9 +317,7 @@ async fn fenced(
     sql: &str,
     params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<Vec<Row>, SessionError> {
-    fence.check()?;
-    let conn = pool.get().await?;
-    fence.execute(&conn, sql, params).await
+    fence.write(pool, sql, params).await
 }
 
 /// A receipt from the recipient.

@@ -297,9 +297,7 @@ async fn execute(
     sql: &str,
     params: &[(&(dyn ToSql + Sync), Type)],
 ) -> Result<(), SessionError> {
-    fence.check()?;
-    let conn = pool.get().await?;
-    fence.execute(&conn, sql, params).await?;
+    fence.write(pool, sql, params).await?;
     Ok(())
 }
 
