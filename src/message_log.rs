@@ -1,5 +1,5 @@
 //! Listing the message log: a user's messages, newest first, filtered and paged with an opaque
-//! cursor. (Writing — queuing and status changes — and single reads belong to the sessions'
+//! cursor; and the messages whose status moved since a point in time. (Writing — queuing and status changes — and single reads belong to the sessions'
 //! outbox in `actors`.)
 
 use base64::Engine;
@@ -106,4 +106,27 @@ pub async fn list(
         messages,
         next_cursor,
     })
+}
+
+/// `user_id`'s messages whose status (or anything else) changed at or after `since`, oldest
+/// change first, at most `limit`.
+pub async fn changed_since(
+    pool: &DbPool,
+    user_id: Uuid,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Message>, DbError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE user_id = $1 AND updated_at >= $2
+                 ORDER BY updated_at, id
+                 LIMIT $3"
+            ),
+            &[&user_id, &since, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(Message::from_row).collect())
 }

@@ -108,6 +108,20 @@ pub struct Message {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Message {
+    /// When the message reached its current status.
+    pub fn status_at(&self) -> DateTime<Utc> {
+        let at = match self.status {
+            MessageStatus::Sent => self.sent_at,
+            MessageStatus::Delivered => self.delivered_at,
+            MessageStatus::Read => self.read_at,
+            MessageStatus::Failed => self.failed_at,
+            MessageStatus::Queued | MessageStatus::Sending => None,
+        };
+        at.unwrap_or(self.updated_at)
+    }
+}
+
 /// Every column [`Message::from_row`] reads.
 pub const MESSAGE_COLUMNS: &str = "id, user_id, recipient, body, source, status, wa_message_id, \
      error, attempts, created_at, sent_at, delivered_at, read_at, failed_at, updated_at";

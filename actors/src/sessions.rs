@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::PgPool;
 use crate::error::SessionError;
+use crate::events::{EventHub, SessionEvent};
 use crate::lease::Fence;
 
 /// Where a session stands.
@@ -145,116 +146,186 @@ pub async fn set_wanted(pool: &PgPool, user_id: Uuid, wanted: bool) -> Result<()
     Ok(())
 }
 
-/// A starting (or restarting) session: the QR code of an earlier attempt is void.
-pub async fn set_connecting(
-    pool: &PgPool,
-    fence: &Fence,
-    user_id: Uuid,
-) -> Result<(), SessionError> {
-    execute(
-        pool,
-        fence,
-        "UPDATE wa_sessions SET state = 'connecting', qr_code = NULL, qr_expires_at = NULL,
-                connected_since = NULL, updated_at = now()
-         WHERE user_id = $1",
-        &[(&user_id, Type::UUID)],
-    )
-    .await
+/// A change of a session's state. [`transition`] writes it to `wa_sessions` and announces
+/// it on the event hub: the one place both happen, so a write that was refused (the lease
+/// moved on) is never announced, and every announced state is the recorded one.
+#[derive(Clone, Copy, Debug)]
+pub enum Transition<'a> {
+    /// A starting session: the QR code of an earlier attempt is void.
+    Starting,
+    /// A fresh QR code to scan, replacing any earlier one.
+    Qr {
+        code: &'a str,
+        expires_at: DateTime<Utc>,
+    },
+    /// The phone scanned the QR code (or typed the link code): its number is known, the
+    /// login still has to happen.
+    Paired { phone: &'a str },
+    Connected {
+        phone: &'a str,
+        push_name: Option<&'a str>,
+    },
+    /// The supervisor restarts a crashed session: counted, with why it crashed.
+    Restarting { error: &'a str },
+    /// The session stopped (or lost its connection, `state` = connecting) for `reason`;
+    /// going `idle` (the user's own doing) clears the last error instead. `forget_phone`
+    /// is for a device that no longer exists: logged out, disconnected by the user. A
+    /// session that ended (`idle`, `disconnected`, `failed`) is no longer wanted: no node
+    /// brings it back by itself.
+    Stopped {
+        state: SessionState,
+        reason: &'a str,
+        forget_phone: bool,
+    },
 }
 
-pub async fn set_qr(
-    pool: &PgPool,
-    fence: &Fence,
-    user_id: Uuid,
-    code: &str,
-    expires_at: DateTime<Utc>,
-) -> Result<(), SessionError> {
-    execute(
-        pool,
-        fence,
-        "UPDATE wa_sessions SET state = 'qr', qr_code = $2, qr_expires_at = $3, updated_at = now()
-         WHERE user_id = $1",
-        &[
-            (&user_id, Type::UUID),
-            (&code, Type::TEXT),
-            (&expires_at, Type::TIMESTAMPTZ),
-        ],
-    )
-    .await
+impl Transition<'_> {
+    /// The state the session is in afterwards.
+    pub fn state(&self) -> SessionState {
+        match self {
+            Transition::Starting | Transition::Paired { .. } | Transition::Restarting { .. } => {
+                SessionState::Connecting
+            }
+            Transition::Qr { .. } => SessionState::Qr,
+            Transition::Connected { .. } => SessionState::Connected,
+            Transition::Stopped { state, .. } => *state,
+        }
+    }
+
+    /// What subscribers hear of it, in order: the new `session_state`, then the details.
+    fn events(&self, user_id: Uuid) -> Vec<SessionEvent> {
+        let state = SessionEvent::SessionState {
+            user_id,
+            state: self.state(),
+        };
+        let detail = match *self {
+            Transition::Qr { code, expires_at } => Some(SessionEvent::QrCode {
+                user_id,
+                code: code.to_owned(),
+                expires_at,
+            }),
+            Transition::Connected { phone, push_name } => Some(SessionEvent::WhatsappConnected {
+                user_id,
+                phone: phone.to_owned(),
+                push_name: push_name.map(str::to_owned),
+            }),
+            Transition::Stopped { reason, .. } => Some(SessionEvent::WhatsappDisconnected {
+                user_id,
+                reason: reason.to_owned(),
+            }),
+            Transition::Starting | Transition::Paired { .. } | Transition::Restarting { .. } => {
+                None
+            }
+        };
+        std::iter::once(state).chain(detail).collect()
+    }
 }
 
-/// The phone scanned the QR code: its number is known, the login still has to happen.
-pub async fn set_paired(
+/// Records `change` of `user_id`'s session under its lease, then announces it. Nothing is
+/// announced when the write fails.
+pub async fn transition(
     pool: &PgPool,
     fence: &Fence,
+    events: &EventHub,
     user_id: Uuid,
-    phone: &str,
+    change: Transition<'_>,
 ) -> Result<(), SessionError> {
-    execute(
-        pool,
-        fence,
-        "UPDATE wa_sessions SET state = 'connecting', phone = $2, qr_code = NULL,
-                qr_expires_at = NULL, last_error = NULL, updated_at = now()
-         WHERE user_id = $1",
-        &[(&user_id, Type::UUID), (&phone, Type::TEXT)],
-    )
-    .await
-}
-
-pub async fn set_connected(
-    pool: &PgPool,
-    fence: &Fence,
-    user_id: Uuid,
-    phone: &str,
-    push_name: Option<&str>,
-) -> Result<(), SessionError> {
-    execute(
-        pool,
-        fence,
-        "UPDATE wa_sessions SET state = 'connected', phone = $2, push_name = $3,
-                connected_since = now(), last_error = NULL, qr_code = NULL, qr_expires_at = NULL,
-                updated_at = now()
-         WHERE user_id = $1",
-        &[
-            (&user_id, Type::UUID),
-            (&phone, Type::TEXT),
-            (&push_name, Type::TEXT),
-        ],
-    )
-    .await
-}
-
-/// The session stopped (or lost its connection) for `reason`; going `idle` (the user's
-/// own doing) clears the last error instead. `forget_phone` is for a device that no
-/// longer exists: logged out, disconnected by the user. A session that ended (`idle`,
-/// `disconnected`, `failed`) is no longer wanted: no node brings it back by itself.
-pub async fn set_stopped(
-    pool: &PgPool,
-    fence: &Fence,
-    user_id: Uuid,
-    state: SessionState,
-    reason: Option<&str>,
-    forget_phone: bool,
-) -> Result<(), SessionError> {
-    execute(
-        pool,
-        fence,
-        "UPDATE wa_sessions SET state = $2,
-                last_error = CASE WHEN $2 = 'idle' THEN NULL ELSE COALESCE($3, last_error) END,
-                connected_since = NULL, qr_code = NULL, qr_expires_at = NULL,
-                phone = CASE WHEN $4 THEN NULL ELSE phone END,
-                push_name = CASE WHEN $4 THEN NULL ELSE push_name END,
-                wanted = wanted AND $2 = 'connecting',
-                updated_at = now()
-         WHERE user_id = $1",
-        &[
-            (&user_id, Type::UUID),
-            (&state.as_str(), Type::TEXT),
-            (&reason, Type::TEXT),
-            (&forget_phone, Type::BOOL),
-        ],
-    )
-    .await
+    let state = change.state().as_str();
+    match change {
+        Transition::Starting => {
+            execute(
+                pool,
+                fence,
+                "UPDATE wa_sessions SET state = 'connecting', qr_code = NULL, qr_expires_at = NULL,
+                        connected_since = NULL, updated_at = now()
+                 WHERE user_id = $1",
+                &[(&user_id, Type::UUID)],
+            )
+            .await?
+        }
+        Transition::Qr { code, expires_at } => {
+            execute(
+                pool,
+                fence,
+                "UPDATE wa_sessions SET state = 'qr', qr_code = $2, qr_expires_at = $3,
+                        updated_at = now()
+                 WHERE user_id = $1",
+                &[
+                    (&user_id, Type::UUID),
+                    (&code, Type::TEXT),
+                    (&expires_at, Type::TIMESTAMPTZ),
+                ],
+            )
+            .await?
+        }
+        Transition::Paired { phone } => {
+            execute(
+                pool,
+                fence,
+                "UPDATE wa_sessions SET state = 'connecting', phone = $2, qr_code = NULL,
+                        qr_expires_at = NULL, last_error = NULL, updated_at = now()
+                 WHERE user_id = $1",
+                &[(&user_id, Type::UUID), (&phone, Type::TEXT)],
+            )
+            .await?
+        }
+        Transition::Connected { phone, push_name } => {
+            execute(
+                pool,
+                fence,
+                "UPDATE wa_sessions SET state = 'connected', phone = $2, push_name = $3,
+                        connected_since = now(), last_error = NULL, qr_code = NULL,
+                        qr_expires_at = NULL, updated_at = now()
+                 WHERE user_id = $1",
+                &[
+                    (&user_id, Type::UUID),
+                    (&phone, Type::TEXT),
+                    (&push_name, Type::TEXT),
+                ],
+            )
+            .await?
+        }
+        Transition::Restarting { error } => {
+            execute(
+                pool,
+                fence,
+                "UPDATE wa_sessions SET restart_count = restart_count + 1, last_error = $2,
+                        state = 'connecting', connected_since = NULL, updated_at = now()
+                 WHERE user_id = $1",
+                &[(&user_id, Type::UUID), (&error, Type::TEXT)],
+            )
+            .await?
+        }
+        Transition::Stopped {
+            reason,
+            forget_phone,
+            ..
+        } => {
+            execute(
+                pool,
+                fence,
+                "UPDATE wa_sessions SET state = $2,
+                        last_error = CASE WHEN $2 = 'idle' THEN NULL ELSE $3 END,
+                        connected_since = NULL, qr_code = NULL, qr_expires_at = NULL,
+                        phone = CASE WHEN $4 THEN NULL ELSE phone END,
+                        push_name = CASE WHEN $4 THEN NULL ELSE push_name END,
+                        wanted = wanted AND $2 = 'connecting',
+                        updated_at = now()
+                 WHERE user_id = $1",
+                &[
+                    (&user_id, Type::UUID),
+                    (&state, Type::TEXT),
+                    (&reason, Type::TEXT),
+                    (&forget_phone, Type::BOOL),
+                ],
+            )
+            .await?
+        }
+    }
+    for event in change.events(user_id) {
+        events.publish(event);
+    }
+    Ok(())
 }
 
 pub async fn set_last_error(
@@ -267,24 +338,6 @@ pub async fn set_last_error(
         pool,
         fence,
         "UPDATE wa_sessions SET last_error = $2, updated_at = now() WHERE user_id = $1",
-        &[(&user_id, Type::UUID), (&error, Type::TEXT)],
-    )
-    .await
-}
-
-/// The supervisor restarts a crashed session: count it and keep why it crashed.
-pub async fn record_restart(
-    pool: &PgPool,
-    fence: &Fence,
-    user_id: Uuid,
-    error: &str,
-) -> Result<(), SessionError> {
-    execute(
-        pool,
-        fence,
-        "UPDATE wa_sessions SET restart_count = restart_count + 1, last_error = $2,
-                state = 'connecting', connected_since = NULL, updated_at = now()
-         WHERE user_id = $1",
         &[(&user_id, Type::UUID), (&error, Type::TEXT)],
     )
     .await

@@ -110,19 +110,30 @@ export function createConnection({ userId, demo }) {
   }
 
   async function refresh() {
+    let current;
     try {
-      status = await api("GET", "/api/whatsapp/status");
-      if (status.state !== "failed") setText("conn-error", "");
+      current = await api("GET", "/api/whatsapp/status");
     } catch (error) {
       setText("conn-error", error.message);
       return;
     }
+    await show(current);
+  }
+
+  /** Shows the session as the status endpoint (or a websocket snapshot) has it. */
+  async function show(current) {
+    status = current;
+    if (status.state !== "failed") setText("conn-error", "");
     if (status.qr_available && status.state !== "qr") status.state = "qr";
     render();
     if (status.state === "qr") await loadQr();
   }
 
   function onEvent(event) {
+    if (event.type === "snapshot") {
+      show(event.session);
+      return;
+    }
     if (event.user_id !== userId) return; // admins also hear about everyone else's sessions
     switch (event.type) {
       case "qr_code":

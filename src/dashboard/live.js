@@ -1,6 +1,8 @@
 // Live updates: the /ws websocket, reconnected with exponential backoff. While it is down (or
 // websockets are blocked altogether, e.g. by a proxy) the page polls the API instead, so it
-// never silently goes stale.
+// never silently goes stale. A socket that reconnects says when it last heard from the server
+// (`since`, the last frame's cursor) and is sent a snapshot plus what it missed, so the page
+// only reads everything again when the server says it must (`resync`).
 
 const POLL_EVERY_MS = 3000;
 const MAX_BACKOFF_MS = 30000;
@@ -33,6 +35,8 @@ export class Live {
     this.retryTimer = null;
     this.pollTimer = null;
     this.token = null;
+    // The cursor of the last frame heard, for the next reconnect.
+    this.cursor = null;
   }
 
   /** listener: { onEvent(event), onResync() }, called after the constructor's own. */
@@ -44,6 +48,7 @@ export class Live {
   start(token) {
     this.stop();
     this.token = token;
+    this.cursor = null;
     if (typeof WebSocket !== "function") {
       this.startPolling();
       return;
@@ -77,7 +82,12 @@ export class Live {
     }
     this.socket = socket;
     let authenticated = false;
-    socket.onopen = () => socket.send(JSON.stringify({ type: "authenticate", token: this.token }));
+    const since = this.cursor;
+    socket.onopen = () => {
+      const hello = { type: "authenticate", token: this.token };
+      if (since) hello.since = since;
+      socket.send(JSON.stringify(hello));
+    };
     socket.onmessage = (message) => {
       let event;
       try {
@@ -85,12 +95,19 @@ export class Live {
       } catch {
         return;
       }
+      if (event.cursor) this.cursor = event.cursor;
       if (event.type === "authenticated") {
         authenticated = true;
         this.failures = 0;
         this.stopPolling();
         this.onMode("live");
-        // Events sent while we were away are gone: catch up from the API once.
+        // A first socket (or one after polling) reads everything once; a reconnecting one is
+        // sent what it missed, except other users' sessions for the admin views.
+        if (since) for (const listener of this.listeners) listener.onResync();
+        else this.onResync();
+        return;
+      }
+      if (event.type === "resync") {
         this.onResync();
         return;
       }

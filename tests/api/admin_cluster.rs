@@ -57,8 +57,19 @@ async fn the_node_lists_itself_and_draining_moves_its_sessions_off_it() {
     assert_eq!(drained["draining"], true);
     // With nowhere else to go, the session is only stopped: nobody runs it.
     app.wait_for_no_connections().await;
-    let session = app.admin_session(&admin, &user.id).await;
-    assert_eq!(session["owner_node"], Value::Null, "{session}");
+    // The lease goes back once the connection is down.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let session = app.admin_session(&admin, &user.id).await;
+        if session["owner_node"] == Value::Null {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still owned: {session}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let listed = app.admin_get("/api/admin/cluster", &admin.token).await;
     assert!(
         listed["nodes"]

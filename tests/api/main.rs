@@ -19,6 +19,7 @@ mod helpers;
 mod live_authorization;
 mod migrations;
 mod websocket;
+mod websocket_catch_up;
 mod whatsapp;
 mod whatsapp_helpers;
 mod whatsapp_pair_code;

@@ -19,19 +19,37 @@ pub async fn connect(app: &TestApp) -> Socket {
         .0
 }
 
+/// A socket past `authenticated` and the session `snapshot` that follows it.
 pub async fn authenticated(app: &TestApp, token: &str) -> Socket {
-    let mut socket = connect(app).await;
+    let (socket, _) = reconnected(app, token, None).await;
     socket
-        .send(Message::text(
-            json!({ "type": "authenticate", "token": token }).to_string(),
-        ))
+}
+
+/// Authenticates with `since` (the last cursor a client saw, when it reconnects); answers the
+/// socket past `authenticated`, and the snapshot frame.
+pub async fn reconnected(app: &TestApp, token: &str, since: Option<&str>) -> (Socket, Value) {
+    let mut socket = connect(app).await;
+    let mut authenticate = json!({ "type": "authenticate", "token": token });
+    if let Some(since) = since {
+        authenticate["since"] = json!(since);
+    }
+    socket
+        .send(Message::text(authenticate.to_string()))
         .await
         .unwrap();
     let hello = next_json(&mut socket, Duration::from_secs(10))
         .await
         .expect("authenticated");
-    assert_eq!(hello["type"], "authenticated");
-    socket
+    assert_eq!(hello["type"], "authenticated", "{hello}");
+    assert!(
+        hello["cursor"].is_string(),
+        "every frame has a cursor: {hello}"
+    );
+    let snapshot = next_json(&mut socket, Duration::from_secs(10))
+        .await
+        .expect("a snapshot of the session");
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    (socket, snapshot)
 }
 
 /// The next JSON event, or `None` if none arrives in time.

@@ -32,11 +32,16 @@ async fn without_websockets_the_page_polls_and_still_sees_the_link() {
     assert_eq!(page.text("#live-mode").await, "Polling");
 }
 
-/// Keeps every WebSocket the page opens in `window.__sockets`, so the test can cut one.
+/// Keeps every WebSocket the page opens in `window.__sockets`, so the test can cut one, with
+/// what the page sent on it and the cursors the server sent.
 const RECORD_WEBSOCKETS: &str = "const NativeWebSocket = window.WebSocket; \
     window.__sockets = []; \
     window.WebSocket = class extends NativeWebSocket { \
-    constructor(...args) { super(...args); window.__sockets.push(this); } };";
+    constructor(...args) { super(...args); this.sent = []; this.cursors = []; \
+    window.__sockets.push(this); \
+    this.addEventListener('message', (m) => { const c = JSON.parse(m.data).cursor; \
+    if (c) this.cursors.push(c); }); } \
+    send(data) { this.sent.push(JSON.parse(data)); super.send(data); } };";
 
 #[tokio::test]
 async fn a_dropped_websocket_is_reopened_and_events_flow_again() {
@@ -51,6 +56,13 @@ async fn a_dropped_websocket_is_reopened_and_events_flow_again() {
     page.wait_for_text("#live-mode", "Polling").await;
     page.wait_for_text("#live-mode", "Live").await;
     assert_eq!(page.eval("window.__sockets.length").await, 2);
+    // The new socket asks for what it missed since the last frame the old one heard.
+    let first = page.eval("window.__sockets[0].sent[0]").await;
+    assert!(first.get("since").is_none(), "{first}");
+    let last_heard = page.eval("window.__sockets[0].cursors.at(-1)").await;
+    let second = page.eval("window.__sockets[1].sent[0]").await;
+    assert_eq!(second["type"], "authenticate");
+    assert_eq!(second["since"], last_heard, "{second}");
 
     // The new socket carries the session's events: the link shows up by itself.
     page.click("#connect-btn").await;

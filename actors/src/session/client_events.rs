@@ -9,7 +9,7 @@ use super::{WaSessionMsg, WaSessionState, pair_code};
 use crate::error::PairCodeRefusal;
 use crate::events::SessionEvent;
 use crate::outbox::{self, Receipt};
-use crate::sessions::{self, SessionState};
+use crate::sessions::{self, SessionState, Transition};
 
 pub async fn handle(
     myself: &ActorRef<WaSessionMsg>,
@@ -30,13 +30,12 @@ pub async fn handle(
         Event::PairingQrCode(qr) => {
             let expires_at = Utc::now()
                 + chrono::Duration::from_std(qr.timeout).unwrap_or(chrono::Duration::seconds(20));
-            sessions::set_qr(state.pool(), state.fence(), user_id, &qr.code, expires_at).await?;
-            state.publish_state(SessionState::Qr);
-            state.publish(SessionEvent::QrCode {
-                user_id,
-                code: qr.code.clone(),
-                expires_at,
-            });
+            state
+                .transition(Transition::Qr {
+                    code: &qr.code,
+                    expires_at,
+                })
+                .await?;
             state.showing_qr = true;
             pair_code::on_socket_ready(state);
         }
@@ -67,8 +66,11 @@ pub async fn handle(
             state.paired = true;
             state.showing_qr = false;
             pair_code::refuse_pending(state, PairCodeRefusal::AlreadyLinked);
-            sessions::set_paired(state.pool(), state.fence(), user_id, &paired.id.user).await?;
-            state.publish_state(SessionState::Connecting);
+            state
+                .transition(Transition::Paired {
+                    phone: &paired.id.user,
+                })
+                .await?;
         }
         Event::PairError(failure) => {
             let reason = format!("pairing failed: {}", failure.error);
@@ -85,21 +87,13 @@ pub async fn handle(
             };
             let phone = own.user.to_string();
             let push_name = Some(client.client().push_name()).filter(|name| !name.is_empty());
-            sessions::set_connected(
-                state.pool(),
-                state.fence(),
-                user_id,
-                &phone,
-                push_name.as_deref(),
-            )
-            .await?;
+            state
+                .transition(Transition::Connected {
+                    phone: &phone,
+                    push_name: push_name.as_deref(),
+                })
+                .await?;
             state.connected = true;
-            state.publish_state(SessionState::Connected);
-            state.publish(SessionEvent::WhatsappConnected {
-                user_id,
-                phone,
-                push_name,
-            });
             (state.args.on_connected)();
             let _ = myself.cast(WaSessionMsg::Drain);
         }
@@ -108,17 +102,13 @@ pub async fn handle(
             state.connected = false;
             state.showing_qr = false;
             let reason = format!("connection lost ({}), reconnecting", lost.reason);
-            sessions::set_stopped(
-                state.pool(),
-                state.fence(),
-                user_id,
-                SessionState::Connecting,
-                Some(&reason),
-                false,
-            )
-            .await?;
-            state.publish(SessionEvent::WhatsappDisconnected { user_id, reason });
-            state.publish_state(SessionState::Connecting);
+            state
+                .transition(Transition::Stopped {
+                    state: SessionState::Connecting,
+                    reason: &reason,
+                    forget_phone: false,
+                })
+                .await?;
         }
         Event::LoggedOut(logged_out) => {
             let reason = format!(

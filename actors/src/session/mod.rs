@@ -22,9 +22,10 @@ use whatsapp_rust::types::events::Event;
 
 use crate::PgPool;
 use crate::config::SessionConfig;
+use crate::error::SessionError;
 use crate::events::{EventHub, SessionEvent};
 use crate::lease::Fence;
-use crate::sessions::{self, SessionState};
+use crate::sessions::{self, SessionState, Transition};
 use crate::store::PgStore;
 use client::RunningClient;
 
@@ -120,11 +121,16 @@ impl WaSessionState {
         self.args.events.publish(event);
     }
 
-    fn publish_state(&self, state: SessionState) {
-        self.publish(SessionEvent::SessionState {
-            user_id: self.user_id(),
-            state,
-        });
+    /// Records a state change of this session and announces it (see [`sessions::transition`]).
+    async fn transition(&self, change: Transition<'_>) -> Result<(), SessionError> {
+        sessions::transition(
+            self.pool(),
+            self.fence(),
+            &self.args.events,
+            self.user_id(),
+            change,
+        )
+        .await
     }
 
     /// Ends the session on purpose: stops the client (logging the device out first if
@@ -152,20 +158,12 @@ impl WaSessionState {
         if device_gone {
             self.forget_device(stopped).await?;
         }
-        sessions::set_stopped(
-            self.pool(),
-            self.fence(),
-            self.user_id(),
+        self.transition(Transition::Stopped {
             state,
-            Some(reason),
-            device_gone,
-        )
+            reason,
+            forget_phone: device_gone,
+        })
         .await?;
-        self.publish(SessionEvent::WhatsappDisconnected {
-            user_id: self.user_id(),
-            reason: reason.to_owned(),
-        });
-        self.publish_state(state);
         myself.stop(Some(ENDED.to_owned()));
         Ok(())
     }
@@ -222,8 +220,7 @@ impl Actor for WaSession {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        sessions::set_connecting(state.pool(), state.fence(), state.user_id()).await?;
-        state.publish_state(SessionState::Connecting);
+        state.transition(Transition::Starting).await?;
         let client = RunningClient::start(
             state.store.clone(),
             state.args.config.whatsapp_url.as_deref(),

@@ -27,10 +27,11 @@ use uuid::Uuid;
 use crate::PgPool;
 use crate::cluster::NodeIdentity;
 use crate::config::SessionConfig;
-use crate::events::{EventHub, SessionEvent};
+use crate::error::SessionError;
+use crate::events::EventHub;
 use crate::lease::{self, Fence};
 use crate::session::{ENDED, LEASE_LOST, WaSession, WaSessionArgs, WaSessionMsg};
-use crate::sessions::{self, SessionState};
+use crate::sessions::{self, SessionState, Transition};
 use crate::store::PgStore;
 
 /// A session connected for this long has proven itself: its crash count starts over.
@@ -177,22 +178,14 @@ impl SupervisorState {
             let fence = slot.fence.clone();
             self.slots.remove(&user_id);
             let error = format!("gave up after {budget} restarts; last error: {reason}");
-            if let Err(db) = sessions::set_stopped(
-                &self.args.pool,
-                &fence,
-                user_id,
-                SessionState::Failed,
-                Some(&error),
-                false,
-            )
-            .await
-            {
+            let failed = Transition::Stopped {
+                state: SessionState::Failed,
+                reason: &error,
+                forget_phone: false,
+            };
+            if let Err(db) = self.transition(&fence, user_id, failed).await {
                 tracing::error!(%user_id, %db, "cannot record a failed session");
             }
-            self.args.events.publish(SessionEvent::SessionState {
-                user_id,
-                state: SessionState::Failed,
-            });
             self.give_back(&fence).await;
             return;
         }
@@ -203,13 +196,10 @@ impl SupervisorState {
         );
         let generation = slot.generation;
         let fence = slot.fence.clone();
-        if let Err(db) = sessions::record_restart(&self.args.pool, &fence, user_id, &reason).await {
+        let restarting = Transition::Restarting { error: &reason };
+        if let Err(db) = self.transition(&fence, user_id, restarting).await {
             tracing::error!(%user_id, %db, "cannot record a session restart");
         }
-        self.args.events.publish(SessionEvent::SessionState {
-            user_id,
-            state: SessionState::Connecting,
-        });
         myself.send_after(delay, move || SupervisorMsg::Restart {
             user_id,
             generation,
@@ -230,6 +220,16 @@ impl SupervisorState {
             self.by_actor.remove(&child.get_id());
         }
         Some((slot.fence, slot.child))
+    }
+
+    /// Records a state change of a session this node holds the lease of, and announces it.
+    async fn transition(
+        &self,
+        fence: &Fence,
+        user_id: Uuid,
+        change: Transition<'_>,
+    ) -> Result<(), SessionError> {
+        sessions::transition(&self.args.pool, fence, &self.args.events, user_id, change).await
     }
 
     /// Gives a lease back to the cluster: any node may claim the session now.
@@ -277,22 +277,13 @@ impl SupervisorState {
                 .await;
         }
         if fence.is_valid() {
-            let reason = "moving to another node";
-            match sessions::set_stopped(
-                &self.args.pool,
-                &fence,
-                user_id,
-                SessionState::Connecting,
-                Some(reason),
-                false,
-            )
-            .await
-            {
-                Ok(()) => self.args.events.publish(SessionEvent::SessionState {
-                    user_id,
-                    state: SessionState::Connecting,
-                }),
-                Err(error) => tracing::warn!(%user_id, %error, "cannot record a handover"),
+            let moving = Transition::Stopped {
+                state: SessionState::Connecting,
+                reason: "moving to another node",
+                forget_phone: false,
+            };
+            if let Err(error) = self.transition(&fence, user_id, moving).await {
+                tracing::warn!(%user_id, %error, "cannot record a handover");
             }
             self.give_back(&fence).await;
         }
@@ -504,22 +495,14 @@ async fn stop_one(state: &mut SupervisorState, user_id: Uuid, reason: &str) -> b
             .stop_and_wait(Some(ENDED.to_owned()), Some(STOP_TIMEOUT))
             .await;
     }
-    if let Err(db) = sessions::set_stopped(
-        &state.args.pool,
-        &fence,
-        user_id,
-        SessionState::Disconnected,
-        Some(reason),
-        false,
-    )
-    .await
-    {
+    let stopped = Transition::Stopped {
+        state: SessionState::Disconnected,
+        reason,
+        forget_phone: false,
+    };
+    if let Err(db) = state.transition(&fence, user_id, stopped).await {
         tracing::error!(%user_id, %db, "cannot record a stopped session");
     }
-    state.args.events.publish(SessionEvent::SessionState {
-        user_id,
-        state: SessionState::Disconnected,
-    });
     state.give_back(&fence).await;
     true
 }
@@ -558,27 +541,13 @@ async fn forget(state: &SupervisorState, user_id: Uuid, fence: &Fence) -> Result
         .delete_all()
         .await
         .map_err(|error| error.to_string())?;
-    let reason = "disconnected by the user";
-    sessions::set_stopped(
-        &state.args.pool,
-        fence,
-        user_id,
-        SessionState::Idle,
-        Some(reason),
-        true,
-    )
-    .await
-    .map_err(|error| error.to_string())?;
-    state
-        .args
-        .events
-        .publish(SessionEvent::WhatsappDisconnected {
-            user_id,
-            reason: reason.to_owned(),
-        });
-    state.args.events.publish(SessionEvent::SessionState {
-        user_id,
+    let forgotten = Transition::Stopped {
         state: SessionState::Idle,
-    });
-    Ok(())
+        reason: "disconnected by the user",
+        forget_phone: true,
+    };
+    state
+        .transition(fence, user_id, forgotten)
+        .await
+        .map_err(|error| error.to_string())
 }

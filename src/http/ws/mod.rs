@@ -1,9 +1,11 @@
 //! `/ws`: pushes a user's session events to the browser as they happen.
 //!
 //! The client has [`AUTH_DEADLINE`] to send `{"type":"authenticate","token":JWT}`; it is then
-//! answered `authenticated` and receives its own events (`qr_code`, `pair_code`, `whatsapp_connected`,
-//! `whatsapp_disconnected`, `message_status`, and its `session_state`); admins also receive every
-//! session's `session_state`.
+//! answered `authenticated` and a `snapshot` of its session, and receives its own events
+//! (`qr_code`, `pair_code`, `whatsapp_connected`, `whatsapp_disconnected`, `message_status`, and
+//! its `session_state`); admins also receive every session's `session_state`. Every frame
+//! carries a `cursor`; a client that reconnects with `"since": <cursor>` is sent what it missed
+//! (see [`catch_up`]).
 //!
 //! The socket stays bound to what authorized it: it closes when its token expires, and
 //! whenever the account changes (see [`crate::auth::account_watch`]) it re-checks the account
@@ -16,6 +18,8 @@
 //! changed, 4008 too slow, 4009 no answer to pings, 4029 too many sockets for the account, 1009
 //! message too big, 1001 the node is shutting down (reconnect: another node answers).
 
+mod catch_up;
+
 use std::{
     collections::HashMap,
     hash::Hash,
@@ -25,12 +29,13 @@ use std::{
 };
 
 use botwave_actors::SessionEvent;
+use chrono::{DateTime, Utc};
 use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::{sync::broadcast::error::RecvError, time::Instant};
 use warp::{
     Filter, Rejection, Reply,
@@ -125,7 +130,12 @@ impl<K: Eq + Hash + Clone> Drop for Slot<'_, K> {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ClientMessage {
-    Authenticate { token: String },
+    Authenticate {
+        token: String,
+        /// The last `cursor` the client saw, when it reconnects.
+        #[serde(default)]
+        since: Option<DateTime<Utc>>,
+    },
 }
 
 /// Why a socket is closed, with its close code and reason.
@@ -189,22 +199,32 @@ async fn session(
     let mut account_changes = state.accounts.subscribe();
     let mut stopping = state.stopping.subscribe();
 
-    let (token, caller, expires_at) =
-        match tokio::time::timeout(AUTH_DEADLINE, authenticate(state, stream)).await {
-            Ok(Ok(authenticated)) => authenticated,
-            Ok(Err(close)) => return Some(close),
-            Err(_) => return Some(Close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 seconds")),
-        };
-    let user = caller.user;
-    let Some(_account_slot) = state.ws_by_user.take(user.id) else {
+    let (
+        Authenticated {
+            token,
+            caller,
+            expires_at,
+        },
+        since,
+    ) = match tokio::time::timeout(AUTH_DEADLINE, authenticate(state, stream)).await {
+        Ok(Ok(authenticated)) => authenticated,
+        Ok(Err(close)) => return Some(close),
+        Err(_) => return Some(Close(CLOSE_AUTH_TIMEOUT, "authenticate within 5 seconds")),
+    };
+    let Some(_account_slot) = state.ws_by_user.take(caller.user.id) else {
         return Some(Close(CLOSE_TOO_MANY, "too many sockets for this account"));
     };
     let hello = json!({
         "type": "authenticated",
-        "user": { "id": user.id, "email": user.email, "role": user.role },
+        "user": { "id": caller.user.id, "email": caller.user.email, "role": caller.user.role },
         "expires_at": expires_at,
     });
-    sink.send(Message::text(hello.to_string())).await.ok()?;
+    sink.send(frame(hello)).await.ok()?;
+    let (missed, mut replayed) = catch_up::catch_up(state, &caller, since).await;
+    for missed in missed {
+        sink.send(frame(missed)).await.ok()?;
+    }
+    let user = caller.user;
 
     let limits = state.ws_limits;
     let expiry = Instant::now() + until(expires_at);
@@ -240,8 +260,10 @@ async fn session(
                 return Some(Close(CLOSE_PING_TIMEOUT, "no answer to pings"));
             }
             event = events.recv() => match event {
+                Ok(SessionEvent::MessageStatus { message_id, status, .. })
+                    if replayed.covers(message_id, status) => {}
                 Ok(event) if is_for(&event, &user) => {
-                    sink.send(Message::text(render(&event))).await.ok()?;
+                    sink.send(frame(render(&event))).await.ok()?;
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {
@@ -260,12 +282,19 @@ async fn session(
     }
 }
 
-/// Waits for the `authenticate` message and checks its token like any API request's; the
-/// token, who it is, and when it expires.
+/// A socket's token, who it is, and when it expires.
+struct Authenticated {
+    token: String,
+    caller: Caller,
+    expires_at: DateTime<Utc>,
+}
+
+/// Waits for the `authenticate` message and checks its token like any API request's; also
+/// answers the client's `since`, if it reconnects.
 async fn authenticate(
     state: &AppState,
     stream: &mut SplitStream<WebSocket>,
-) -> Result<(String, Caller, chrono::DateTime<chrono::Utc>), Close> {
+) -> Result<(Authenticated, Option<DateTime<Utc>>), Close> {
     while let Some(message) = stream.next().await {
         let message = message.map_err(|error| read_error(&error))?;
         if message.is_ping() || message.is_pong() {
@@ -274,16 +303,21 @@ async fn authenticate(
         let Ok(text) = message.to_str() else {
             return Err(Close(CLOSE_AUTH_FAILED, "expected a JSON text message"));
         };
-        let Ok(ClientMessage::Authenticate { token }) = serde_json::from_str(text) else {
+        let Ok(ClientMessage::Authenticate { token, since }) = serde_json::from_str(text) else {
             return Err(Close(
                 CLOSE_AUTH_FAILED,
-                "expected {\"type\":\"authenticate\",\"token\":…}",
+                "expected {\"type\":\"authenticate\",\"token\":…,\"since\"?:RFC 3339 time}",
             ));
         };
         let (caller, expires_at) = identify_token(state, &token)
             .await
             .map_err(|_| Close(CLOSE_AUTH_FAILED, "invalid or expired token"))?;
-        return Ok((token, caller, expires_at));
+        let authenticated = Authenticated {
+            token,
+            caller,
+            expires_at,
+        };
+        return Ok((authenticated, since));
     }
     Err(Close(CLOSE_AUTH_FAILED, "closed before authenticating"))
 }
@@ -316,8 +350,8 @@ fn read_error(error: &warp::Error) -> Close {
     }
 }
 
-fn until(at: chrono::DateTime<chrono::Utc>) -> Duration {
-    (at - chrono::Utc::now()).to_std().unwrap_or_default()
+fn until(at: DateTime<Utc>) -> Duration {
+    (at - Utc::now()).to_std().unwrap_or_default()
 }
 
 /// Resolves once the node is stopping.
@@ -341,14 +375,23 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 }
 
 /// The event as the browser gets it; a QR code comes with its image, ready to show.
-fn render(event: &SessionEvent) -> String {
+fn render(event: &SessionEvent) -> Value {
     let mut value = serde_json::to_value(event).unwrap_or_default();
     if let (SessionEvent::QrCode { code, .. }, Some(object)) = (event, value.as_object_mut())
         && let Ok(svg) = crate::qr::svg(code)
     {
-        object.insert("svg".into(), serde_json::Value::String(svg));
+        object.insert("svg".into(), Value::String(svg));
     }
-    value.to_string()
+    value
+}
+
+/// A frame for the client, stamped with the `cursor` it reconnects with.
+fn frame(mut value: Value) -> Message {
+    if let Some(object) = value.as_object_mut() {
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        object.insert("cursor".into(), Value::String(now));
+    }
+    Message::text(value.to_string())
 }
 
 fn is_for(event: &SessionEvent, user: &User) -> bool {
