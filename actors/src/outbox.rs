@@ -211,117 +211,137 @@ pub struct Claimed {
     pub at: DateTime<Utc>,
 }
 
-/// Takes the oldest message of `user_id` still to send and marks it `sending`.
+/// Takes up to `wa_ids.len()` of the oldest messages of `user_id` still to send, marks them
+/// `sending` and gives each without one its WhatsApp id from `wa_ids`, all in one statement:
+/// the id is stored before anything is sent, so a retry after a crash sends the same id, which
+/// the recipient's WhatsApp treats as the same message. Answers them oldest first.
 ///
 /// A row already `sending` is an attempt a crashed (or moved) session never finished;
 /// only the lease holder claims, so it is safe to take it again.
-pub async fn claim_next(
+pub async fn claim_batch(
     pool: &PgPool,
     fence: &Fence,
     user_id: Uuid,
-) -> Result<Option<Claimed>, SessionError> {
-    let row = fenced(
+    wa_ids: &[String],
+) -> Result<Vec<Claimed>, SessionError> {
+    let limit = wa_ids.len() as i64;
+    let rows = fenced(
         pool,
         fence,
-        "UPDATE messages SET status = 'sending', attempts = attempts + 1, updated_at = now()
-         WHERE id = (SELECT id FROM messages
-                     WHERE user_id = $1 AND status IN ('queued', 'sending')
-                     ORDER BY created_at, id LIMIT 1
-                     FOR UPDATE SKIP LOCKED)
-         RETURNING id, recipient, body, wa_message_id, attempts, updated_at",
-        &[(&user_id, Type::UUID)],
-    )
-    .await?
-    .into_iter()
-    .next();
-    Ok(row.map(|row| Claimed {
-        id: row.get("id"),
-        recipient: row.get("recipient"),
-        body: row.get("body"),
-        wa_message_id: row.get("wa_message_id"),
-        attempts: row.get("attempts"),
-        at: row.get("updated_at"),
-    }))
-}
-
-/// Records WhatsApp's id for a message before it goes out.
-pub async fn assign_wa_id(
-    pool: &PgPool,
-    fence: &Fence,
-    id: Uuid,
-    wa_message_id: &str,
-) -> Result<(), SessionError> {
-    fenced(
-        pool,
-        fence,
-        "UPDATE messages SET wa_message_id = $2, updated_at = now()
-         WHERE id = $1 AND wa_message_id IS NULL",
-        &[(&id, Type::UUID), (&wa_message_id, Type::TEXT)],
+        "WITH locked AS (
+             SELECT id, created_at FROM messages
+             WHERE user_id = $1 AND status IN ('queued', 'sending')
+             ORDER BY created_at, id LIMIT $2
+             FOR UPDATE SKIP LOCKED),
+         numbered AS (
+             SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM locked)
+         UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
+                wa_message_id = COALESCE(m.wa_message_id, ($3::text[])[numbered.n]),
+                updated_at = now()
+         FROM numbered WHERE m.id = numbered.id
+         RETURNING m.id, m.recipient, m.body, m.wa_message_id, m.attempts, m.updated_at,
+                   m.created_at",
+        &[
+            (&user_id, Type::UUID),
+            (&limit, Type::INT8),
+            (&wa_ids, Type::TEXT_ARRAY),
+        ],
     )
     .await?;
-    Ok(())
+    let mut claimed: Vec<(DateTime<Utc>, Claimed)> = rows
+        .iter()
+        .map(|row| {
+            let claimed = Claimed {
+                id: row.get("id"),
+                recipient: row.get("recipient"),
+                body: row.get("body"),
+                wa_message_id: row.get("wa_message_id"),
+                attempts: row.get("attempts"),
+                at: row.get("updated_at"),
+            };
+            (row.get("created_at"), claimed)
+        })
+        .collect();
+    claimed.sort_by(|(a_at, a), (b_at, b)| (a_at, a.id).cmp(&(b_at, b.id)));
+    Ok(claimed.into_iter().map(|(_, claimed)| claimed).collect())
 }
 
-/// The time column of the one row a progress update returned, if it moved.
-async fn moved_at(
-    pool: &PgPool,
-    fence: &Fence,
-    sql: &str,
-    params: &[(&(dyn ToSql + Sync), Type)],
-) -> Result<Option<DateTime<Utc>>, SessionError> {
-    let rows = fenced(pool, fence, sql, params).await?;
-    Ok(rows.first().map(|row| row.get(0)))
+/// A message whose status moved, and when.
+pub type Moved = (Uuid, MessageStatus, DateTime<Utc>);
+
+fn moved(rows: &[Row]) -> Vec<Moved> {
+    rows.iter()
+        .map(|row| {
+            let status: &str = row.get("status");
+            (
+                row.get("id"),
+                MessageStatus::parse(status).unwrap_or(MessageStatus::Failed),
+                row.get("at"),
+            )
+        })
+        .collect()
 }
 
-/// WhatsApp took the message. A receipt that raced ahead is not undone.
+/// WhatsApp took these messages. A receipt that raced ahead is not undone.
 pub async fn mark_sent(
     pool: &PgPool,
     fence: &Fence,
-    id: Uuid,
-) -> Result<Option<DateTime<Utc>>, SessionError> {
-    moved_at(
+    ids: &[Uuid],
+) -> Result<Vec<Moved>, SessionError> {
+    let rows = fenced(
         pool,
         fence,
         "UPDATE messages SET status = 'sent', sent_at = now(), error = NULL, updated_at = now()
-         WHERE id = $1 AND status = 'sending'
-         RETURNING sent_at",
-        &[(&id, Type::UUID)],
+         WHERE id = ANY($1) AND status = 'sending'
+         RETURNING id, status, sent_at AS at",
+        &[(&ids, Type::UUID_ARRAY)],
     )
-    .await
+    .await?;
+    Ok(moved(&rows))
 }
 
-/// The send could not happen now (connection lost): back in the queue.
+/// These sends could not happen now (connection lost): back in the queue. `attempted` says
+/// whether they were tried; one that waited behind a failed send in its chat was not, and
+/// gets its attempt back.
 pub async fn requeue(
     pool: &PgPool,
     fence: &Fence,
-    id: Uuid,
-) -> Result<Option<DateTime<Utc>>, SessionError> {
-    moved_at(
+    ids: &[Uuid],
+    attempted: bool,
+) -> Result<Vec<Moved>, SessionError> {
+    let rows = fenced(
         pool,
         fence,
-        "UPDATE messages SET status = 'queued', updated_at = now()
-         WHERE id = $1 AND status = 'sending'
-         RETURNING updated_at",
-        &[(&id, Type::UUID)],
+        "UPDATE messages SET status = 'queued', updated_at = now(),
+                attempts = attempts - CASE WHEN $2 THEN 0 ELSE 1 END
+         WHERE id = ANY($1) AND status = 'sending'
+         RETURNING id, status, updated_at AS at",
+        &[(&ids, Type::UUID_ARRAY), (&attempted, Type::BOOL)],
     )
-    .await
+    .await?;
+    Ok(moved(&rows))
 }
 
+/// These messages will never go out, each for its reason.
 pub async fn mark_failed(
     pool: &PgPool,
     fence: &Fence,
-    id: Uuid,
-    reason: &str,
-) -> Result<Option<DateTime<Utc>>, SessionError> {
-    moved_at(
+    failures: &[(Uuid, String)],
+) -> Result<Vec<Moved>, SessionError> {
+    let ids: Vec<Uuid> = failures.iter().map(|(id, _)| *id).collect();
+    let reasons: Vec<&str> = failures.iter().map(|(_, reason)| reason.as_str()).collect();
+    let rows = fenced(
         pool,
         fence,
-        "UPDATE messages SET status = 'failed', error = $2, failed_at = now(), updated_at = now()
-         WHERE id = $1 AND status IN ('queued', 'sending')
-         RETURNING failed_at",
-        &[(&id, Type::UUID), (&reason, Type::TEXT)],
+        "UPDATE messages m SET status = 'failed', error = f.reason, failed_at = now(),
+                updated_at = now()
+         FROM unnest($1::uuid[], $2::text[]) AS f(id, reason)
+         WHERE m.id = f.id AND m.status IN ('queued', 'sending')
+         RETURNING m.id, m.status, m.failed_at AS at",
+        &[(&ids, Type::UUID_ARRAY), (&reasons, Type::TEXT_ARRAY)],
     )
-    .await
+    .await?;
+    Ok(moved(&rows))
 }
 
 /// Runs one outbox write under the session's lease.
@@ -341,56 +361,53 @@ pub enum Receipt {
     Read,
 }
 
-/// Applies a receipt for the WhatsApp ids `wa_message_ids` of `user_id`'s messages and
-/// returns the rows whose status moved. Read beats delivered, and neither moves a
-/// message backwards; a read receipt also fills a missing delivery time. WhatsApp
-/// stamps receipts in whole seconds, so a receipt time is never put before `sent_at`.
-pub async fn apply_receipt(
+/// Applies receipts of one kind, each a WhatsApp id of one of `user_id`'s messages and when
+/// the receipt came, and returns the rows whose status moved. Read beats delivered, and
+/// neither moves a message backwards; a read receipt also fills a missing delivery time.
+/// WhatsApp stamps receipts in whole seconds, so a receipt time is never put before
+/// `sent_at`.
+pub async fn apply_receipts(
     pool: &PgPool,
     fence: &Fence,
     user_id: Uuid,
-    wa_message_ids: &[String],
     receipt: Receipt,
-    at: DateTime<Utc>,
-) -> Result<Vec<(Uuid, MessageStatus, DateTime<Utc>)>, SessionError> {
+    receipts: &[(String, DateTime<Utc>)],
+) -> Result<Vec<Moved>, SessionError> {
     let sql = match receipt {
         Receipt::Delivered => {
-            "UPDATE messages SET status = 'delivered',
-                    delivered_at = COALESCE(delivered_at, GREATEST($3, sent_at)),
+            "UPDATE messages m SET status = 'delivered',
+                    delivered_at = COALESCE(m.delivered_at, GREATEST(r.at, m.sent_at)),
                     updated_at = now()
-             WHERE user_id = $1 AND wa_message_id = ANY($2) AND status IN ('sending', 'sent')
-             RETURNING id, status, delivered_at AS at"
+             FROM unnest($2::text[], $3::timestamptz[]) AS r(wa_id, at)
+             WHERE m.user_id = $1 AND m.wa_message_id = r.wa_id
+               AND m.status IN ('sending', 'sent')
+             RETURNING m.id, m.status, m.delivered_at AS at"
         }
         Receipt::Read => {
-            "UPDATE messages SET status = 'read', read_at = COALESCE(read_at, GREATEST($3, sent_at)),
-                    delivered_at = COALESCE(delivered_at, GREATEST($3, sent_at)), updated_at = now()
-             WHERE user_id = $1 AND wa_message_id = ANY($2)
-               AND status IN ('sending', 'sent', 'delivered')
-             RETURNING id, status, read_at AS at"
+            "UPDATE messages m SET status = 'read',
+                    read_at = COALESCE(m.read_at, GREATEST(r.at, m.sent_at)),
+                    delivered_at = COALESCE(m.delivered_at, GREATEST(r.at, m.sent_at)),
+                    updated_at = now()
+             FROM unnest($2::text[], $3::timestamptz[]) AS r(wa_id, at)
+             WHERE m.user_id = $1 AND m.wa_message_id = r.wa_id
+               AND m.status IN ('sending', 'sent', 'delivered')
+             RETURNING m.id, m.status, m.read_at AS at"
         }
     };
+    let ids: Vec<&str> = receipts.iter().map(|(id, _)| id.as_str()).collect();
+    let ats: Vec<DateTime<Utc>> = receipts.iter().map(|(_, at)| *at).collect();
     let rows = fenced(
         pool,
         fence,
         sql,
         &[
             (&user_id, Type::UUID),
-            (&wa_message_ids, Type::TEXT_ARRAY),
-            (&at, Type::TIMESTAMPTZ),
+            (&ids, Type::TEXT_ARRAY),
+            (&ats, Type::TIMESTAMPTZ_ARRAY),
         ],
     )
     .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let status: &str = row.get("status");
-            (
-                row.get("id"),
-                MessageStatus::parse(status).unwrap_or(MessageStatus::Failed),
-                row.get("at"),
-            )
-        })
-        .collect())
+    Ok(moved(&rows))
 }
 
 /// Which of `users` have messages queued for a few seconds already: their sessions were

@@ -10,6 +10,9 @@ use crate::support::{Events, Harness, eventually};
 async fn an_unreachable_server_is_reported_in_the_status() {
     let h = Harness::start().await;
     let user = h.create_user().await;
+    // The harness's own node would otherwise be free to claim the session (pointed at the
+    // simulator) between this node's request and its lease.
+    h.manager.shutdown().await;
     let config = SessionConfig {
         whatsapp_url: Some("ws://127.0.0.1:9/ws/chat".into()),
         ..crate::support::config(&h.sim)

@@ -121,3 +121,45 @@ async fn an_idempotency_key_returns_the_first_message() {
     assert_eq!(again.body, "one");
     assert_eq!(again.source, MessageSource::Web);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_to_several_chats_at_once_keep_their_order_in_each_chat() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550003010").await;
+    let chats = ["15550004010", "15550004011", "15550004012"];
+    for chat in chats {
+        h.sim.create_phone(chat, 1).unwrap();
+    }
+    // Interleaved, as many users' API calls arrive: one chat's messages are not adjacent in
+    // the queue, and all of them are queued before the session looks.
+    const PER_CHAT: usize = 12;
+    let mut queued = Vec::new();
+    for n in 0..PER_CHAT {
+        for chat in chats {
+            queued.push(h.enqueue(user, chat, &format!("{chat} #{n:02}")).await);
+        }
+    }
+    h.manager.notify_queued(user);
+
+    for chat in chats {
+        let received = eventually("every message at its chat", || async {
+            let received = h.sim.messages(chat);
+            (received.len() >= PER_CHAT).then_some(received)
+        })
+        .await;
+        let texts: Vec<String> = received.iter().map(|m| m.text.clone()).collect();
+        let expected: Vec<String> = (0..PER_CHAT).map(|n| format!("{chat} #{n:02}")).collect();
+        assert_eq!(texts, expected, "in queue order, each once");
+    }
+    for message in queued {
+        let row = eventually("sent", || async {
+            let row = h.message(user, message.id).await;
+            (row.status != MessageStatus::Queued && row.status != MessageStatus::Sending)
+                .then_some(row)
+        })
+        .await;
+        assert_ne!(row.status, MessageStatus::Failed, "{:?}", row.error);
+        assert_eq!(row.attempts, 1);
+    }
+}

@@ -218,8 +218,10 @@ impl Events {
     }
 
     /// Waits until message `id` reaches `status`; returns the event's error.
+    /// Waits until message `id` was announced in `status` (also if that came before other
+    /// events waited for: messages to different chats go out side by side); its error.
     pub async fn message_status(&mut self, id: Uuid, status: MessageStatus) -> Option<String> {
-        self.wait(&format!("message {id} {status:?}"), |e| match e {
+        let pick = |e: &SessionEvent| match e {
             SessionEvent::MessageStatus {
                 message_id,
                 status: s,
@@ -227,8 +229,11 @@ impl Events {
                 ..
             } if *message_id == id && *s == status => Some(error.clone()),
             _ => None,
-        })
-        .await
+        };
+        if let Some(error) = self.seen.iter().find_map(pick) {
+            return error;
+        }
+        self.wait(&format!("message {id} {status:?}"), pick).await
     }
 
     pub fn saw_qr(&self) -> bool {

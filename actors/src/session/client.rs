@@ -1,4 +1,5 @@
-//! Building and stopping the whatsapp-rust client a session owns.
+//! Building and stopping the whatsapp-rust client a session owns, with the tasks that work
+//! beside it: its outbox pipeline ([`Sender`]) and its receipts ([`Receipts`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +8,13 @@ use ractor::ActorRef;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::types::events::Event;
 use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::{Client, ConnectError};
 
-use super::WaSessionMsg;
-use crate::lease::Fence;
+use super::receipts::Receipts;
+use super::sender::Sender;
+use super::{WaSessionMsg, Writer};
 use crate::store::PgStore;
 
 /// The WhatsApp Web version the client announces. Pinned, so the client never fetches
@@ -88,6 +91,9 @@ pub async fn probe(whatsapp_url: Option<&str>) -> Result<(), Unreachable> {
 /// in the background: a client outliving its actor would fight the restarted one for
 /// the same device.
 pub struct RunningClient {
+    /// Declared first: the outbox pipeline stops before the client does.
+    sender: Sender,
+    _receipts: Receipts,
     client: Arc<Client>,
     handle: Option<BotHandle>,
     /// Cuts the client off when the lease is lost; ends with the client.
@@ -95,16 +101,18 @@ pub struct RunningClient {
 }
 
 impl RunningClient {
-    /// Builds the client on `store` and starts its connection loop. The moment `fence`
-    /// is lost the client is disconnected, whatever the session actor is busy with (a
+    /// Builds the client on `store` and starts its connection loop, its outbox pipeline
+    /// (idle until [`RunningClient::set_connected`]) and its receipts task. The moment the
+    /// lease is lost the client is disconnected, whatever the session actor is busy with (a
     /// node cut off from the database may be stuck in a query), and the actor is told.
     pub async fn start(
         store: PgStore,
         whatsapp_url: Option<&str>,
-        fence: Fence,
+        writer: Writer,
         session: ActorRef<WaSessionMsg>,
     ) -> Result<Self, String> {
         let watcher = session.clone();
+        let (receipts, receipt_sink) = Receipts::start(writer.clone());
         let bot = Bot::builder()
             .with_backend(store)
             .with_transport_factory(transport(whatsapp_url))
@@ -113,7 +121,13 @@ impl RunningClient {
             .skip_history_sync()
             .on_event(move |event, _client| {
                 let session = session.clone();
+                let receipts = receipt_sink.clone();
                 async move {
+                    if let Event::Receipt(receipt) = &*event
+                        && receipts.offer(receipt).await
+                    {
+                        return;
+                    }
                     // A stopped actor has nobody left to tell.
                     let _ = session.cast(WaSessionMsg::Client(event));
                 }
@@ -124,6 +138,8 @@ impl RunningClient {
         let client = bot.client();
         let handle = bot.spawn();
         let cut_off = client.clone();
+        let fence = writer.fence.clone();
+        let sender = Sender::start(writer, client.clone());
         let fence_watch = tokio::spawn(async move {
             fence.lost().await;
             let _ = watcher.cast(WaSessionMsg::LeaseLost);
@@ -131,6 +147,8 @@ impl RunningClient {
         })
         .abort_handle();
         Ok(Self {
+            sender,
+            _receipts: receipts,
             client,
             handle: Some(handle),
             fence_watch,
@@ -139,6 +157,16 @@ impl RunningClient {
 
     pub fn client(&self) -> &Arc<Client> {
         &self.client
+    }
+
+    /// Logged in and past the initial sync (or not any more): the outbox goes out (or waits).
+    pub fn set_connected(&self, connected: bool) {
+        self.sender.set_connected(connected);
+    }
+
+    /// The outbox may hold something new.
+    pub fn wake_sender(&self) {
+        self.sender.wake();
     }
 
     /// Disconnects (flushing what the client buffers) and waits for its loop to end.

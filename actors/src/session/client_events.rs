@@ -3,12 +3,10 @@
 use chrono::Utc;
 use ractor::{ActorProcessingErr, ActorRef};
 use whatsapp_rust::types::events::Event;
-use whatsapp_rust::types::presence::ReceiptType;
 
 use super::{WaSessionMsg, WaSessionState, pair_code};
 use crate::error::PairCodeRefusal;
 use crate::events::SessionEvent;
-use crate::outbox::{self, Receipt};
 use crate::sessions::{self, SessionState, Transition};
 
 pub async fn handle(
@@ -93,13 +91,12 @@ pub async fn handle(
                     push_name: push_name.as_deref(),
                 })
                 .await?;
-            state.connected = true;
+            state.set_connected(true);
             (state.args.on_connected)();
-            let _ = myself.cast(WaSessionMsg::Drain);
         }
         Event::Disconnected(lost) => {
             // The client reconnects by itself; sends wait for the next Connected.
-            state.connected = false;
+            state.set_connected(false);
             state.showing_qr = false;
             let reason = format!("connection lost ({}), reconnecting", lost.reason);
             state
@@ -172,37 +169,6 @@ pub async fn handle(
                 None => format!("connect failure {:?}", failure.reason),
             };
             sessions::set_last_error(state.pool(), state.fence(), user_id, &reason).await?;
-        }
-        Event::Receipt(receipt) => {
-            let kind = match receipt.r#type {
-                ReceiptType::Delivered => Receipt::Delivered,
-                ReceiptType::Read => Receipt::Read,
-                _ => return Ok(()),
-            };
-            let ids: Vec<String> = receipt
-                .message_ids
-                .iter()
-                .map(|id| id.to_string())
-                .collect();
-            // WhatsApp stamps receipts in whole seconds; when the receipt reached us is as
-            // true and precise enough to measure delivery times in milliseconds. Receipts that
-            // waited offline carry their real time.
-            let at = if receipt.offline {
-                receipt.timestamp
-            } else {
-                chrono::Utc::now()
-            };
-            let moved =
-                outbox::apply_receipt(state.pool(), state.fence(), user_id, &ids, kind, at).await?;
-            for (message_id, status, at) in moved {
-                state.publish(SessionEvent::MessageStatus {
-                    user_id,
-                    message_id,
-                    status,
-                    at,
-                    error: None,
-                });
-            }
         }
         _ => {}
     }

@@ -9,11 +9,13 @@
 mod client;
 mod client_events;
 pub mod pair_code;
+mod receipts;
 mod sender;
 
 use std::sync::Arc;
-
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
@@ -25,6 +27,7 @@ use crate::config::SessionConfig;
 use crate::error::SessionError;
 use crate::events::{EventHub, SessionEvent};
 use crate::lease::Fence;
+use crate::outbox::{MessageStatus, Moved};
 use crate::sessions::{self, SessionState, Transition};
 use crate::store::PgStore;
 use client::RunningClient;
@@ -85,6 +88,41 @@ pub struct WaSessionArgs {
 
 pub struct WaSession;
 
+/// What a session's tasks write with: its user, the pool, its lease, the event hub.
+#[derive(Clone)]
+pub struct Writer {
+    pub user_id: Uuid,
+    pub pool: PgPool,
+    pub fence: Fence,
+    pub events: EventHub,
+}
+
+impl Writer {
+    /// Announces that one of the user's messages reached `status`.
+    fn publish(
+        &self,
+        message_id: Uuid,
+        status: MessageStatus,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    ) {
+        self.events.publish(SessionEvent::MessageStatus {
+            user_id: self.user_id,
+            message_id,
+            status,
+            at,
+            error,
+        });
+    }
+
+    /// Announces every move a statement made.
+    fn publish_moved(&self, moved: &[Moved], error: Option<&str>) {
+        for (message_id, status, at) in moved {
+            self.publish(*message_id, *status, *at, error.map(str::to_owned));
+        }
+    }
+}
+
 pub struct WaSessionState {
     args: WaSessionArgs,
     store: PgStore,
@@ -121,6 +159,23 @@ impl WaSessionState {
         self.args.events.publish(event);
     }
 
+    fn writer(&self) -> Writer {
+        Writer {
+            user_id: self.args.user_id,
+            pool: self.args.pool.clone(),
+            fence: self.args.fence.clone(),
+            events: self.args.events.clone(),
+        }
+    }
+
+    /// Logged in and past the initial sync (or not any more): sends go out (or wait).
+    fn set_connected(&mut self, connected: bool) {
+        self.connected = connected;
+        if let Some(client) = &self.client {
+            client.set_connected(connected);
+        }
+    }
+
     /// Records a state change of this session and announces it (see [`sessions::transition`]).
     async fn transition(&self, change: Transition<'_>) -> Result<(), SessionError> {
         sessions::transition(
@@ -143,7 +198,7 @@ impl WaSessionState {
         device_gone: bool,
         logout: bool,
     ) -> Result<(), ActorProcessingErr> {
-        self.connected = false;
+        self.set_connected(false);
         self.ended = true;
         pair_code::refuse_pending(self, crate::error::PairCodeRefusal::NotRunning);
         let mut stopped = None;
@@ -224,7 +279,7 @@ impl Actor for WaSession {
         let client = RunningClient::start(
             state.store.clone(),
             state.args.config.whatsapp_url.as_deref(),
-            state.args.fence.clone(),
+            state.writer(),
             myself.clone(),
         )
         .await?;
@@ -264,7 +319,12 @@ impl Actor for WaSession {
         }
         match message {
             WaSessionMsg::Client(event) => client_events::handle(&myself, state, &event).await,
-            WaSessionMsg::Drain => sender::send_next(&myself, state).await,
+            WaSessionMsg::Drain => {
+                if let Some(client) = &state.client {
+                    client.wake_sender();
+                }
+                Ok(())
+            }
             WaSessionMsg::Logout(reply) => {
                 let ended = state
                     .end(
@@ -298,7 +358,7 @@ impl Actor for WaSession {
             WaSessionMsg::LeaseLost => {
                 tracing::warn!(user_id = %state.user_id(), "lease lost; stopping the session");
                 state.ended = true;
-                state.connected = false;
+                state.set_connected(false);
                 pair_code::refuse_pending(state, crate::error::PairCodeRefusal::NotRunning);
                 if let Some(client) = state.client.take() {
                     client.stop().await;

@@ -1,15 +1,27 @@
-//! Draining a connected session's outbox, one message per mailbox turn so client events
-//! (receipts, disconnects) interleave with sending.
+//! A session's outbox pipeline: a task beside the session actor that sends what its user
+//! queued, while the session is connected. Sends never wait in the actor's mailbox, so
+//! client events (receipts, disconnects) are handled while a batch is on its way.
+//!
+//! One pass claims a batch of the oldest queued messages in one statement, which also stores
+//! each one's WhatsApp id before anything is sent (a retry after a crash reuses it). The batch
+//! goes out one chat after another within a chat, chats at once, so messages to one recipient
+//! keep their order; the outcomes are recorded in one statement per kind. The next pass starts
+//! when this one is recorded, so order holds across batches too. Wake-ups coalesce: however
+//! many requests arrive while a pass runs, one more pass follows.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{ActorProcessingErr, ActorRef};
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::{ClientError, Jid};
+use whatsapp_rust::{Client, ClientError, Jid};
 
-use super::{WaSessionMsg, WaSessionState};
-use crate::events::SessionEvent;
+use super::Writer;
+use crate::error::SessionError;
 use crate::outbox::{self, Claimed, MessageStatus};
 
 /// A message that could not be sent this many times is given up on, so one poisonous
@@ -19,55 +31,164 @@ const MAX_ATTEMPTS: i32 = 5;
 /// Upper bound for one send (device lookup, encryption, the stanza write).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What became of one send attempt.
+/// Messages claimed per pass.
+const BATCH: usize = 128;
+
+/// Chats sent to at once within a pass.
+const CHATS_AT_ONCE: usize = 32;
+
+/// How long a pass that found the connection gone waits before trying again (the next
+/// `connected` wakes it sooner).
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// The running pipeline; dropping it stops the task (what it had claimed stays `sending`,
+/// and is sent again, with the same ids, by whoever runs the session next).
+pub struct Sender {
+    wake: Arc<Notify>,
+    connected: watch::Sender<bool>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Sender {
+    pub fn start(writer: Writer, client: Arc<Client>) -> Self {
+        let wake = Arc::new(Notify::new());
+        let (connected, watch_connected) = watch::channel(false);
+        let task = tokio::spawn(run(writer, client, wake.clone(), watch_connected)).abort_handle();
+        Self {
+            wake,
+            connected,
+            task,
+        }
+    }
+
+    /// The outbox may hold something new.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sends go out only while the session is logged in and past its initial sync.
+    pub fn set_connected(&self, connected: bool) {
+        self.connected.send_replace(connected);
+        if connected {
+            self.wake();
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How a pass ended.
+enum Pass {
+    /// Nothing was queued.
+    Drained,
+    /// A batch went out; there may be more.
+    More,
+    /// The connection went away under the batch: what did not go out is queued again.
+    Interrupted,
+}
+
+async fn run(
+    writer: Writer,
+    client: Arc<Client>,
+    wake: Arc<Notify>,
+    mut connected: watch::Receiver<bool>,
+) {
+    loop {
+        if connected.wait_for(|connected| *connected).await.is_err() {
+            return;
+        }
+        match pass(&writer, &client).await {
+            Ok(Pass::Drained) => wake.notified().await,
+            Ok(Pass::More) => {}
+            Ok(Pass::Interrupted) => {
+                let _ = tokio::time::timeout(RETRY_AFTER, connected.changed()).await;
+            }
+            // The fence watcher stops the session; nothing more may be written.
+            Err(SessionError::LeaseLost) => return,
+            Err(error) => {
+                tracing::warn!(user_id = %writer.user_id, %error, "outbox pass failed; retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+    }
+}
+
+/// What became of one message of a batch.
 enum Outcome {
     Sent,
-    /// Not connected after all: back to the queue until the next `Connected`.
+    /// Not connected after all: back to the queue.
     Retry,
+    /// Queued behind a `Retry` in its chat: not tried, so that the chat keeps its order.
+    NotTried,
     Failed(String),
 }
 
-pub async fn send_next(
-    myself: &ActorRef<WaSessionMsg>,
-    state: &mut WaSessionState,
-) -> Result<(), ActorProcessingErr> {
-    if !state.connected {
-        return Ok(());
+async fn pass(writer: &Writer, client: &Arc<Client>) -> Result<Pass, SessionError> {
+    let ids: Vec<String> = (0..BATCH).map(|_| client.generate_message_id()).collect();
+    let batch = outbox::claim_batch(&writer.pool, &writer.fence, writer.user_id, &ids).await?;
+    if batch.is_empty() {
+        return Ok(Pass::Drained);
     }
-    let Some(client) = state.client.as_ref().map(|c| c.client().clone()) else {
-        return Ok(());
-    };
-    let user_id = state.user_id();
-    let Some(job) = outbox::claim_next(state.pool(), state.fence(), user_id).await? else {
-        return Ok(());
-    };
-    if job.attempts > MAX_ATTEMPTS {
-        let reason = format!("gave up after {MAX_ATTEMPTS} attempts");
-        fail(state, &job, &reason).await?;
-        let _ = myself.cast(WaSessionMsg::Drain);
-        return Ok(());
+    for job in &batch {
+        writer.publish(job.id, MessageStatus::Sending, job.at, None);
     }
-    publish(state, &job, MessageStatus::Sending, job.at, None);
+    let outcomes: Vec<(Uuid, Outcome)> = futures_util::stream::iter(chats(batch))
+        .map(|chat| send_chat(client, chat))
+        .buffer_unordered(CHATS_AT_ONCE)
+        .flat_map(futures_util::stream::iter)
+        .collect()
+        .await;
+    record(writer, outcomes).await
+}
 
-    let Some(recipient) = recipient_jid(&job.recipient) else {
-        fail(
-            state,
-            &job,
-            "invalid recipient: a phone number is digits only",
-        )
-        .await?;
-        let _ = myself.cast(WaSessionMsg::Drain);
-        return Ok(());
-    };
-    // Chosen and stored before the send: a crash after the send but before `sent` is
-    // recorded retries with the same id, which WhatsApp treats as the same message.
-    let wa_message_id = match &job.wa_message_id {
-        Some(id) => id.clone(),
-        None => {
-            let id = client.generate_message_id();
-            outbox::assign_wa_id(state.pool(), state.fence(), job.id, &id).await?;
-            id
+/// The batch by recipient, each chat in queue order.
+fn chats(batch: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut chats: Vec<Vec<Claimed>> = Vec::new();
+    for job in batch {
+        match index.get(&job.recipient) {
+            Some(&chat) => chats[chat].push(job),
+            None => {
+                index.insert(job.recipient.clone(), chats.len());
+                chats.push(vec![job]);
+            }
         }
+    }
+    chats
+}
+
+/// Sends one chat's messages in order; once one must wait for the connection, so do the
+/// ones after it.
+async fn send_chat(client: &Arc<Client>, chat: Vec<Claimed>) -> Vec<(Uuid, Outcome)> {
+    let mut outcomes = Vec::with_capacity(chat.len());
+    let mut interrupted = false;
+    for job in chat {
+        let outcome = if interrupted {
+            Outcome::NotTried
+        } else {
+            send_one(client, &job).await
+        };
+        interrupted |= matches!(outcome, Outcome::Retry);
+        outcomes.push((job.id, outcome));
+    }
+    outcomes
+}
+
+async fn send_one(client: &Client, job: &Claimed) -> Outcome {
+    if job.attempts > MAX_ATTEMPTS {
+        return Outcome::Failed(format!("gave up after {MAX_ATTEMPTS} attempts"));
+    }
+    let Some(recipient) = recipient_jid(&job.recipient) else {
+        return Outcome::Failed("invalid recipient: a phone number is digits only".into());
+    };
+    // The claim stored an id; a row without one (impossible by the claim) is not sent
+    // under an id nobody recorded.
+    let Some(wa_message_id) = job.wa_message_id.clone() else {
+        return Outcome::Failed("no WhatsApp message id was recorded before sending".into());
     };
     let message = wa::Message {
         conversation: Some(job.body.clone()),
@@ -79,35 +200,55 @@ pub async fn send_next(
         client.send_message_with_options(recipient, message, options),
     )
     .await;
-    let outcome = match sent {
+    match sent {
         Ok(Ok(_)) => Outcome::Sent,
         Ok(Err(error)) => classify(&error),
         Err(_) => Outcome::Retry,
-    };
-    match outcome {
-        Outcome::Sent => {
-            if let Some(at) = outbox::mark_sent(state.pool(), state.fence(), job.id).await? {
-                publish(state, &job, MessageStatus::Sent, at, None);
-            }
-            let _ = myself.cast(WaSessionMsg::Drain);
-        }
-        Outcome::Retry => {
-            if let Some(at) = outbox::requeue(state.pool(), state.fence(), job.id).await? {
-                publish(state, &job, MessageStatus::Queued, at, None);
-            }
-            // The next `Connected` drains again; retrying now would spin.
-            state.connected = state.connected && client.is_connected();
-            if state.connected {
-                // Detached: the timer task delivers on its own.
-                drop(myself.send_after(Duration::from_secs(2), || WaSessionMsg::Drain));
-            }
-        }
-        Outcome::Failed(reason) => {
-            fail(state, &job, &reason).await?;
-            let _ = myself.cast(WaSessionMsg::Drain);
+    }
+}
+
+/// Records a batch's outcomes, one statement per kind, and announces them.
+async fn record(writer: &Writer, outcomes: Vec<(Uuid, Outcome)>) -> Result<Pass, SessionError> {
+    let mut sent = Vec::new();
+    let mut retry = Vec::new();
+    let mut not_tried = Vec::new();
+    let mut failed = Vec::new();
+    for (id, outcome) in outcomes {
+        match outcome {
+            Outcome::Sent => sent.push(id),
+            Outcome::Retry => retry.push(id),
+            Outcome::NotTried => not_tried.push(id),
+            Outcome::Failed(reason) => failed.push((id, reason)),
         }
     }
-    Ok(())
+    let (pool, fence) = (&writer.pool, &writer.fence);
+    if !sent.is_empty() {
+        writer.publish_moved(&outbox::mark_sent(pool, fence, &sent).await?, None);
+    }
+    if !failed.is_empty() {
+        let reasons: HashMap<Uuid, &str> = failed
+            .iter()
+            .map(|(id, reason)| (*id, reason.as_str()))
+            .collect();
+        for (id, status, at) in outbox::mark_failed(pool, fence, &failed).await? {
+            writer.publish(id, status, at, reasons.get(&id).map(|r| r.to_string()));
+        }
+    }
+    let interrupted = !retry.is_empty() || !not_tried.is_empty();
+    if !retry.is_empty() {
+        writer.publish_moved(&outbox::requeue(pool, fence, &retry, true).await?, None);
+    }
+    if !not_tried.is_empty() {
+        writer.publish_moved(
+            &outbox::requeue(pool, fence, &not_tried, false).await?,
+            None,
+        );
+    }
+    Ok(if interrupted {
+        Pass::Interrupted
+    } else {
+        Pass::More
+    })
 }
 
 /// `<digits>@s.whatsapp.net`, or `None` for anything that is not a phone number.
@@ -135,35 +276,30 @@ fn classify(error: &SendError) -> Outcome {
     }
 }
 
-async fn fail(
-    state: &WaSessionState,
-    job: &Claimed,
-    reason: &str,
-) -> Result<(), ActorProcessingErr> {
-    if let Some(at) = outbox::mark_failed(state.pool(), state.fence(), job.id, reason).await? {
-        publish(
-            state,
-            job,
-            MessageStatus::Failed,
-            at,
-            Some(reason.to_owned()),
-        );
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn publish(
-    state: &WaSessionState,
-    job: &Claimed,
-    status: MessageStatus,
-    at: chrono::DateTime<chrono::Utc>,
-    error: Option<String>,
-) {
-    state.publish(SessionEvent::MessageStatus {
-        user_id: state.user_id(),
-        message_id: job.id,
-        status,
-        at,
-        error,
-    });
+    fn job(recipient: &str) -> Claimed {
+        Claimed {
+            id: Uuid::new_v4(),
+            recipient: recipient.into(),
+            body: String::new(),
+            wa_message_id: None,
+            attempts: 1,
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_into_chats_that_keep_queue_order() {
+        let batch = vec![job("1"), job("2"), job("1"), job("3"), job("2"), job("1")];
+        let order: Vec<Uuid> = batch.iter().map(|job| job.id).collect();
+        let chats = chats(batch);
+        let ids = |chat: &Vec<Claimed>| chat.iter().map(|job| job.id).collect::<Vec<_>>();
+        assert_eq!(chats.len(), 3);
+        assert_eq!(ids(&chats[0]), vec![order[0], order[2], order[5]]);
+        assert_eq!(ids(&chats[1]), vec![order[1], order[4]]);
+        assert_eq!(ids(&chats[2]), vec![order[3]]);
+    }
 }
