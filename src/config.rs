@@ -53,8 +53,13 @@ pub struct ClusterSettings {
     /// Other nodes' `host:port` to dial at start; the rest are found in the database.
     pub peers: Vec<String>,
     /// Shared by every node: links between nodes authenticate with it. Required with
-    /// `listen`; it does not encrypt (keep node traffic on a private network).
+    /// `listen`; it does not encrypt (the `tls_*` files do).
     pub cookie: Option<String>,
+    /// PEM files for mutual TLS between nodes, all three or none: this node's certificate
+    /// chain, its private key, and the CA that signs every node's certificate.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     /// How long a session lease lives without renewal: a node that dies has its sessions
     /// running elsewhere after about this long.
     pub lease_ttl_secs: u64,
@@ -69,6 +74,9 @@ impl Default for ClusterSettings {
             listen: None,
             peers: Vec::new(),
             cookie: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
             lease_ttl_secs: 8,
             shutdown_timeout_secs: 30,
         }
@@ -312,6 +320,15 @@ impl Settings {
         if let Some(v) = env("BOTWAVE_CLUSTER_COOKIE") {
             self.cluster.cookie = set(v);
         }
+        if let Some(v) = env("BOTWAVE_CLUSTER_TLS_CERT") {
+            self.cluster.tls_cert = set(v).map(PathBuf::from);
+        }
+        if let Some(v) = env("BOTWAVE_CLUSTER_TLS_KEY") {
+            self.cluster.tls_key = set(v).map(PathBuf::from);
+        }
+        if let Some(v) = env("BOTWAVE_CLUSTER_TLS_CA") {
+            self.cluster.tls_ca = set(v).map(PathBuf::from);
+        }
         if let Some(v) = env("BOTWAVE_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
         }
@@ -426,6 +443,23 @@ impl Settings {
         if !cluster.peers.is_empty() && cluster.listen.is_none() {
             return invalid("cluster.listen", "must be set when cluster.peers are");
         }
+        let tls_files = [&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca];
+        let tls_set = tls_files.iter().filter(|file| file.is_some()).count();
+        if tls_files.iter().any(|file| {
+            file.as_ref()
+                .is_some_and(|path| path.as_os_str().is_empty())
+        }) {
+            return invalid("cluster.tls_*", "must not be empty paths");
+        }
+        if tls_set != 0 && tls_set != tls_files.len() {
+            return invalid(
+                "cluster.tls_*",
+                "set all three of cluster.tls_cert, cluster.tls_key and cluster.tls_ca, or none",
+            );
+        }
+        if tls_set != 0 && cluster.listen.is_none() {
+            return invalid("cluster.listen", "must be set when cluster.tls_* are");
+        }
         if let Some(peer) = cluster.peers.iter().find(|peer| !peer.contains(':')) {
             return invalid("cluster.peers", &format!("{peer:?} is not host:port"));
         }
@@ -534,6 +568,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(no_cookie.contains("cluster.cookie"), "{no_cookie}");
+    }
+
+    const CLUSTER_ENV: [(&str, &str); 3] = [
+        ("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7002"),
+        ("BOTWAVE_CLUSTER_COOKIE", "0123456789abcdef0123"),
+        ("BOTWAVE_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+    ];
+
+    #[test]
+    fn cluster_tls_files_come_from_the_file_and_the_environment() {
+        let mut env = CLUSTER_ENV.to_vec();
+        env.push(("BOTWAVE_CLUSTER_TLS_KEY", "/etc/botwave/tls/env.key"));
+        let settings = load(
+            "[cluster]\ntls_cert = \"/etc/botwave/tls/node.pem\"\n\
+             tls_key = \"/etc/botwave/tls/node.key\"\ntls_ca = \"/etc/botwave/tls/ca.pem\"\n",
+            &env,
+        )
+        .unwrap();
+        let cluster = &settings.cluster;
+        assert_eq!(
+            cluster.tls_cert.as_deref(),
+            Some(std::path::Path::new("/etc/botwave/tls/node.pem"))
+        );
+        assert_eq!(
+            cluster.tls_key.as_deref(),
+            Some(std::path::Path::new("/etc/botwave/tls/env.key"))
+        );
+        assert_eq!(
+            cluster.tls_ca.as_deref(),
+            Some(std::path::Path::new("/etc/botwave/tls/ca.pem"))
+        );
+
+        let none = load("", &CLUSTER_ENV).unwrap();
+        assert!(none.cluster.tls_cert.is_none() && none.cluster.tls_ca.is_none());
+    }
+
+    #[test]
+    fn cluster_tls_needs_all_three_files_and_a_cluster_listen() {
+        let mut env = CLUSTER_ENV.to_vec();
+        env.push(("BOTWAVE_CLUSTER_TLS_CERT", "/etc/botwave/tls/node.pem"));
+        env.push(("BOTWAVE_CLUSTER_TLS_CA", "/etc/botwave/tls/ca.pem"));
+        let partial = load("", &env).unwrap_err().to_string();
+        assert!(
+            partial.contains("cluster.tls_") && partial.contains("all three"),
+            "{partial}"
+        );
+
+        let without_listen = load(
+            "[cluster]\ntls_cert = \"a.pem\"\ntls_key = \"a.key\"\ntls_ca = \"ca.pem\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            without_listen.contains("cluster.listen"),
+            "{without_listen}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use botwave_actors::{
     cluster::{
         membership::{Membership, MembershipConfig},
         nodes,
+        tls::TlsFiles,
     },
     lease::LeaseTiming,
 };
@@ -113,6 +114,14 @@ impl Application {
                         peers: cluster.peers.clone(),
                         cookie: cookie.clone(),
                         lease_ttl: cluster.lease_ttl(),
+                        tls: match (&cluster.tls_cert, &cluster.tls_key, &cluster.tls_ca) {
+                            (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+                                cert: cert.clone(),
+                                key: key.clone(),
+                                ca: ca.clone(),
+                            }),
+                            _ => None,
+                        },
                     },
                     database.pool.clone(),
                 )

@@ -2,14 +2,16 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use crate::common::TestDatabase;
@@ -28,6 +30,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     http: reqwest::Client,
     scratch: PathBuf,
+    /// Node processes started so far (for names and log files).
+    spawned: usize,
 }
 
 pub struct Node {
@@ -110,6 +114,7 @@ impl Cluster {
                 .build()
                 .expect("http client"),
             scratch,
+            spawned: 0,
         };
         for _ in 0..nodes {
             cluster.add_node().await;
@@ -117,10 +122,42 @@ impl Cluster {
         cluster
     }
 
-    /// Starts one more node, peered with the first, and waits until it is ready.
+    /// Starts one more node, peered with the others, and waits until it is ready.
     pub async fn add_node(&mut self) -> usize {
-        let index = self.nodes.len();
-        let name = format!("node-{}", (b'a' + index as u8) as char);
+        self.add_node_with(&[]).await
+    }
+
+    /// [`add_node`](Self::add_node) with more `BOTWAVE_*` variables (they win over the
+    /// harness's own).
+    pub async fn add_node_with(&mut self, env: &[(&str, String)]) -> usize {
+        let node = self.spawn_node(env);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ready = self
+                .http
+                .get(format!("{}/readyz", node.http))
+                .send()
+                .await
+                .is_ok_and(|response| response.status() == 200);
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never got ready:\n{}",
+                node.name,
+                node.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    /// Starts a node process, peered with the nodes of the cluster, without waiting for it.
+    pub fn spawn_node(&mut self, env: &[(&str, String)]) -> Node {
+        let name = format!("node-{}", (b'a' + self.spawned as u8) as char);
+        self.spawned += 1;
         let http_port = free_port();
         let cluster_port = free_port();
         let peers: Vec<String> = self
@@ -151,39 +188,24 @@ impl Cluster {
             .env("BOTWAVE_CLUSTER_COOKIE", COOKIE)
             .env("BOTWAVE_CLUSTER_LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())
             .env("BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS", "20")
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
             .expect("botwave serve starts");
-        let node = Node {
+        Node {
             name,
             http: format!("http://127.0.0.1:{http_port}"),
             cluster_port,
             child: Some(child),
             log,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let ready = self
-                .http
-                .get(format!("{}/readyz", node.http))
-                .send()
-                .await
-                .is_ok_and(|response| response.status() == 200);
-            if ready {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never got ready:\n{}",
-                node.name,
-                node.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.nodes.push(node);
-        index
+    }
+
+    /// A directory for the test's own files, removed with the cluster.
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
     }
 
     pub async fn api(
@@ -215,21 +237,7 @@ impl Cluster {
     /// Registers a user through `node` and links its WhatsApp to a new simulated phone by
     /// initializing on `node` and scanning the QR code it shows.
     pub async fn linked_user(&self, node: usize, phone: &str) -> User {
-        let email = format!("u-{}@example.com", Uuid::new_v4().simple());
-        let response = self
-            .http
-            .post(format!("{}/api/auth/register", self.nodes[node].http))
-            .json(&json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 201, "register through node {node}");
-        let body: Value = response.json().await.expect("register JSON");
-        let user = User {
-            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
-            token: body["token"].as_str().unwrap().to_owned(),
-            phone: phone.to_owned(),
-        };
+        let user = self.user(node, phone).await;
         self.initialize(node, &user).await;
         // Under load a code can be replaced between reading and scanning it (the client
         // rotates them): then the next one is scanned, as a person would.
@@ -259,18 +267,61 @@ impl Cluster {
         user
     }
 
+    /// Registers a user through `node` (no WhatsApp yet).
+    pub async fn user(&self, node: usize, phone: &str) -> User {
+        let email = format!("u-{}@example.com", Uuid::new_v4().simple());
+        let response = self
+            .http
+            .post(format!("{}/api/auth/register", self.nodes[node].http))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 201, "register through node {node}");
+        let body: Value = response.json().await.expect("register JSON");
+        User {
+            id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+            token: body["token"].as_str().unwrap().to_owned(),
+            phone: phone.to_owned(),
+        }
+    }
+
+    /// `POST /api/whatsapp/initialize` for `user` through `node`, whatever it answers.
+    pub async fn try_initialize(&self, node: usize, user: &User) -> reqwest::Response {
+        self.api(
+            node,
+            Method::POST,
+            "/api/whatsapp/initialize",
+            &user.token,
+            None,
+        )
+        .await
+    }
+
     /// `POST /api/whatsapp/initialize` for `user` through `node`, which must accept it.
     pub async fn initialize(&self, node: usize, user: &User) {
-        let response = self
-            .api(
-                node,
-                Method::POST,
-                "/api/whatsapp/initialize",
-                &user.token,
-                None,
-            )
-            .await;
+        let response = self.try_initialize(node, user).await;
         assert_eq!(response.status(), 202, "initialize through node {node}");
+    }
+
+    /// A dashboard's websocket on `node`, authenticated as `user`.
+    pub async fn dashboard(&self, node: usize, user: &User) -> Dashboard {
+        let url = format!("{}/ws", self.nodes[node].http.replacen("http", "ws", 1));
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+        socket
+            .send(Message::text(
+                json!({ "type": "authenticate", "token": user.token }).to_string(),
+            ))
+            .await
+            .expect("authenticate");
+        let mut dashboard = Dashboard(socket);
+        let authenticated = dashboard
+            .event(Duration::from_secs(30), |event| {
+                event["type"] == "authenticated"
+            })
+            .await;
+        assert!(authenticated, "the websocket on node {node} authenticated");
+        dashboard
     }
 
     /// Waits until `user`'s device is logged in to WhatsApp from a node holding its lease.
@@ -373,6 +424,37 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// A dashboard's websocket.
+pub struct Dashboard(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Dashboard {
+    /// Waits up to `within` for an event that `wanted` accepts; answers whether one came.
+    pub async fn event(&mut self, within: Duration, wanted: impl Fn(&Value) -> bool) -> bool {
+        let found = tokio::time::timeout(within, async {
+            while let Some(Ok(frame)) = self.0.next().await {
+                let Ok(text) = frame.to_text() else { continue };
+                if serde_json::from_str::<Value>(text).is_ok_and(|event| wanted(&event)) {
+                    return true;
+                }
+            }
+            false
+        });
+        found.await.unwrap_or(false)
+    }
+
+    /// Waits up to `within` for the event saying message `id` was delivered.
+    pub async fn delivered(&mut self, id: &str, within: Duration) -> bool {
+        self.event(within, |event| {
+            event["type"] == "message_status"
+                && event["message_id"] == id
+                && event["status"] == "delivered"
+        })
+        .await
     }
 }
 

@@ -10,3 +10,4 @@ mod common;
 mod failover;
 mod harness;
 mod routing;
+mod tls;

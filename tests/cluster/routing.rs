@@ -4,10 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::{Cluster, User};
 
@@ -61,17 +58,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
     let watcher = (0..3)
         .find(|&i| cluster.nodes[i].name != owner)
         .expect("another node");
-    let ws_url = format!(
-        "{}/ws",
-        cluster.nodes[watcher].http.replacen("http", "ws", 1)
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("ws");
-    socket
-        .send(Message::text(
-            json!({ "type": "authenticate", "token": watched.token }).to_string(),
-        ))
-        .await
-        .expect("authenticate");
+    let mut dashboard = cluster.dashboard(watcher, watched).await;
     let id = cluster
         .send(
             (watcher + 1) % 3,
@@ -80,23 +67,10 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
             "watched from afar",
         )
         .await;
-    let delivered = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(Ok(frame)) = socket.next().await {
-            let Ok(text) = frame.to_text() else { continue };
-            let Ok(event) = serde_json::from_str::<Value>(text) else {
-                continue;
-            };
-            if event["type"] == "message_status"
-                && event["message_id"] == id.as_str()
-                && event["status"] == "delivered"
-            {
-                return;
-            }
-        }
-        panic!("the websocket closed");
-    })
-    .await;
-    assert!(delivered.is_ok(), "no delivered event on node {watcher}");
+    assert!(
+        dashboard.delivered(&id, Duration::from_secs(60)).await,
+        "no delivered event on node {watcher}"
+    );
 
     // kill -9 a node right after it accepted messages.
     let victim = 2;

@@ -8,7 +8,8 @@
 //! configured peers) that has no link; and a failure detector pings every peer's
 //! gateway, dropping links whose peer stopped answering (a frozen process keeps its
 //! sockets open). The library's own listener is bound to loopback on a free port and
-//! stays unused.
+//! stays unused. With [`TlsFiles`] every link is mutual TLS ([`super::tls`]) under the
+//! cookie; without them it is plaintext, authenticated by the cookie alone.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,11 +21,13 @@ use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{BoxRead, BoxWrite, ClusterBidiStream, NodeServer, NodeServerMessage};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsStream;
 use uuid::Uuid;
 
 use super::NodeIdentity;
 use super::gateway::Gateways;
 use super::nodes;
+use super::tls::{ClusterTls, TlsError, TlsFiles};
 use crate::PgPool;
 
 /// A link whose peer has not answered for this long is dropped (and redialed).
@@ -56,6 +59,8 @@ pub struct MembershipConfig {
     pub cookie: String,
     /// Lease lifetime: a node that has not heartbeated for this long is not dialed.
     pub lease_ttl: Duration,
+    /// This node's certificate, key and the cluster's CA; `None` means plaintext links.
+    pub tls: Option<TlsFiles>,
 }
 
 /// A running membership. Dropping it stops nothing; [`Membership::stop`] does.
@@ -75,6 +80,8 @@ pub enum MembershipError {
     },
     #[error("cannot start the cluster node server: {0}")]
     Server(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl Membership {
@@ -85,6 +92,16 @@ impl Membership {
         config: MembershipConfig,
         pool: PgPool,
     ) -> Result<Self, MembershipError> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(ClusterTls::load(files)?)),
+            None => {
+                tracing::warn!(
+                    "cluster links are not encrypted (no cluster.tls_cert, tls_key, tls_ca): \
+                     the cookie only authenticates; keep node traffic on a private network"
+                );
+                None
+            }
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -111,11 +128,12 @@ impl Membership {
             .await
             .map_err(|error| MembershipError::Server(error.to_string()))?;
         let tasks = vec![
-            tokio::spawn(accept_links(listener, server.clone())),
+            tokio::spawn(accept_links(listener, server.clone(), tls.clone())),
             tokio::spawn(dial_links(
                 server.clone(),
                 node.incarnation,
                 config.clone(),
+                tls,
                 pool,
             )),
             tokio::spawn(detect_failures(server.clone())),
@@ -163,7 +181,11 @@ async fn sessions(
         .collect()
 }
 
-async fn accept_links(listener: TcpListener, server: ActorRef<NodeServerMessage>) {
+async fn accept_links(
+    listener: TcpListener,
+    server: ActorRef<NodeServerMessage>,
+    tls: Option<Arc<ClusterTls>>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_INBOUND_LINKS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -178,12 +200,18 @@ async fn accept_links(listener: TcpListener, server: ActorRef<NodeServerMessage>
             tracing::warn!(%peer, "too many cluster links open; refused one");
             continue;
         };
-        let Some(link) = Link::new(stream, Some(permit)) else {
-            continue;
-        };
-        let _ = server.cast(NodeServerMessage::ConnectionOpenedExternal {
-            stream: Box::new(link),
-            is_server: true,
+        let server = server.clone();
+        let tls = tls.clone();
+        // Off the accept loop: a TLS handshake takes round trips, and may stall.
+        tokio::spawn(async move {
+            let Some(link) = Link::open(stream, tls.as_deref(), Side::Accepted, Some(permit)).await
+            else {
+                return;
+            };
+            let _ = server.cast(NodeServerMessage::ConnectionOpenedExternal {
+                stream: Box::new(link),
+                is_server: true,
+            });
         });
     }
 }
@@ -192,6 +220,7 @@ async fn dial_links(
     server: ActorRef<NodeServerMessage>,
     me: Uuid,
     config: MembershipConfig,
+    tls: Option<Arc<ClusterTls>>,
     pool: PgPool,
 ) {
     let mut ticker = tokio::time::interval(DIAL_EVERY);
@@ -220,12 +249,12 @@ async fn dial_links(
             }
         }
         for target in targets {
-            dial(&server, &target).await;
+            dial(&server, &target, tls.as_deref()).await;
         }
     }
 }
 
-async fn dial(server: &ActorRef<NodeServerMessage>, target: &str) {
+async fn dial(server: &ActorRef<NodeServerMessage>, target: &str, tls: Option<&ClusterTls>) {
     let stream = match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -237,8 +266,8 @@ async fn dial(server: &ActorRef<NodeServerMessage>, target: &str) {
             return;
         }
     };
-    if let Some(link) = Link::new(stream, None) {
-        // Only the socket is open here; the handshake goes on in the node server.
+    if let Some(link) = Link::open(stream, tls, Side::Dialed(target), None).await {
+        // The link is open (in TLS, when used); the cookie handshake goes on in the node server.
         let _ = ractor_cluster::client_connect_external(server, Box::new(link)).await;
     }
 }
@@ -269,54 +298,100 @@ async fn detect_failures(server: ActorRef<NodeServerMessage>) {
     }
 }
 
-/// One cluster link's socket, with keepalive and a user timeout, holding its share of
-/// the inbound cap for as long as the link lives.
+/// Which end of a link this node is.
+enum Side<'a> {
+    Accepted,
+    /// Dialed to this `host:port`.
+    Dialed(&'a str),
+}
+
+/// One cluster link: its socket, with keepalive and a user timeout, in TLS when the
+/// cluster uses it, holding its share of the inbound cap for as long as the link lives.
 struct Link {
-    stream: TcpStream,
+    transport: Transport,
     peer: String,
     local: String,
     permit: Option<OwnedSemaphorePermit>,
 }
 
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
 impl Link {
-    fn new(stream: TcpStream, permit: Option<OwnedSemaphorePermit>) -> Option<Self> {
-        let configured = (|| {
-            stream.set_nodelay(true)?;
-            let socket = socket2::SockRef::from(&stream);
-            socket.set_tcp_keepalive(
-                &socket2::TcpKeepalive::new()
-                    .with_time(KEEPALIVE_IDLE)
-                    .with_interval(KEEPALIVE_INTERVAL)
-                    .with_retries(KEEPALIVE_RETRIES),
-            )?;
-            socket.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
-            Ok::<_, std::io::Error>((stream.peer_addr()?, stream.local_addr()?))
-        })();
-        match configured {
-            Ok((peer, local)) => Some(Self {
-                stream,
-                peer: peer.to_string(),
-                local: local.to_string(),
-                permit,
-            }),
+    /// Sets the socket options, then runs the TLS handshake when `tls` is given;
+    /// `None` (logged) when either fails.
+    async fn open(
+        stream: TcpStream,
+        tls: Option<&ClusterTls>,
+        side: Side<'_>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Option<Self> {
+        let (peer, local) = match configure(&stream) {
+            Ok(addresses) => addresses,
             Err(error) => {
                 tracing::warn!(%error, "cannot set up a cluster link socket");
-                None
+                return None;
             }
-        }
+        };
+        let peer = peer.to_string();
+        let transport = match (tls, side) {
+            (None, _) => Transport::Plain(stream),
+            (Some(tls), Side::Accepted) => {
+                Transport::Tls(Box::new(tls.accept(stream, &peer).await?))
+            }
+            (Some(tls), Side::Dialed(target)) => {
+                Transport::Tls(Box::new(tls.connect(stream, target).await?))
+            }
+        };
+        Some(Self {
+            transport,
+            peer,
+            local: local.to_string(),
+            permit,
+        })
     }
+}
+
+/// Keepalive and `TCP_USER_TIMEOUT` on the TCP socket (under TLS too); answers the
+/// peer's and the local address.
+fn configure(stream: &TcpStream) -> std::io::Result<(SocketAddr, SocketAddr)> {
+    stream.set_nodelay(true)?;
+    let socket = socket2::SockRef::from(stream);
+    socket.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_RETRIES),
+    )?;
+    socket.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
+    Ok((stream.peer_addr()?, stream.local_addr()?))
 }
 
 impl ClusterBidiStream for Link {
     fn split(self: Box<Self>) -> (BoxRead, BoxWrite) {
-        let (read, write) = self.stream.into_split();
-        (
-            Box::new(PermitHolder {
+        fn halves(
+            read: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+            write: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+            permit: Option<OwnedSemaphorePermit>,
+        ) -> (BoxRead, BoxWrite) {
+            let read = PermitHolder {
                 inner: read,
-                _permit: self.permit,
-            }),
-            Box::new(write),
-        )
+                _permit: permit,
+            };
+            (Box::new(read), Box::new(write))
+        }
+        match self.transport {
+            Transport::Plain(stream) => {
+                let (read, write) = stream.into_split();
+                halves(read, write, self.permit)
+            }
+            Transport::Tls(stream) => {
+                let (read, write) = tokio::io::split(*stream);
+                halves(read, write, self.permit)
+            }
+        }
     }
 
     fn peer_label(&self) -> Option<String> {

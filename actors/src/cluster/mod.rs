@@ -11,11 +11,13 @@
 //!   `TCP_USER_TIMEOUT`), reconnects and a ping-based failure detector;
 //! - [`gateway`]: the actor, and the handle the session manager routes through;
 //! - [`wire`]: the versioned messages between nodes;
-//! - [`nodes`]: the `cluster_nodes` table.
+//! - [`nodes`]: the `cluster_nodes` table;
+//! - [`tls`]: mutual TLS on the links, when the node has a certificate.
 
 pub mod gateway;
 pub mod membership;
 pub mod nodes;
+pub mod tls;
 pub mod wire;
 
 use uuid::Uuid;
