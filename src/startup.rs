@@ -181,6 +181,12 @@ impl Application {
         self.local_addr
     }
 
+    /// The node's event hub: what its websockets deliver (for embedding, and for tests that
+    /// need more events than a session produces).
+    pub fn events(&self) -> EventHub {
+        self.state.events.clone()
+    }
+
     pub fn port(&self) -> u16 {
         self.local_addr.port()
     }

@@ -1,10 +1,12 @@
 //! The event hub: every session and message status change is published here, and the
-//! websocket bridge (and tests) subscribe. In a cluster, what a node publishes is also
+//! websocket bridge (and tests) subscribe — a socket to its user's events, an admin's also
+//! to every session's state. In a cluster, what a node publishes is also
 //! handed to the cluster layer, which delivers it to the hubs of the other nodes: a
 //! dashboard sees its sessions' events whichever node it is connected to.
 
 use chrono::{DateTime, Utc};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
@@ -67,22 +69,40 @@ impl SessionEvent {
     }
 }
 
-/// Fan-out of [`SessionEvent`]s to every subscriber. Cheap to clone; clones share the
-/// channel. A subscriber that falls more than `capacity` events behind loses the oldest
-/// ones (it sees `RecvError::Lagged`), so a slow websocket never holds back a session.
+/// Fan-out of [`SessionEvent`]s. Each user's events go to that user's own channel, every
+/// session's state changes also to the admins' channel, and everything to a channel for whoever
+/// watches it all (tests, tools): a burst of one user's events fills only that user's channel,
+/// so it never holds back or closes anyone else's socket. A subscriber that falls more than a
+/// channel's capacity behind loses the oldest events (it sees `RecvError::Lagged`), so a slow
+/// websocket never holds back a session. Cheap to clone; clones share the channels.
 #[derive(Clone)]
 pub struct EventHub {
-    sender: broadcast::Sender<SessionEvent>,
+    inner: Arc<Hub>,
+}
+
+struct Hub {
+    all: broadcast::Sender<SessionEvent>,
+    states: broadcast::Sender<SessionEvent>,
+    /// Channels of users somebody listens to; one is dropped when its last listener is gone.
+    users: Mutex<HashMap<Uuid, broadcast::Sender<SessionEvent>>>,
+    per_user: usize,
     /// Where this node's own events go to reach the other nodes, once the cluster runs.
-    cluster: Arc<OnceLock<mpsc::UnboundedSender<SessionEvent>>>,
+    cluster: OnceLock<mpsc::UnboundedSender<SessionEvent>>,
 }
 
 impl EventHub {
+    /// `capacity`: how far behind a subscriber of the shared channels may fall; a user's own
+    /// channel holds a quarter of that (it is allocated whole for every user with a socket).
     pub fn new(capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity.max(1));
+        let capacity = capacity.max(1);
         Self {
-            sender,
-            cluster: Arc::new(OnceLock::new()),
+            inner: Arc::new(Hub {
+                all: broadcast::channel(capacity).0,
+                states: broadcast::channel(capacity).0,
+                users: Mutex::new(HashMap::new()),
+                per_user: (capacity / 4).max(16),
+                cluster: OnceLock::new(),
+            }),
         }
     }
 
@@ -90,25 +110,59 @@ impl EventHub {
     /// Having no subscriber is not an error.
     pub fn publish(&self, event: SessionEvent) {
         tracing::debug!(?event, "session event");
-        if let Some(cluster) = self.cluster.get() {
+        if let Some(cluster) = self.inner.cluster.get() {
             let _ = cluster.send(event.clone());
         }
-        let _ = self.sender.send(event);
+        self.deliver(event);
     }
 
     /// Delivers an event another node published, to this node's subscribers only.
     pub fn deliver_from_peer(&self, event: SessionEvent) {
-        let _ = self.sender.send(event);
+        self.deliver(event);
+    }
+
+    fn deliver(&self, event: SessionEvent) {
+        let hub = &self.inner;
+        {
+            let mut users = lock(&hub.users);
+            if let Some(channel) = users.get(&event.user_id())
+                && channel.send(event.clone()).is_err()
+            {
+                users.remove(&event.user_id());
+            }
+        }
+        if matches!(event, SessionEvent::SessionState { .. }) && hub.states.receiver_count() > 0 {
+            let _ = hub.states.send(event.clone());
+        }
+        let _ = hub.all.send(event);
     }
 
     /// Hands every event published from now on to the cluster layer as well.
     pub fn forward_to_cluster(&self, sink: mpsc::UnboundedSender<SessionEvent>) {
-        let _ = self.cluster.set(sink);
+        let _ = self.inner.cluster.set(sink);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
-        self.sender.subscribe()
+    /// The events of one user.
+    pub fn subscribe_user(&self, user_id: Uuid) -> broadcast::Receiver<SessionEvent> {
+        lock(&self.inner.users)
+            .entry(user_id)
+            .or_insert_with(|| broadcast::channel(self.inner.per_user).0)
+            .subscribe()
     }
+
+    /// Every session's state changes (what admins watch).
+    pub fn subscribe_states(&self) -> broadcast::Receiver<SessionEvent> {
+        self.inner.states.subscribe()
+    }
+
+    /// Every event.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.inner.all.subscribe()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Default for EventHub {

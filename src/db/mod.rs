@@ -51,6 +51,10 @@ pub async fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
     let pool = bb8::Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(10))
+        // A round trip on every checkout would double the cost of most queries; a connection
+        // that died is noticed by its first statement (and by keepalives), and the pool drops
+        // connections that report themselves closed.
+        .test_on_check_out(false)
         .build(manager)
         .await?;
     Ok(pool)

@@ -21,6 +21,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     pub sim: SimHandle,
     pub client: reqwest::Client,
+    /// The running node's event hub.
+    pub events: botwave_actors::EventHub,
     settings: Settings,
     node: Option<RunningNode>,
 }
@@ -76,6 +78,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
+        events: botwave_actors::EventHub::default(),
         settings,
         node: None,
     };
@@ -89,6 +92,7 @@ impl TestApp {
             .await
             .expect("node starts");
         self.address = format!("http://{}", node.local_addr());
+        self.events = node.events();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(node.run_until(async {
             let _ = stop.await;

@@ -167,3 +167,38 @@ async fn a_stopping_node_closes_its_sockets_with_a_reason_to_reconnect() {
     assert_eq!(code, CloseCode::Away);
     assert!(reason.contains("shutting down"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_burst_of_one_users_events_neither_delays_nor_closes_anothers_socket() {
+    let app = spawn_app().await;
+    let alice = app.new_account().await;
+    let bob = app.new_account().await;
+    let mut alice_socket = authenticated(&app, &alice.token).await;
+    let _bob_socket = authenticated(&app, &bob.token).await;
+    let alice_id: uuid::Uuid = alice.id.parse().unwrap();
+    let bob_id: uuid::Uuid = bob.id.parse().unwrap();
+    let status = |user_id, n: u128| botwave_actors::SessionEvent::MessageStatus {
+        user_id,
+        message_id: uuid::Uuid::from_u128(n),
+        status: botwave_actors::outbox::MessageStatus::Sent,
+        at: chrono::Utc::now(),
+        error: None,
+    };
+
+    // Bob's account produces 10,000 events at once (a bulk send); Alice's, one now and then.
+    // Bob's socket does not read them, so his channel overflows; Alice's must not notice.
+    for n in 0..10_000u128 {
+        app.events.publish(status(bob_id, n));
+        if n % 1_000 == 999 {
+            app.events.publish(status(alice_id, n));
+        }
+    }
+    for n in (0..10_000u128).filter(|n| n % 1_000 == 999) {
+        let event = next_json(&mut alice_socket, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("alice's event {n} never came (socket closed or stuck)"));
+        assert_eq!(event["type"], "message_status", "{event}");
+        assert_eq!(event["user_id"], alice.id.as_str());
+        assert_eq!(event["message_id"], uuid::Uuid::from_u128(n).to_string());
+    }
+}

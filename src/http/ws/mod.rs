@@ -36,7 +36,10 @@ use futures_util::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::{sync::broadcast::error::RecvError, time::Instant};
+use tokio::{
+    sync::broadcast::{self, error::RecvError},
+    time::Instant,
+};
 use warp::{
     Filter, Rejection, Reply,
     filters::ws::{Message, WebSocket},
@@ -193,9 +196,9 @@ async fn session(
     let Some(_address_slot) = state.ws_by_ip.take(ip) else {
         return Some(Close(CLOSE_TOO_MANY, "too many sockets"));
     };
-    // Subscribe before authenticating so that nothing published meanwhile is missed: neither
-    // an event, nor a change that revokes the token being checked.
-    let mut events = state.events.subscribe();
+    // Subscribe before authenticating so that no change that revokes the token being checked
+    // is missed. Events are subscribed to once it is known whose they are, before the
+    // snapshot is read: every later change is in the snapshot or arrives live.
     let mut account_changes = state.accounts.subscribe();
     let mut stopping = state.stopping.subscribe();
 
@@ -214,6 +217,9 @@ async fn session(
     let Some(_account_slot) = state.ws_by_user.take(caller.user.id) else {
         return Some(Close(CLOSE_TOO_MANY, "too many sockets for this account"));
     };
+    let mut events = state.events.subscribe_user(caller.user.id);
+    // Admins also watch every session's state; their own arrive on their own channel.
+    let mut all_states = (caller.user.role == Role::Admin).then(|| state.events.subscribe_states());
     let hello = json!({
         "type": "authenticated",
         "user": { "id": caller.user.id, "email": caller.user.email, "role": caller.user.role },
@@ -262,14 +268,16 @@ async fn session(
             event = events.recv() => match event {
                 Ok(SessionEvent::MessageStatus { message_id, status, .. })
                     if replayed.covers(message_id, status) => {}
-                Ok(event) if is_for(&event, &user) => {
+                Ok(event) => sink.send(frame(render(&event))).await.ok()?,
+                Err(RecvError::Lagged(missed)) => return Some(too_slow(&user, missed)),
+                Err(RecvError::Closed) => return None,
+            },
+            event = recv_some(&mut all_states) => match event {
+                Ok(event) if event.user_id() != user.id => {
                     sink.send(frame(render(&event))).await.ok()?;
                 }
                 Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(user = %user.id, missed, "websocket client too slow, disconnecting");
-                    return Some(Close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect"));
-                }
+                Err(RecvError::Lagged(missed)) => return Some(too_slow(&user, missed)),
                 Err(RecvError::Closed) => return None,
             },
             incoming = stream.next() => match incoming {
@@ -394,9 +402,19 @@ fn frame(mut value: Value) -> Message {
     Message::text(value.to_string())
 }
 
-fn is_for(event: &SessionEvent, user: &User) -> bool {
-    event.user_id() == user.id
-        || (user.role == Role::Admin && matches!(event, SessionEvent::SessionState { .. }))
+/// The next event of a subscription the socket may not have.
+async fn recv_some(
+    events: &mut Option<broadcast::Receiver<SessionEvent>>,
+) -> Result<SessionEvent, RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn too_slow(user: &User, missed: u64) -> Close {
+    tracing::warn!(user = %user.id, missed, "websocket client too slow, disconnecting");
+    Close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect")
 }
 
 fn close(code: u16, reason: &'static str) -> Message {
