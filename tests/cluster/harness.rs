@@ -119,6 +119,13 @@ impl Cluster {
 
     /// Starts one more node, peered with the first, and waits until it is ready.
     pub async fn add_node(&mut self) -> usize {
+        let database_url = self.db.url.clone();
+        self.add_node_with_database(&database_url).await
+    }
+
+    /// Like [`add_node`](Self::add_node), reaching the database at `database_url` (through
+    /// a [`DbProxy`](crate::db_proxy::DbProxy), say).
+    pub async fn add_node_with_database(&mut self, database_url: &str) -> usize {
         let index = self.nodes.len();
         let name = format!("node-{}", (b'a' + index as u8) as char);
         let http_port = free_port();
@@ -137,7 +144,7 @@ impl Cluster {
             .env("RUST_LOG", "botwave=info,botwave_actors=info,warn")
             .env("BOTWAVE_LISTEN", format!("127.0.0.1:{http_port}"))
             .env("BOTWAVE_DATA_DIR", self.scratch.join(&name))
-            .env("BOTWAVE_DATABASE_URL", &self.db.url)
+            .env("BOTWAVE_DATABASE_URL", database_url)
             .env("BOTWAVE_JWT_SECRET", JWT_SECRET)
             // Every account of these tests registers from 127.0.0.1.
             .env("BOTWAVE_LOGIN_ATTEMPTS_PER_IP", "100000")
