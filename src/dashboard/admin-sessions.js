@@ -1,5 +1,6 @@
-// Admin › Sessions: every WhatsApp session of the installation, kept live from the websocket
-// (admins hear every session's `session_state`), with disconnect, restart and stop.
+// Admin › Sessions: every WhatsApp session of the installation and the node running it, kept
+// live from the websocket (admins hear every session's `session_state`), with disconnect,
+// restart and stop.
 
 import { api } from "./api.js";
 import { el, formatTime, setText } from "./dom.js";
@@ -21,7 +22,7 @@ const REFETCH_AFTER_MS = 300;
 export function createSessionsView() {
   const { wrap, body } = table(
     "Every WhatsApp session",
-    ["User", "State", "Phone", "Connected since", "Restarts", "Last error", "QR age", "Queued", "Actions"],
+    ["User", "State", "Phone", "Connected since", "Restarts", "Last error", "QR age", "Queued", "Node", "Actions"],
     "admin-sessions-body",
   );
   const empty = el("p", { id: "admin-sessions-empty", class: "hint", hidden: true, text: "No user has started a WhatsApp session yet." });
@@ -58,6 +59,7 @@ export function createSessionsView() {
       el("td", { class: "last-error", text: session.last_error || "" }),
       el("td", { class: "num", text: session.qr_age_seconds === null ? "" : `${Math.round(session.qr_age_seconds)} s` }),
       el("td", { class: "num queued", text: String(session.queued_messages) }),
+      el("td", { class: "owner-node", text: session.owner_node || "" }),
       el(
         "td",
         { class: "row-actions" },
@@ -80,7 +82,7 @@ export function createSessionsView() {
       for (const fresh of rows) keepArmedActions(fresh);
       body.replaceChildren(...rows);
       empty.hidden = answer.sessions.length > 0;
-      node.textContent = `Sessions run on node ${answer.node}.`;
+      node.textContent = `This page is served by node ${answer.node}; the Node column names the node running each session.`;
       setText("admin-sessions-error", "");
     } catch (error) {
       setText("admin-sessions-error", error.message);

@@ -7,12 +7,14 @@ import { createSessionsView } from "./admin-sessions.js";
 import { createUsersView } from "./admin-users.js";
 import { createAnalyticsView } from "./admin-analytics.js";
 import { createAuditView } from "./admin-audit.js";
+import { createClusterView } from "./admin-cluster.js";
 
 const TABS = [
   ["sessions", "Sessions"],
   ["users", "Users"],
   ["analytics", "Analytics"],
   ["audit", "Audit log"],
+  ["cluster", "Cluster"],
 ];
 
 export function createAdmin({ live, selfId }) {
@@ -21,6 +23,7 @@ export function createAdmin({ live, selfId }) {
     users: createUsersView({ selfId }),
     analytics: createAnalyticsView(),
     audit: createAuditView(),
+    cluster: createClusterView(),
   };
   const links = {};
   const panels = {};

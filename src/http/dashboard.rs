@@ -94,6 +94,10 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             asset(include_bytes!("../dashboard/admin-audit.js"), js),
         ),
         (
+            "admin-cluster.js",
+            asset(include_bytes!("../dashboard/admin-cluster.js"), js),
+        ),
+        (
             "chart.js",
             asset(include_bytes!("../dashboard/chart.js"), js),
         ),

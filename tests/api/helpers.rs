@@ -86,25 +86,79 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     app
 }
 
-impl TestApp {
-    async fn start_node(&mut self) {
-        let node = Application::build(&self.settings)
-            .await
-            .expect("node starts");
-        self.address = format!("http://{}", node.local_addr());
-        self.events = node.events();
+impl RunningNode {
+    /// Builds a node from `settings` and serves it in the background; answers its address
+    /// and event hub.
+    async fn start(settings: &Settings) -> (String, botwave_actors::EventHub, RunningNode) {
+        let node = Application::build(settings).await.expect("node starts");
+        let address = format!("http://{}", node.local_addr());
+        let events = node.events();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(node.run_until(async {
             let _ = stop.await;
         }));
-        self.node = Some(RunningNode { shutdown, stopped });
+        (address, events, RunningNode { shutdown, stopped })
+    }
+
+    /// Stops the node as SIGTERM would (its sessions handed over) and waits until it has.
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.stopped.await.unwrap();
+    }
+}
+
+/// Another node on a test app's database and simulator: the two form a cluster (without
+/// links between them, which placement and the admin cluster page do not need). Used by the
+/// browser suite.
+#[allow(dead_code)]
+pub struct PeerNode {
+    pub address: String,
+    node: Option<RunningNode>,
+}
+
+#[allow(dead_code)]
+impl PeerNode {
+    pub async fn stop(mut self) {
+        if let Some(node) = self.node.take() {
+            node.stop().await;
+        }
+    }
+}
+
+impl Drop for PeerNode {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            let _ = node.shutdown.send(());
+        }
+    }
+}
+
+impl TestApp {
+    async fn start_node(&mut self) {
+        let (address, events, node) = RunningNode::start(&self.settings).await;
+        self.address = address;
+        self.events = events;
+        self.node = Some(node);
     }
 
     /// Stops the node completely (its sessions included); the database and simulator stay.
     pub async fn stop_node(&mut self) {
         if let Some(node) = self.node.take() {
-            let _ = node.shutdown.send(());
-            node.stopped.await.unwrap();
+            node.stop().await;
+        }
+    }
+
+    /// Starts a second node called `name` on this app's database and simulator (with a data
+    /// directory of its own).
+    #[allow(dead_code)]
+    pub async fn spawn_peer(&self, name: &str) -> PeerNode {
+        let mut settings = node_settings(&self.db, &self.sim);
+        settings.cluster = self.settings.cluster.clone();
+        settings.cluster.node_name = Some(name.to_owned());
+        let (address, _, node) = RunningNode::start(&settings).await;
+        PeerNode {
+            address,
+            node: Some(node),
         }
     }
 

@@ -16,6 +16,7 @@ mod whatsapp_helpers;
 mod accounts;
 mod admin;
 mod admin_analytics;
+mod admin_cluster;
 mod api_keys;
 mod demo;
 mod flow;

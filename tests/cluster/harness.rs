@@ -127,6 +127,13 @@ impl Cluster {
         self.add_node_with(&[]).await
     }
 
+    /// Like [`add_node`](Self::add_node), reaching the database at `database_url` (through
+    /// a [`DbProxy`](crate::db_proxy::DbProxy), say).
+    pub async fn add_node_with_database(&mut self, database_url: &str) -> usize {
+        self.add_node_with(&[("BOTWAVE_DATABASE_URL", database_url.to_owned())])
+            .await
+    }
+
     /// [`add_node`](Self::add_node) with more `BOTWAVE_*` variables (they win over the
     /// harness's own).
     pub async fn add_node_with(&mut self, env: &[(&str, String)]) -> usize {

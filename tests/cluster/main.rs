@@ -7,6 +7,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod database_cut;
+mod db_proxy;
 mod failover;
 mod harness;
 mod routing;

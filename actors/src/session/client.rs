@@ -12,6 +12,7 @@ use whatsapp_rust::types::events::Event;
 use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::{Client, ConnectError};
 
+use super::fenced_transport::FencedTransports;
 use super::receipts::Receipts;
 use super::sender::Sender;
 use super::{WaSessionMsg, Writer};
@@ -103,8 +104,9 @@ pub struct RunningClient {
 impl RunningClient {
     /// Builds the client on `store` and starts its connection loop, its outbox pipeline
     /// (idle until [`RunningClient::set_connected`]) and its receipts task. The moment the
-    /// lease is lost the client is disconnected, whatever the session actor is busy with (a
-    /// node cut off from the database may be stuck in a query), and the actor is told.
+    /// lease is lost its socket is closed, whatever the session actor is busy with (a node
+    /// cut off from the database may be stuck in a query), the actor is told, and the client
+    /// is disconnected; it opens no connection without the lease.
     pub async fn start(
         store: PgStore,
         whatsapp_url: Option<&str>,
@@ -113,9 +115,10 @@ impl RunningClient {
     ) -> Result<Self, String> {
         let watcher = session.clone();
         let (receipts, receipt_sink) = Receipts::start(writer.clone());
+        let transports = FencedTransports::new(transport(whatsapp_url), writer.fence.clone());
         let bot = Bot::builder()
             .with_backend(store)
-            .with_transport_factory(transport(whatsapp_url))
+            .with_transport_factory(transports.clone())
             .with_http_client(NoHttp)
             .with_version(WHATSAPP_WEB_VERSION)
             .skip_history_sync()
@@ -142,6 +145,9 @@ impl RunningClient {
         let sender = Sender::start(writer, client.clone());
         let fence_watch = tokio::spawn(async move {
             fence.lost().await;
+            // The socket first: the client's own disconnect writes to the database before
+            // it closes it, and that may hang as long as the database does.
+            transports.close_current().await;
             let _ = watcher.cast(WaSessionMsg::LeaseLost);
             cut_off.disconnect().await;
         })

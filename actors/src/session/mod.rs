@@ -8,6 +8,7 @@
 
 mod client;
 mod client_events;
+mod fenced_transport;
 pub mod pair_code;
 mod receipts;
 mod sender;
