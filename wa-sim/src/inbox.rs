@@ -85,8 +85,14 @@ mod tests {
         let mut inbox = Inbox::default();
         assert!(inbox.first_copy(0, "15550001111", "3EB0A"));
         assert!(!inbox.first_copy(0, "15550001111", "3EB0A"), "a repeat");
-        assert!(inbox.first_copy(1, "15550001111", "3EB0A"), "another device");
-        assert!(inbox.first_copy(0, "15550002222", "3EB0A"), "another sender");
+        assert!(
+            inbox.first_copy(1, "15550001111", "3EB0A"),
+            "another device"
+        );
+        assert!(
+            inbox.first_copy(0, "15550002222", "3EB0A"),
+            "another sender"
+        );
         assert!(inbox.first_copy(0, "15550001111", "3EB0B"), "another id");
         assert!(!inbox.first_copy(0, "15550001111", "3EB0A"));
         assert_eq!(inbox.duplicates(), 2);
