@@ -9,6 +9,9 @@
 
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "simulator")]
+#[doc(hidden)]
+pub mod crash_point;
 pub mod error;
 pub mod events;
 pub mod lease;

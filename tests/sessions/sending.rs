@@ -1,8 +1,10 @@
-//! The outbox: sending, receipts, failures, idempotency.
+//! The outbox: sending, receipts, failures, idempotency, a crash between a send and its record.
 
+use botwave_actors::crash_point;
 use botwave_actors::outbox::{self, MessageSource, MessageStatus, NewMessage};
+use botwave_wa_sim::ReceiptMode;
 
-use crate::support::{Events, Harness, eventually};
+use crate::support::{Events, Harness, WAIT, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_message_is_sent_then_delivered_then_read() {
@@ -162,4 +164,59 @@ async fn messages_to_several_chats_at_once_keep_their_order_in_each_chat() {
         assert_ne!(row.status, MessageStatus::Failed, "{:?}", row.error);
         assert_eq!(row.attempts, 1);
     }
+}
+
+/// A session that dies between a send and its `sent` record leaves the message `sending`,
+/// its WhatsApp id stored. The restarted session sends it again under that id, which the
+/// recipient's phone shows once (counting a duplicate) and answers with receipts, so the log
+/// ends `read`, after two attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_cut_off_before_its_sent_record_goes_again_under_its_id_and_is_shown_once() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    h.pair(user, "15550003020").await;
+    let phone = "15550004020";
+    h.sim.create_phone(phone, 1).unwrap();
+    let mut events = Events::new(&h.hub, user);
+
+    // The phone answers nothing until the session is dead, so only its answer to the repeat
+    // can move the message on.
+    h.sim.set_receipt_mode(ReceiptMode::Manual);
+    let stopped = crash_point::stop_after_send(user);
+    let message = h.enqueue(user, phone, "exactly once").await;
+    h.manager.notify_queued(user);
+    tokio::time::timeout(WAIT, stopped)
+        .await
+        .expect("the pipeline reaches the crash point")
+        .expect("the crash point reports");
+
+    let cut_off = h.message(user, message.id).await;
+    assert_eq!(cut_off.status, MessageStatus::Sending, "no `sent` recorded");
+    assert_eq!(cut_off.attempts, 1);
+    let wa_id = cut_off
+        .wa_message_id
+        .expect("the id is stored before sending");
+    let first = eventually("the first copy at the phone", || async {
+        h.sim.messages(phone).into_iter().next()
+    })
+    .await;
+    assert_eq!(first.id, wa_id);
+
+    h.sim.set_receipt_mode(ReceiptMode::default());
+    assert!(h.manager.crash_for_test(user).await.unwrap());
+    events.message_status(message.id, MessageStatus::Read).await;
+
+    let row = h.message(user, message.id).await;
+    assert_eq!(row.status, MessageStatus::Read);
+    assert!(row.delivered_at.is_some());
+    assert_eq!(row.attempts, 2);
+    assert_eq!(row.wa_message_id.as_deref(), Some(wa_id.as_str()));
+    let received = h.sim.messages(phone);
+    assert_eq!(received.len(), 1, "shown once: {received:?}");
+    assert_eq!(received[0].text, "exactly once");
+    assert_eq!(h.sim.duplicates(phone), 1, "the repeat reached the phone");
+    let stats = h.sim.stats();
+    assert_eq!(stats.duplicate_messages, 1);
+    assert_eq!(stats.decrypt_failures, 0);
+    assert_eq!(h.status(user).await.restart_count, 1);
 }

@@ -332,7 +332,7 @@ async fn main() -> Result<(), BoxError> {
         let bundle = fetch_bundle(conn, &target).await?;
         senders.push((jid.clone(), bundle));
     }
-    let before = sim.stats().messages_decrypted;
+    let before = sim.stats().messages_decrypted_by_recipients;
     let total = senders.len() * args.messages;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -372,7 +372,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let done = sim.stats().messages_decrypted - before;
+        let done = sim.stats().messages_decrypted_by_recipients - before;
         if done as usize >= total || Instant::now() > deadline {
             break;
         }
@@ -380,7 +380,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let elapsed = started.elapsed();
     let stats = sim.stats();
-    let decrypted = stats.messages_decrypted - before;
+    let decrypted = stats.messages_decrypted_by_recipients - before;
     println!(
         "{decrypted}/{total} texts decrypted by the phone in {:.2?}: {:.0} msg/s ({} decrypt failures); connections held: {}",
         elapsed,

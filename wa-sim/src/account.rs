@@ -12,6 +12,7 @@ use wacore_binary::{Jid, Node};
 use wacore_libsignal::protocol::KeyPair;
 use waproto::whatsapp as wa;
 
+use crate::inbox::{Inbox, ReceivedText};
 use crate::phone::{
     AdvDeviceDetails, AppStateSyncKey, CompanionBundle, EncryptedMessage, KeyIndexList, PairingQr,
     PhoneDevice, PhoneError, app_state_key_share_message, initial_history_bootstrap_message,
@@ -57,29 +58,6 @@ pub enum LoginVerdict {
 pub enum NextLogin {
     Refuse401,
     Ban,
-}
-
-/// A text a simulated phone device decrypted.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct ReceivedText {
-    pub id: String,
-    /// The sender's phone number.
-    pub from: String,
-    /// The sending device's JID.
-    pub from_device: String,
-    /// The simulated device of this phone that decrypted it.
-    pub device: u16,
-    pub text: String,
-    /// Unix milliseconds.
-    pub received_at: u64,
-    /// `pkmsg` or `msg`.
-    pub enc_type: String,
-    /// The device JID the sender encrypted this copy for: the LID form once the sender
-    /// has learned the recipient's LID (clients key their sessions under it).
-    pub addressed_to: String,
-    /// The chat JID the sender addressed (receipts come from it).
-    #[serde(skip)]
-    pub chat: String,
 }
 
 /// A receipt a client sent this phone (delivered, read, `peer_msg` for what the phone
@@ -133,7 +111,7 @@ pub struct Account {
     phones: Vec<PhoneSlot>,
     companions: BTreeMap<u16, Companion>,
     pending: HashMap<u16, PendingPairing>,
-    inbox: Vec<ReceivedText>,
+    inbox: Inbox,
     receipts: Vec<ClientReceipt>,
     next_device_id: u16,
     next_key_index: u32,
@@ -166,7 +144,7 @@ impl Account {
             }],
             companions: BTreeMap::new(),
             pending: HashMap::new(),
-            inbox: Vec::new(),
+            inbox: Inbox::default(),
             receipts: Vec::new(),
             next_device_id: phone_devices,
             next_key_index: 1,
@@ -564,12 +542,23 @@ impl Account {
         self.phones[0].signal.encrypt(recipient, bundle, message)
     }
 
+    /// Whether phone device `device` gets message `id` from the number `from` for the first
+    /// time; a repeat is counted (see [`Inbox::first_copy`]).
+    pub fn first_copy(&mut self, device: u16, from: &str, id: &str) -> bool {
+        self.inbox.first_copy(device, from, id)
+    }
+
     pub fn record(&mut self, text: ReceivedText) {
-        self.inbox.push(text);
+        self.inbox.record(text);
     }
 
     pub fn inbox(&self) -> &[ReceivedText] {
-        &self.inbox
+        self.inbox.texts()
+    }
+
+    /// Copies of messages this phone's devices had already received, not kept again.
+    pub fn duplicates(&self) -> u64 {
+        self.inbox.duplicates()
     }
 
     pub fn record_receipt(&mut self, receipt: ClientReceipt) {

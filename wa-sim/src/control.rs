@@ -72,6 +72,9 @@ pub struct PhoneInfo {
     pub companions: Vec<String>,
     /// The same companions with what WhatsApp saw of their connections.
     pub companion_devices: Vec<CompanionInfo>,
+    /// Copies of messages the phone's devices had already received from their sender
+    /// under the same id, shown once and not kept again.
+    pub duplicates: u64,
     pub created: bool,
 }
 
@@ -315,6 +318,7 @@ fn phone_info(shared: &Shared, number: &str, created: bool) -> Option<PhoneInfo>
         devices: account.phone_device_count(),
         companions: companion_devices.iter().map(|c| c.jid.clone()).collect(),
         companion_devices,
+        duplicates: account.duplicates(),
         created,
     })
 }

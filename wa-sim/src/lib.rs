@@ -21,6 +21,7 @@ mod connection;
 mod control;
 mod delivery;
 mod double_connection;
+mod inbox;
 mod noise;
 mod pair_code;
 pub mod phone;
@@ -31,7 +32,7 @@ mod state;
 mod stats;
 mod wire;
 
-pub use account::{ClientReceipt, ReceivedText};
+pub use account::ClientReceipt;
 pub use config::{ReceiptMode, SimConfig};
 pub use control::{
     CompanionInfo, ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest,
@@ -40,6 +41,7 @@ pub use control::{
 };
 pub use delivery::{DeliveryError, SentText};
 pub use double_connection::DoubleConnections;
+pub use inbox::ReceivedText;
 pub use noise::{CertificateError, NoiseRootKey};
 pub use pair_code::PairCodeError;
 pub use scan::{Paired, ScanError};

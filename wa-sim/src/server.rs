@@ -9,10 +9,11 @@ use tokio::task::JoinHandle;
 use tracing::info;
 use warp::Filter;
 
-use crate::account::{ClientReceipt, ReceivedText};
+use crate::account::ClientReceipt;
 use crate::config::{ReceiptMode, SimConfig};
 use crate::delivery::{self, DeliveryError, SentText};
 use crate::double_connection::DoubleConnections;
+use crate::inbox::ReceivedText;
 use crate::pair_code::PairCodeError;
 use crate::scan::{self, Paired, ScanError};
 use crate::stanza::ReceiptKind;
@@ -147,6 +148,15 @@ impl SimHandle {
         self.shared
             .account(number)
             .map(|account| lock(&account).inbox().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// How many copies of messages phone `number` had already received and did not keep
+    /// again (a sender repeating a message id); the phone's `duplicates`.
+    pub fn duplicates(&self, number: &str) -> u64 {
+        self.shared
+            .account(number)
+            .map(|account| lock(&account).duplicates())
             .unwrap_or_default()
     }
 

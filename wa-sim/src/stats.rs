@@ -20,7 +20,9 @@ pub struct Stats {
     logins: AtomicU64,
     logins_refused: AtomicU64,
     pairings: AtomicU64,
-    messages_decrypted: AtomicU64,
+    messages_decrypted_by_recipients: AtomicU64,
+    own_device_copies_decrypted: AtomicU64,
+    duplicate_messages: AtomicU64,
     decrypt_failures: AtomicU64,
     messages_sent_to_clients: AtomicU64,
     receipts_sent: AtomicU64,
@@ -38,7 +40,16 @@ pub struct StatsSnapshot {
     pub logins: u64,
     pub logins_refused: u64,
     pub pairings: u64,
-    pub messages_decrypted: u64,
+    /// Message copies recipients' phone devices decrypted and kept (one per device: a
+    /// text to a phone with two devices counts 2). Every text among them is in the phone's
+    /// message list.
+    pub messages_decrypted_by_recipients: u64,
+    /// The copies clients send their own phone of what they send (`deviceSentMessage`),
+    /// decrypted there and not kept as received.
+    pub own_device_copies_decrypted: u64,
+    /// Copies recipients' phone devices decrypted but did not keep again: a message id the
+    /// device already had from that sender (the sum of the phones' `duplicates`).
+    pub duplicate_messages: u64,
     pub decrypt_failures: u64,
     pub messages_sent_to_clients: u64,
     pub receipts_sent: u64,
@@ -102,8 +113,14 @@ impl Stats {
     pub fn pairing(&self) {
         bump(&self.pairings);
     }
-    pub fn message_decrypted(&self) {
-        bump(&self.messages_decrypted);
+    pub fn message_decrypted_by_recipient(&self) {
+        bump(&self.messages_decrypted_by_recipients);
+    }
+    pub fn own_device_copy_decrypted(&self) {
+        bump(&self.own_device_copies_decrypted);
+    }
+    pub fn duplicate_message(&self) {
+        bump(&self.duplicate_messages);
     }
     pub fn decrypt_failure(&self) {
         bump(&self.decrypt_failures);
@@ -136,7 +153,9 @@ impl Stats {
             logins: get(&self.logins),
             logins_refused: get(&self.logins_refused),
             pairings: get(&self.pairings),
-            messages_decrypted: get(&self.messages_decrypted),
+            messages_decrypted_by_recipients: get(&self.messages_decrypted_by_recipients),
+            own_device_copies_decrypted: get(&self.own_device_copies_decrypted),
+            duplicate_messages: get(&self.duplicate_messages),
             decrypt_failures: get(&self.decrypt_failures),
             messages_sent_to_clients: get(&self.messages_sent_to_clients),
             receipts_sent: get(&self.receipts_sent),

@@ -142,6 +142,10 @@ async fn pass(writer: &Writer, client: &Arc<Client>) -> Result<Pass, SessionErro
         .flat_map(futures_util::stream::iter)
         .collect()
         .await;
+    // Test builds only: a test may stop the pipeline dead here, between the sends and their
+    // record, to show what a crash at this point leaves behind.
+    #[cfg(feature = "simulator")]
+    crate::crash_point::after_send(writer.user_id).await;
     record(writer, outcomes).await
 }
 

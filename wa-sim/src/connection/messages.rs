@@ -1,6 +1,7 @@
 //! What a logged-in client sends about messages. A `<message>`: ack it, let every
-//! simulated recipient device decrypt its `<enc>`, record the texts, and schedule the
-//! phone's receipts. A `<receipt>`: ack it and hand it to the phone that sent the message.
+//! simulated recipient device decrypt its `<enc>`, record the texts (a message id the
+//! device already got from that sender only once), and schedule the phone's receipts.
+//! A `<receipt>`: ack it and hand it to the phone that sent the message.
 
 use std::collections::BTreeSet;
 
@@ -9,8 +10,9 @@ use wacore_binary::{Jid, Node, NodeContent};
 
 use super::ConnError;
 use super::session::{Flow, Role, Session};
-use crate::account::{ClientReceipt, ReceivedText, unix_millis};
+use crate::account::{ClientReceipt, unix_millis};
 use crate::delivery;
+use crate::inbox::ReceivedText;
 use crate::phone::message_text;
 use crate::stanza;
 use crate::state::lock;
@@ -76,11 +78,20 @@ impl Session {
                 version,
             ) {
                 Ok(message) => {
-                    self.shared.stats.message_decrypted();
                     // The sender's own phone gets a device-sent copy: not a received text.
                     if account.number == sender.number || message.device_sent_message.is_set() {
+                        self.shared.stats.own_device_copy_decrypted();
                         continue;
                     }
+                    // A repeat is answered like the first copy (WhatsApp clients send a
+                    // receipt for every message they decrypt, one they know included), so
+                    // a sender that lost the first receipts still sees it delivered.
+                    recipients.insert(account.number.clone());
+                    if !account.first_copy(target.device, &sender.number, &id) {
+                        self.shared.stats.duplicate_message();
+                        continue;
+                    }
+                    self.shared.stats.message_decrypted_by_recipient();
                     if let Some(text) = message_text(&message) {
                         account.record(ReceivedText {
                             id: id.clone(),
@@ -94,7 +105,6 @@ impl Session {
                             chat: to.to_non_ad().to_string(),
                         });
                     }
-                    recipients.insert(account.number.clone());
                 }
                 Err(error) => {
                     self.shared.stats.decrypt_failure();

@@ -1,9 +1,11 @@
-//! Client → phone texts (decrypted by the phone), receipts back, phone → client texts,
-//! and sending to a number that is not on WhatsApp.
+//! Client → phone texts (decrypted by the phone, a repeated id shown once), receipts back,
+//! phone → client texts, and sending to a number that is not on WhatsApp.
 
-use botwave_wa_sim::{ReceiptKind, ReceiptMode, SimConfig};
+use botwave_wa_sim::{PhoneInfo, ReceiptKind, ReceiptMode, SimConfig};
+use whatsapp_rust::send::SendOptions;
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::waproto::whatsapp as wa;
 
 use crate::common::{eventually, paired_client, pn, start_sim};
 
@@ -326,4 +328,115 @@ async fn receipts_a_client_sends_reach_the_phone_that_sent_the_message() {
         sim.receipts("15551110011").iter().all(|r| r.id != sent.id),
         "a receipt reaches only the sender"
     );
+}
+
+/// WhatsApp keys a chat's messages by sender and id: a client that sends again under an id
+/// it used (a retry after a crash) sends the same message. The phone shows it once, counts a
+/// duplicate, and still answers it with receipts, so a sender that never heard back about
+/// the first copy sees it delivered and read. Another sender's message under the same id is
+/// a message of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_id_a_sender_repeats_is_shown_once_counted_and_still_answered() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110012").await;
+    let phone = "15552220012";
+    sim.create_phone(phone, 1).unwrap();
+
+    // Nothing answers the first copy, as if its sender had died before hearing back.
+    sim.set_receipt_mode(ReceiptMode::Manual);
+    let first = client
+        .client
+        .send_text(pn(phone), "only once")
+        .await
+        .expect("first send");
+    eventually("the first copy at the phone", || {
+        (sim.messages(phone).len() == 1).then_some(())
+    })
+    .await;
+
+    sim.set_receipt_mode(ReceiptMode::default());
+    let repeat = client
+        .client
+        .send_message_with_options(
+            pn(phone),
+            wa::Message {
+                conversation: Some("only once".into()),
+                ..Default::default()
+            },
+            SendOptions::default().with_message_id(first.message_id.clone()),
+        )
+        .await
+        .expect("the repeat");
+    assert_eq!(repeat.message_id, first.message_id);
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let (ids, kind) = client
+            .events
+            .wait("the receipts for the repeat", |e| match e {
+                Event::Receipt(receipt) => Some((
+                    receipt
+                        .message_ids
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>(),
+                    receipt.r#type.clone(),
+                )),
+                _ => None,
+            })
+            .await;
+        assert_eq!(ids, vec![first.message_id.clone()]);
+        kinds.push(kind);
+    }
+    assert_eq!(kinds, vec![ReceiptType::Delivered, ReceiptType::Read]);
+
+    let received = sim.messages(phone);
+    assert_eq!(received.len(), 1, "shown once: {received:?}");
+    assert_eq!(
+        (received[0].id.as_str(), received[0].text.as_str()),
+        (first.message_id.as_str(), "only once")
+    );
+    assert_eq!(sim.duplicates(phone), 1);
+    let stats = sim.stats();
+    assert_eq!(stats.duplicate_messages, 1);
+    assert_eq!(stats.messages_decrypted_by_recipients, 1);
+    assert_eq!(stats.decrypt_failures, 0);
+    // Each send also made a copy for the sender's own phone; neither is a received text.
+    eventually("both own-device copies decrypted", || {
+        (sim.stats().own_device_copies_decrypted == 2).then_some(())
+    })
+    .await;
+    assert!(sim.messages("15551110012").is_empty());
+
+    // The same id from someone else is another message.
+    let other = paired_client(&sim, "15551110013").await;
+    other
+        .client
+        .send_message_with_options(
+            pn(phone),
+            wa::Message {
+                conversation: Some("mine".into()),
+                ..Default::default()
+            },
+            SendOptions::default().with_message_id(first.message_id.clone()),
+        )
+        .await
+        .expect("another sender");
+    let received = eventually("the other sender's text", || {
+        let received = sim.messages(phone);
+        (received.len() == 2).then_some(received)
+    })
+    .await;
+    assert_eq!(received[1].from, "15551110013");
+    assert_eq!(received[1].text, "mine");
+
+    // The phone's `duplicates` in the control API.
+    let phones: Vec<PhoneInfo> = reqwest::get(format!("{}/phones", sim.control_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info = phones.iter().find(|p| p.number == phone).expect("listed");
+    assert_eq!(info.duplicates, 1);
+    assert_eq!(sim.stats().duplicate_messages, 1);
 }
