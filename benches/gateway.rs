@@ -266,6 +266,7 @@ async fn main() {
         },
         whatsapp: WhatsappSettings {
             url: Some(format!("{}/ws/chat", sim_base.replacen("http", "ws", 1))),
+            ..WhatsappSettings::default()
         },
         cluster: Default::default(),
         // Every client of the bench is on one address, and the sockets are one admin's.

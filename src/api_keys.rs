@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, types::Type};
 use uuid::Uuid;
 
 use crate::{
@@ -106,23 +106,37 @@ pub async fn count(pool: &DbPool, user_id: Uuid) -> Result<i64, DbError> {
     Ok(row.get(0))
 }
 
-/// The owner of a live key with this digest, recording the use.
+/// The owner of a live key with this digest, recording the use. `last_used_at` is kept
+/// to the minute: a busy integration's every request would otherwise update (and lock)
+/// its key's row, and concurrent requests with one key would queue on that lock.
 pub async fn authenticate(
     pool: &DbPool,
     key_hash: &[u8],
 ) -> Result<Option<(ApiKey, User)>, DbError> {
     let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
-            "UPDATE api_keys k SET last_used_at = now()
-             FROM users u
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id
-             RETURNING k.id, k.name, k.prefix, k.created_at, k.last_used_at,
-                       u.id AS user_id, u.email, u.role, u.token_version,
-                       u.disabled_at IS NOT NULL AS disabled, u.created_at AS user_created_at",
-            &[&key_hash],
+    let rows = conn
+        .query_typed(
+            "WITH found AS (
+                 SELECT k.id, k.name, k.prefix, k.created_at, k.last_used_at,
+                        u.id AS user_id, u.email, u.role, u.token_version,
+                        u.disabled_at IS NOT NULL AS disabled, u.created_at AS user_created_at
+                 FROM api_keys k JOIN users u ON u.id = k.user_id
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL),
+             touched AS (
+                 UPDATE api_keys k SET last_used_at = now()
+                 FROM found
+                 WHERE k.id = found.id
+                   AND (found.last_used_at IS NULL OR found.last_used_at < now() - interval '1 minute')
+                 RETURNING k.last_used_at)
+             SELECT found.id, found.name, found.prefix, found.created_at,
+                    COALESCE((SELECT last_used_at FROM touched), found.last_used_at) AS last_used_at,
+                    found.user_id, found.email, found.role, found.token_version, found.disabled,
+                    found.user_created_at
+             FROM found",
+            &[(&key_hash, Type::BYTEA)],
         )
         .await?;
+    let row = rows.into_iter().next();
     Ok(row.map(|row| {
         let user = User {
             id: row.get("user_id"),

@@ -162,11 +162,24 @@ pub struct HttpSettings {
     pub max_websockets_per_ip: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WhatsappSettings {
     /// WhatsApp Web websocket URL; absent means WhatsApp's real endpoint.
     pub url: Option<String>,
+    /// Sessions per second this node starts when it takes sessions on: at start, after another
+    /// node died, or when one joins. Paced so that neither the database pool nor WhatsApp
+    /// sees thousands of logins at once.
+    pub resume_rate: u32,
+}
+
+impl Default for WhatsappSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            resume_rate: 500,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -297,6 +310,7 @@ impl Settings {
             "BOTWAVE_WS_PONG_TIMEOUT_SECS" => http.ws_pong_timeout_secs;
             "BOTWAVE_MAX_WEBSOCKETS_PER_USER" => http.max_websockets_per_user;
             "BOTWAVE_MAX_WEBSOCKETS_PER_IP" => http.max_websockets_per_ip;
+            "BOTWAVE_WHATSAPP_RESUME_RATE" => whatsapp.resume_rate;
             "BOTWAVE_CLUSTER_LEASE_TTL_SECS" => cluster.lease_ttl_secs;
             "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
         }
@@ -358,6 +372,9 @@ impl Settings {
             && let Err(error) = url.parse::<tokio_postgres::Config>()
         {
             return invalid("database.url", &format!("not a PostgreSQL URL: {error}"));
+        }
+        if self.whatsapp.resume_rate == 0 {
+            return invalid("whatsapp.resume_rate", "must be at least 1");
         }
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
@@ -549,6 +566,20 @@ mod tests {
             bad_cap.contains("BOTWAVE_MAX_CONNECTIONS")
                 && bad_cap.contains("`http.max_connections`"),
             "{bad_cap}"
+        );
+
+        let stalled = load("", &[("BOTWAVE_WHATSAPP_RESUME_RATE", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(stalled.contains("whatsapp.resume_rate"), "{stalled}");
+        let paced = load(
+            "[whatsapp]\nresume_rate = 40\n",
+            &[("BOTWAVE_WHATSAPP_RESUME_RATE", "25")],
+        )
+        .unwrap();
+        assert_eq!(
+            paced.whatsapp.resume_rate, 25,
+            "the variable overrides the file"
         );
 
         let zero_timeout = load("[http]\nheader_read_timeout_secs = 0\n", &[])

@@ -147,6 +147,7 @@ impl Application {
             events.clone(),
             SessionConfig {
                 whatsapp_url: settings.whatsapp.url.clone(),
+                resume_rate: settings.whatsapp.resume_rate,
                 lease: LeaseTiming::new(cluster.lease_ttl()),
                 ..SessionConfig::default()
             },

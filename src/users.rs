@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio_postgres::{GenericClient, Row, error::SqlState};
+use tokio_postgres::{GenericClient, Row, error::SqlState, types::Type};
 use uuid::Uuid;
 
 use crate::{
@@ -163,13 +163,14 @@ pub async fn find_by_email(
 
 pub async fn find_by_id(pool: &DbPool, id: Uuid) -> Result<Option<User>, DbError> {
     let conn = pool.get().await?;
-    let row = conn
-        .query_opt(
+    // Typed: on every authenticated request, so parse, bind and execute go in one round trip.
+    let rows = conn
+        .query_typed(
             &format!("SELECT {COLUMNS} FROM users WHERE id = $1"),
-            &[&id],
+            &[(&id, Type::UUID)],
         )
         .await?;
-    Ok(row.as_ref().map(from_row))
+    Ok(rows.first().map(from_row))
 }
 
 pub async fn password_hash(pool: &DbPool, id: Uuid) -> Result<Option<String>, DbError> {

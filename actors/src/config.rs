@@ -21,6 +21,18 @@ pub struct SessionConfig {
     pub lease: LeaseTiming,
     /// How often the node renews, claims and hands over sessions.
     pub placement_tick: Duration,
+    /// Sessions per second the node claims and starts, or hands over; a failover or a
+    /// restart with thousands of sessions spreads its logins at this pace.
+    pub resume_rate: u32,
+}
+
+impl SessionConfig {
+    /// Sessions moved (claimed, or handed over) per placement tick: `resume_rate` spread over
+    /// the ticks of a second, at least one.
+    pub fn moves_per_tick(&self) -> usize {
+        let per_tick = f64::from(self.resume_rate) * self.placement_tick.as_secs_f64();
+        (per_tick.ceil() as usize).max(1)
+    }
 }
 
 impl Default for SessionConfig {
@@ -32,6 +44,7 @@ impl Default for SessionConfig {
             restart_budget: 5,
             lease: LeaseTiming::default(),
             placement_tick: Duration::from_secs(1),
+            resume_rate: 500,
         }
     }
 }

@@ -25,6 +25,10 @@ pub enum SessionError {
     /// is unknown.
     #[error("the node running this WhatsApp session did not answer; retry in a moment")]
     OwnerUnreachable,
+    /// An insert into the outbox neither queued its message nor met the one its idempotency
+    /// key names (that key's message was deleted in between).
+    #[error("the message was not queued; retry")]
+    NotQueued,
 }
 
 impl From<tokio_postgres::Error> for SessionError {

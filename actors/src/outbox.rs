@@ -151,51 +151,99 @@ impl Message {
     }
 }
 
+/// What [`enqueue_for_linked`] made of a send.
+#[derive(Debug)]
+pub enum Enqueued {
+    /// Queued now.
+    Created(Message),
+    /// The idempotency key was used before: this is the message it queued then.
+    Replayed(Message),
+    /// The user has no linked WhatsApp account; nothing was queued.
+    NotLinked,
+}
+
 /// Queues `message`. With an idempotency key already used by this user, nothing is
 /// inserted and the existing row comes back with `false`.
 pub async fn enqueue(pool: &PgPool, message: NewMessage) -> Result<(Message, bool), SessionError> {
+    match insert(pool, message, false).await? {
+        Enqueued::Created(message) => Ok((message, true)),
+        Enqueued::Replayed(message) => Ok((message, false)),
+        Enqueued::NotLinked => Err(SessionError::NotQueued),
+    }
+}
+
+/// Queues `message` if its user has a linked WhatsApp account, in one statement on the
+/// way of every send request (a second one only to find an idempotent request's original).
+pub async fn enqueue_for_linked(
+    pool: &PgPool,
+    message: NewMessage,
+) -> Result<Enqueued, SessionError> {
+    insert(pool, message, true).await
+}
+
+async fn insert(
+    pool: &PgPool,
+    message: NewMessage,
+    linked_only: bool,
+) -> Result<Enqueued, SessionError> {
     let conn = pool.get().await?;
+    // A linked account is a stored device with a phone number, as `sessions::status` has it.
     let insert = format!(
         "INSERT INTO messages (id, user_id, recipient, body, source, api_key_id, idempotency_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT $1, $2, $3, $4, $5, $6, $7
+         WHERE NOT $8 OR EXISTS (
+             SELECT 1 FROM wa_sessions s JOIN wa_device d ON d.session_id = s.id
+             WHERE s.user_id = $2 AND d.pn IS NOT NULL)
          ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING {MESSAGE_COLUMNS}"
     );
     let inserted = conn
-        .query_opt(
+        .query_typed(
             insert.as_str(),
             &[
-                &Uuid::new_v4(),
-                &message.user_id,
-                &message.recipient,
-                &message.body,
-                &message.source.as_str(),
-                &message.api_key_id,
-                &message.idempotency_key,
+                (&Uuid::new_v4(), Type::UUID),
+                (&message.user_id, Type::UUID),
+                (&message.recipient, Type::TEXT),
+                (&message.body, Type::TEXT),
+                (&message.source.as_str(), Type::TEXT),
+                (&message.api_key_id, Type::UUID),
+                (&message.idempotency_key, Type::TEXT),
+                (&linked_only, Type::BOOL),
             ],
         )
         .await?;
-    if let Some(row) = inserted {
-        return Ok((Message::from_row(&row), true));
+    if let Some(row) = inserted.first() {
+        return Ok(Enqueued::Created(Message::from_row(row)));
     }
-    let existing = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND idempotency_key = $2"
-    );
-    let row = conn
-        .query_one(
-            existing.as_str(),
-            &[&message.user_id, &message.idempotency_key],
-        )
-        .await?;
-    Ok((Message::from_row(&row), false))
+    // Not inserted: the key was used before, or (only when checking) nothing is linked.
+    let existing = match &message.idempotency_key {
+        Some(key) => {
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND idempotency_key = $2"
+            );
+            conn.query_typed(
+                sql.as_str(),
+                &[(&message.user_id, Type::UUID), (key, Type::TEXT)],
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
+    match existing.first() {
+        Some(row) => Ok(Enqueued::Replayed(Message::from_row(row))),
+        None if linked_only => Ok(Enqueued::NotLinked),
+        None => Err(SessionError::NotQueued),
+    }
 }
 
 /// One message by id, for its owner.
 pub async fn get(pool: &PgPool, user_id: Uuid, id: Uuid) -> Result<Option<Message>, SessionError> {
     let conn = pool.get().await?;
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND id = $2");
-    let row = conn.query_opt(sql.as_str(), &[&user_id, &id]).await?;
-    Ok(row.as_ref().map(Message::from_row))
+    let rows = conn
+        .query_typed(sql.as_str(), &[(&user_id, Type::UUID), (&id, Type::UUID)])
+        .await?;
+    Ok(rows.first().map(Message::from_row))
 }
 
 /// A message a session took from its outbox.

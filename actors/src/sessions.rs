@@ -96,8 +96,10 @@ fn status_from_row(row: &Row) -> SessionStatus {
 pub async fn status(pool: &PgPool, user_id: Uuid) -> Result<Option<SessionStatus>, SessionError> {
     let conn = pool.get().await?;
     let sql = format!("SELECT {STATUS_COLUMNS} FROM wa_sessions s WHERE s.user_id = $1");
-    let row = conn.query_opt(sql.as_str(), &[&user_id]).await?;
-    Ok(row.as_ref().map(status_from_row))
+    let rows = conn
+        .query_typed(sql.as_str(), &[(&user_id, Type::UUID)])
+        .await?;
+    Ok(rows.first().map(status_from_row))
 }
 
 /// The session id (device-state namespace) of `user_id`, creating the row on first use.

@@ -7,10 +7,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use botwave_actors::{
-    outbox::{self, Message, MessageSource, MessageStatus, NewMessage},
-    sessions,
-};
+use botwave_actors::outbox::{self, Enqueued, Message, MessageSource, MessageStatus, NewMessage};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -121,21 +118,11 @@ async fn send(
             "Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_LEN} characters"
         )));
     }
-    let paired = sessions::status(&state.pool, caller.user.id)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .is_some_and(|status| status.paired);
-    if !paired {
-        return Err(ApiError::Conflict(
-            "not_paired",
-            "no WhatsApp account is linked: POST /api/whatsapp/initialize and scan the QR code first".into(),
-        ));
-    }
     let api_key_id = match caller.credential {
         Credential::ApiKey { key_id } => Some(key_id),
         Credential::Token => None,
     };
-    let (message, created) = outbox::enqueue(
+    let enqueued = outbox::enqueue_for_linked(
         &state.pool,
         NewMessage {
             user_id: caller.user.id,
@@ -146,8 +133,17 @@ async fn send(
             idempotency_key,
         },
     )
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    .await?;
+    let (message, created) = match enqueued {
+        Enqueued::Created(message) => (message, true),
+        Enqueued::Replayed(message) => (message, false),
+        Enqueued::NotLinked => {
+            return Err(ApiError::Conflict(
+                "not_paired",
+                "no WhatsApp account is linked: POST /api/whatsapp/initialize and scan the QR code first".into(),
+            ));
+        }
+    };
     if created {
         state.sessions.notify_queued(caller.user.id);
     }

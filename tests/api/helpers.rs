@@ -56,6 +56,7 @@ pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
         },
         whatsapp: WhatsappSettings {
             url: Some(sim.ws_url()),
+            ..WhatsappSettings::default()
         },
         ..Settings::default()
     }

@@ -218,6 +218,62 @@ async fn a_restarted_node_resumes_paired_sessions_and_sends_what_was_queued_once
     }
 }
 
+/// A node with many paired sessions logs them in at its configured pace, not all at once:
+/// at 2 per second, the fifth of six starts two ticks after the first, and every one is
+/// connected again without a QR code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resumes_its_sessions_at_the_configured_rate() {
+    let mut h = Harness::start().await;
+    let mut users = Vec::new();
+    for n in 0..6 {
+        let user = h.create_user().await;
+        h.pair(user, &format!("1555000130{n}")).await;
+        users.push(user);
+    }
+    h.manager.shutdown().await;
+
+    let mut events = h.hub.subscribe();
+    h.start_node_with(botwave_actors::SessionConfig {
+        resume_rate: 2,
+        ..crate::support::config(&h.sim)
+    })
+    .await;
+    let mut started = std::collections::HashMap::new();
+    let mut connected = std::collections::HashSet::new();
+    let mut qr_shown = false;
+    tokio::time::timeout(crate::support::WAIT, async {
+        while connected.len() < users.len() {
+            match events.recv().await.expect("events keep coming") {
+                SessionEvent::SessionState {
+                    user_id,
+                    state: SessionState::Connecting,
+                } => {
+                    started
+                        .entry(user_id)
+                        .or_insert_with(std::time::Instant::now);
+                }
+                SessionEvent::WhatsappConnected { user_id, .. } => {
+                    connected.insert(user_id);
+                }
+                SessionEvent::QrCode { .. } => qr_shown = true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("every session connects again");
+
+    assert!(!qr_shown, "resumed sessions log in without a QR code");
+    let mut starts: Vec<std::time::Instant> = started.into_values().collect();
+    assert_eq!(starts.len(), users.len(), "each session started once");
+    starts.sort();
+    let fifth_after_first = starts[4] - starts[0];
+    assert!(
+        fifth_after_first >= std::time::Duration::from_millis(1800),
+        "the fifth session started {fifth_after_first:?} after the first: not paced"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_stream_stops_the_session_which_resumes_without_a_qr() {
     let h = Harness::start().await;

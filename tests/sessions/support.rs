@@ -70,14 +70,15 @@ impl Harness {
     /// Stops the manager and starts a fresh one on the same database (a node restart).
     pub async fn restart_node(&mut self) {
         self.manager.shutdown().await;
-        self.manager = SessionManager::start(
-            self.db.pool.clone(),
-            self.hub.clone(),
-            config(&self.sim),
-            node(),
-        )
-        .await
-        .expect("manager restarts");
+        self.start_node_with(config(&self.sim)).await;
+    }
+
+    /// Starts a fresh manager with `config` on the same database, the old one stopped.
+    pub async fn start_node_with(&mut self, config: SessionConfig) {
+        self.manager =
+            SessionManager::start(self.db.pool.clone(), self.hub.clone(), config, node())
+                .await
+                .expect("manager restarts");
     }
 
     pub async fn create_user(&self) -> Uuid {

@@ -21,9 +21,6 @@ use crate::config::SessionConfig;
 use crate::lease::{self, Fence, LeaseTiming};
 use crate::session::WaSessionMsg;
 
-/// Sessions claimed or handed over per tick, so a failover spreads its reconnects.
-const MOVE_BATCH: usize = 64;
-
 /// How often connected sessions are checked for queued messages nobody told them about
 /// (a notice lost with a cluster link).
 const OUTBOX_SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -31,6 +28,9 @@ const OUTBOX_SWEEP_EVERY: Duration = Duration::from_secs(10);
 pub struct Placement {
     timing: LeaseTiming,
     tick_every: Duration,
+    /// Sessions claimed or handed over per tick (the configured resume rate), so a restart or
+    /// a failover spreads its logins.
+    moves_per_tick: usize,
     next_renew: Instant,
     next_sweep: Instant,
     draining: bool,
@@ -43,6 +43,7 @@ impl Placement {
         Self {
             timing: config.lease,
             tick_every: config.placement_tick,
+            moves_per_tick: config.moves_per_tick(),
             next_renew: now,
             next_sweep: now + OUTBOX_SWEEP_EVERY,
             draining: false,
@@ -142,14 +143,15 @@ async fn rebalance(
     myself: &ActorRef<SupervisorMsg>,
 ) -> Result<(), crate::SessionError> {
     let mine = state.slots.len();
+    let batch = state.placement.moves_per_tick;
     if state.placement.draining {
-        hand_over_some(state, mine.min(MOVE_BATCH)).await;
+        hand_over_some(state, mine.min(batch)).await;
         return Ok(());
     }
     let load = nodes::load(&state.args.pool, state.placement.timing.ttl).await?;
     let share = load.fair_share();
     if mine < share {
-        let limit = (share - mine).min(MOVE_BATCH) as i64;
+        let limit = (share - mine).min(batch) as i64;
         let claimed = lease::claim_orphans(
             &state.args.pool,
             state.args.node.incarnation,
@@ -168,7 +170,7 @@ async fn rebalance(
                 .await;
         }
     } else if mine > share && load.least_loaded < share {
-        hand_over_some(state, (mine - share).min(MOVE_BATCH)).await;
+        hand_over_some(state, (mine - share).min(batch)).await;
     }
     Ok(())
 }
