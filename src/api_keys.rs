@@ -41,12 +41,18 @@ pub async fn create(
 ) -> Result<ApiKey, DbError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_one(
+        .query_typed_one(
             &format!(
                 "INSERT INTO api_keys (id, user_id, name, prefix, key_hash)
                  VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
             ),
-            &[&Uuid::new_v4(), &user_id, &name, &key.prefix, &key.hash],
+            &[
+                (&Uuid::new_v4(), Type::UUID),
+                (&user_id, Type::UUID),
+                (&name, Type::TEXT),
+                (&key.prefix, Type::TEXT),
+                (&key.hash, Type::BYTEA),
+            ],
         )
         .await?;
     Ok(from_row(&row))
@@ -56,12 +62,12 @@ pub async fn create(
 pub async fn list(pool: &DbPool, user_id: Uuid) -> Result<Vec<ApiKey>, DbError> {
     let conn = pool.get().await?;
     let rows = conn
-        .query(
+        .query_typed(
             &format!(
                 "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL
                  ORDER BY created_at DESC"
             ),
-            &[&user_id],
+            &[(&user_id, Type::UUID)],
         )
         .await?;
     Ok(rows.iter().map(from_row).collect())
@@ -71,10 +77,10 @@ pub async fn list(pool: &DbPool, user_id: Uuid) -> Result<Vec<ApiKey>, DbError> 
 pub async fn revoke(pool: &DbPool, user_id: Uuid, key_id: Uuid) -> Result<bool, DbError> {
     let conn = pool.get().await?;
     let revoked = conn
-        .execute(
+        .execute_typed(
             "UPDATE api_keys SET revoked_at = now()
              WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-            &[&key_id, &user_id],
+            &[(&key_id, Type::UUID), (&user_id, Type::UUID)],
         )
         .await?;
     Ok(revoked == 1)
@@ -87,9 +93,9 @@ pub async fn revoke_all(
     user_id: Uuid,
 ) -> Result<u64, tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-            &[&user_id],
+            &[(&user_id, Type::UUID)],
         )
         .await
 }
@@ -98,9 +104,9 @@ pub async fn revoke_all(
 pub async fn count(pool: &DbPool, user_id: Uuid) -> Result<i64, DbError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_one(
+        .query_typed_one(
             "SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL",
-            &[&user_id],
+            &[(&user_id, Type::UUID)],
         )
         .await?;
     Ok(row.get(0))

@@ -5,6 +5,7 @@
 use base64::Engine;
 use botwave_actors::outbox::{MESSAGE_COLUMNS, Message, MessageSource, MessageStatus};
 use chrono::{DateTime, Utc};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::db::{DbError, DbPool};
@@ -66,7 +67,7 @@ pub async fn list(
     let status = filter.status.map(|s| s.as_str());
     let source = filter.source.map(|s| s.as_str());
     let rows = conn
-        .query(
+        .query_typed(
             &format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages
                  WHERE user_id = $1
@@ -80,15 +81,15 @@ pub async fn list(
                  LIMIT $9"
             ),
             &[
-                &user_id,
-                &status,
-                &filter.recipient,
-                &source,
-                &filter.since,
-                &filter.until,
-                &after.map(|c| c.created_at),
-                &after.map(|c| c.id),
-                &(limit + 1),
+                (&user_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&filter.recipient, Type::TEXT),
+                (&source, Type::TEXT),
+                (&filter.since, Type::TIMESTAMPTZ),
+                (&filter.until, Type::TIMESTAMPTZ),
+                (&after.map(|c| c.created_at), Type::TIMESTAMPTZ),
+                (&after.map(|c| c.id), Type::UUID),
+                (&(limit + 1), Type::INT8),
             ],
         )
         .await?;
@@ -118,14 +119,18 @@ pub async fn changed_since(
 ) -> Result<Vec<Message>, DbError> {
     let conn = pool.get().await?;
     let rows = conn
-        .query(
+        .query_typed(
             &format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages
                  WHERE user_id = $1 AND updated_at >= $2
                  ORDER BY updated_at, id
                  LIMIT $3"
             ),
-            &[&user_id, &since, &limit],
+            &[
+                (&user_id, Type::UUID),
+                (&since, Type::TIMESTAMPTZ),
+                (&limit, Type::INT8),
+            ],
         )
         .await?;
     Ok(rows.iter().map(Message::from_row).collect())

@@ -77,6 +77,8 @@ impl Application {
         settings: &Settings,
         demo_simulator: Option<String>,
     ) -> Result<Self, StartupError> {
+        // First, before any session or connection takes a descriptor: each is one.
+        let limits = http::server::Limits::from_settings(&settings.http).fit_open_files();
         let data_dir_error = |source| StartupError::DataDir {
             path: settings.data_dir.clone(),
             source,
@@ -172,7 +174,7 @@ impl Application {
             listener,
             state,
             database,
-            limits: http::server::Limits::from_settings(&settings.http).fit_open_files(),
+            limits,
             membership,
             shutdown_timeout: settings.cluster.shutdown_timeout(),
         })

@@ -60,16 +60,16 @@ pub async fn insert(
     role: Role,
 ) -> Result<User, UserError> {
     let row = client
-        .query_one(
+        .query_typed_one(
             &format!(
                 "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, $4)
                  RETURNING {COLUMNS}"
             ),
             &[
-                &Uuid::new_v4(),
-                &email.as_str(),
-                &password_hash,
-                &role.as_str(),
+                (&Uuid::new_v4(), Type::UUID),
+                (&email.as_str(), Type::TEXT),
+                (&password_hash, Type::TEXT),
+                (&role.as_str(), Type::TEXT),
             ],
         )
         .await
@@ -87,13 +87,13 @@ pub async fn update_password(
     password_hash: &str,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             &format!(
                 "UPDATE users SET password_hash = $2, token_version = token_version + 1,
                         updated_at = now()
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&id, &password_hash],
+            &[(&id, Type::UUID), (&password_hash, Type::TEXT)],
         )
         .await?;
     Ok(row.as_ref().map(from_row))
@@ -106,7 +106,7 @@ pub async fn update_disabled(
     disabled: bool,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             &format!(
                 "UPDATE users SET
                      disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END,
@@ -114,7 +114,7 @@ pub async fn update_disabled(
                      updated_at = now()
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&id, &disabled],
+            &[(&id, Type::UUID), (&disabled, Type::BOOL)],
         )
         .await?;
     Ok(row.as_ref().map(from_row))
@@ -126,11 +126,11 @@ pub async fn update_role(
     role: Role,
 ) -> Result<Option<User>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             &format!(
                 "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&id, &role.as_str()],
+            &[(&id, Type::UUID), (&role.as_str(), Type::TEXT)],
         )
         .await?;
     Ok(row.as_ref().map(from_row))
@@ -153,9 +153,9 @@ pub async fn find_by_email(
 ) -> Result<Option<(User, String)>, DbError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_opt(
+        .query_typed_opt(
             &format!("SELECT {COLUMNS}, password_hash FROM users WHERE email = $1"),
-            &[&email.as_str()],
+            &[(&email.as_str(), Type::TEXT)],
         )
         .await?;
     Ok(row.map(|row| (from_row(&row), row.get("password_hash"))))
@@ -176,7 +176,10 @@ pub async fn find_by_id(pool: &DbPool, id: Uuid) -> Result<Option<User>, DbError
 pub async fn password_hash(pool: &DbPool, id: Uuid) -> Result<Option<String>, DbError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_opt("SELECT password_hash FROM users WHERE id = $1", &[&id])
+        .query_typed_opt(
+            "SELECT password_hash FROM users WHERE id = $1",
+            &[(&id, Type::UUID)],
+        )
         .await?;
     Ok(row.map(|row| row.get(0)))
 }

@@ -106,18 +106,21 @@ pub async fn status(pool: &PgPool, user_id: Uuid) -> Result<Option<SessionStatus
 pub async fn ensure(pool: &PgPool, user_id: Uuid) -> Result<Uuid, SessionError> {
     let conn = pool.get().await?;
     let exists = conn
-        .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
+        .query_typed_opt(
+            "SELECT 1 FROM users WHERE id = $1",
+            &[(&user_id, Type::UUID)],
+        )
         .await?;
     if exists.is_none() {
         return Err(SessionError::UnknownUser);
     }
     // The no-op update makes RETURNING give the existing row's id too.
     let row = conn
-        .query_one(
+        .query_typed_one(
             "INSERT INTO wa_sessions (id, user_id) VALUES ($1, $2)
              ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id
              RETURNING id",
-            &[&Uuid::new_v4(), &user_id],
+            &[(&Uuid::new_v4(), Type::UUID), (&user_id, Type::UUID)],
         )
         .await?;
     Ok(row.get(0))
@@ -127,9 +130,9 @@ pub async fn ensure(pool: &PgPool, user_id: Uuid) -> Result<Uuid, SessionError> 
 pub async fn device_stored(pool: &PgPool, session_id: Uuid) -> Result<bool, SessionError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_one(
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM wa_device WHERE session_id = $1)",
-            &[&session_id],
+            &[(&session_id, Type::UUID)],
         )
         .await?;
     Ok(row.get(0))

@@ -14,6 +14,7 @@
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
 
 use super::AdminError;
 use crate::db::DbPool;
@@ -237,7 +238,14 @@ pub async fn report(
 ) -> Result<Report, AdminError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_one(REPORT_SQL, &[&from, &until, &TOP_SENDERS])
+        .query_typed_one(
+            REPORT_SQL,
+            &[
+                (&from, Type::DATE),
+                (&until, Type::DATE),
+                (&TOP_SENDERS, Type::INT8),
+            ],
+        )
         .await?;
     let json: &str = row.get(0);
     serde_json::from_str(json).map_err(|error| AdminError::Report(error.to_string()))

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::AdminError;
@@ -51,17 +52,10 @@ pub async fn record(
     details: Value,
 ) -> Result<(), AdminError> {
     client
-        .execute(
+        .execute_typed(
             "INSERT INTO audit_log (actor_id, actor_email, action, target_id, target_email, details)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &actor.id,
-                &actor.email,
-                &action,
-                &target.map(|t| t.id),
-                &target.map(|t| t.email),
-                &details,
-            ],
+            &[(&actor.id, Type::UUID), (&actor.email, Type::TEXT), (&action, Type::TEXT), (&target.map(|t| t.id), Type::UUID), (&target.map(|t| t.email), Type::TEXT), (&details, Type::JSONB)],
         )
         .await?;
     Ok(())
@@ -76,13 +70,13 @@ pub async fn list(
 ) -> Result<Vec<Entry>, AdminError> {
     let conn = pool.get().await?;
     let rows = conn
-        .query(
+        .query_typed(
             "SELECT id, at, actor_id, actor_email, action, target_id, target_email, details
              FROM audit_log
              WHERE $1::bigint IS NULL OR id < $1
              ORDER BY id DESC
              LIMIT $2",
-            &[&before, &limit],
+            &[(&before, Type::INT8), (&limit, Type::INT8)],
         )
         .await?;
     Ok(rows

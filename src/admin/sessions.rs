@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::AdminError;
@@ -36,7 +37,7 @@ pub async fn list(
 ) -> Result<Vec<SessionOverview>, AdminError> {
     let conn = pool.get().await?;
     let rows = conn
-        .query(
+        .query_typed(
             "SELECT s.user_id, u.email, u.disabled_at IS NOT NULL AS user_disabled, s.state,
                     (SELECT n.name FROM wa_leases l
                        JOIN cluster_nodes n ON n.incarnation = l.owner
@@ -51,7 +52,7 @@ pub async fn list(
              JOIN users u ON u.id = s.user_id
              WHERE $1::uuid IS NULL OR s.user_id = $1
              ORDER BY u.created_at, u.id",
-            &[&only_user],
+            &[(&only_user, Type::UUID)],
         )
         .await?;
     Ok(rows
@@ -78,7 +79,10 @@ pub async fn list(
 pub async fn exists(pool: &DbPool, user_id: Uuid) -> Result<bool, AdminError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_opt("SELECT 1 FROM wa_sessions WHERE user_id = $1", &[&user_id])
+        .query_typed_opt(
+            "SELECT 1 FROM wa_sessions WHERE user_id = $1",
+            &[(&user_id, Type::UUID)],
+        )
         .await?;
     Ok(row.is_some())
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{
@@ -69,15 +70,15 @@ pub async fn list(
     let search = search.map(str::to_lowercase);
     let offset = (page - 1).saturating_mul(per_page);
     let total: i64 = conn
-        .query_one(
+        .query_typed_one(
             "SELECT count(*) FROM users WHERE $1::text IS NULL OR strpos(email, $1) > 0",
-            &[&search],
+            &[(&search, Type::TEXT)],
         )
         .await?
         .get(0);
     // The page is cut first so the per-user counts run only for the accounts shown.
     let rows = conn
-        .query(
+        .query_typed(
             "WITH page AS (
                  SELECT id, email, role, disabled_at IS NOT NULL AS disabled, created_at
                  FROM users
@@ -96,7 +97,11 @@ pub async fn list(
                  FROM messages WHERE user_id = p.id
              ) m
              ORDER BY p.created_at, p.id",
-            &[&search, &per_page, &offset],
+            &[
+                (&search, Type::TEXT),
+                (&per_page, Type::INT8),
+                (&offset, Type::INT8),
+            ],
         )
         .await?;
     let users = rows
@@ -261,10 +266,13 @@ pub async fn delete(pool: &DbPool, actor: &User, id: Uuid) -> Result<User, Admin
         ensure_another_admin(&tx, id).await?;
     }
     let messages: i64 = tx
-        .query_one("SELECT count(*) FROM messages WHERE user_id = $1", &[&id])
+        .query_typed_one(
+            "SELECT count(*) FROM messages WHERE user_id = $1",
+            &[(&id, Type::UUID)],
+        )
         .await?
         .get(0);
-    tx.execute("DELETE FROM users WHERE id = $1", &[&id])
+    tx.execute_typed("DELETE FROM users WHERE id = $1", &[(&id, Type::UUID)])
         .await?;
     audit::record(
         &tx,
@@ -280,15 +288,18 @@ pub async fn delete(pool: &DbPool, actor: &User, id: Uuid) -> Result<User, Admin
 
 /// Serialises changes to the admin set, then locks and returns the target account.
 async fn lock_target(tx: &Transaction<'_>, id: Uuid) -> Result<User, AdminError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ADMIN_SET_LOCK_KEY])
-        .await?;
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[(&ADMIN_SET_LOCK_KEY, Type::INT8)],
+    )
+    .await?;
     let row = tx
-        .query_opt(
+        .query_typed_opt(
             &format!(
                 "SELECT {} FROM users WHERE id = $1 FOR UPDATE",
                 users::COLUMNS
             ),
-            &[&id],
+            &[(&id, Type::UUID)],
         )
         .await?
         .ok_or(AdminError::NotFound("user"))?;
@@ -298,10 +309,10 @@ async fn lock_target(tx: &Transaction<'_>, id: Uuid) -> Result<User, AdminError>
 /// Refuses unless an enabled admin other than `leaving` remains.
 async fn ensure_another_admin(tx: &Transaction<'_>, leaving: Uuid) -> Result<(), AdminError> {
     let others: i64 = tx
-        .query_one(
+        .query_typed_one(
             "SELECT count(*) FROM users
              WHERE role = 'admin' AND disabled_at IS NULL AND id <> $1",
-            &[&leaving],
+            &[(&leaving, Type::UUID)],
         )
         .await?
         .get(0);
