@@ -38,6 +38,19 @@ pub struct Settings {
     pub http: HttpSettings,
     pub whatsapp: WhatsappSettings,
     pub cluster: ClusterSettings,
+    pub smtp: SmtpSettings,
+}
+
+/// Where the node sends email (password reset links). Without `url` it sends none, and the
+/// forgot-password route says so.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://user:pass@host:465`, or plain
+    /// `smtp://127.0.0.1:2525` for a local relay.
+    pub url: Option<String>,
+    /// The sender, e.g. `botwave <noreply@example.com>`; required with `url`.
+    pub from: Option<String>,
 }
 
 /// How this node joins the others on the same database. Without `listen` it still runs
@@ -126,11 +139,16 @@ pub struct AuthSettings {
     pub login_attempts_per_ip: u32,
     /// Login attempts allowed per email address per minute.
     pub login_attempts_per_email: u32,
+    /// How long a password reset link works.
+    pub password_reset_ttl_minutes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
+    /// The address users reach the dashboard at, e.g. `https://wa.example.com`: links in
+    /// emails point there. Absent, they point at `listen`, which suits a local install only.
+    pub public_url: Option<String>,
     /// Largest request body accepted; bigger ones get 413.
     pub max_body_bytes: u64,
     /// Take the client's address from the last `X-Forwarded-For` entry (what the reverse proxy
@@ -192,6 +210,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             whatsapp: WhatsappSettings::default(),
             cluster: ClusterSettings::default(),
+            smtp: SmtpSettings::default(),
         }
     }
 }
@@ -212,6 +231,7 @@ impl Default for AuthSettings {
             token_ttl_minutes: 12 * 60,
             login_attempts_per_ip: 30,
             login_attempts_per_email: 5,
+            password_reset_ttl_minutes: 30,
         }
     }
 }
@@ -219,6 +239,7 @@ impl Default for AuthSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
+            public_url: None,
             max_body_bytes: 64 * 1024,
             trust_forwarded_for: false,
             max_connections: 4096,
@@ -297,6 +318,7 @@ impl Settings {
             "BOTWAVE_TOKEN_TTL_MINUTES" => auth.token_ttl_minutes;
             "BOTWAVE_LOGIN_ATTEMPTS_PER_IP" => auth.login_attempts_per_ip;
             "BOTWAVE_LOGIN_ATTEMPTS_PER_EMAIL" => auth.login_attempts_per_email;
+            "BOTWAVE_PASSWORD_RESET_TTL_MINUTES" => auth.password_reset_ttl_minutes;
             "BOTWAVE_MAX_BODY_BYTES" => http.max_body_bytes;
             "BOTWAVE_TRUST_FORWARDED_FOR" => http.trust_forwarded_for;
             "BOTWAVE_MAX_CONNECTIONS" => http.max_connections;
@@ -352,6 +374,15 @@ impl Settings {
         if let Some(v) = env("BOTWAVE_JWT_SECRET") {
             self.auth.jwt_secret = set(v);
         }
+        if let Some(v) = env("BOTWAVE_PUBLIC_URL") {
+            self.http.public_url = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_SMTP_URL") {
+            self.smtp.url = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_SMTP_FROM") {
+            self.smtp.from = set(v);
+        }
         if let Some(v) = env("BOTWAVE_WHATSAPP_URL") {
             self.whatsapp.url = set(v);
         }
@@ -372,6 +403,17 @@ impl Settings {
             && let Err(error) = url.parse::<tokio_postgres::Config>()
         {
             return invalid("database.url", &format!("not a PostgreSQL URL: {error}"));
+        }
+        if let Some(url) = &self.http.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("http.public_url", "must start with http:// or https://");
+        }
+        if self.auth.password_reset_ttl_minutes == 0 {
+            return invalid("auth.password_reset_ttl_minutes", "must be at least 1");
+        }
+        if let Err(message) = crate::mail::check_settings(&self.smtp) {
+            return invalid("smtp", &message);
         }
         if self.whatsapp.resume_rate == 0 {
             return invalid("whatsapp.resume_rate", "must be at least 1");

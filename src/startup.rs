@@ -19,6 +19,7 @@ use crate::{
     data_dir,
     db::{Database, DbError, OpenError},
     http,
+    mail::Mailer,
     state::AppState,
 };
 
@@ -32,6 +33,8 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot send email as configured: {0}")]
+    Mail(String),
     #[error("cannot start the WhatsApp sessions: {0}")]
     Sessions(String),
     #[error("cannot join the cluster: {0}")]
@@ -159,6 +162,8 @@ impl Application {
         .map_err(|e| StartupError::Sessions(e.to_string()))?;
         let accounts = AccountWatch::start(&database.url)
             .map_err(|e| StartupError::Database(OpenError::Db(DbError::InvalidUrl(e))))?;
+        let mailer = Mailer::from_settings(&settings.smtp, demo_simulator.is_some())
+            .map_err(StartupError::Mail)?;
         let mut state = AppState::new(
             settings,
             database.pool.clone(),
@@ -166,8 +171,13 @@ impl Application {
             sessions,
             events,
             accounts,
+            mailer,
         );
         state.demo_simulator = demo_simulator;
+        if settings.http.public_url.is_none() {
+            // The address actually bound (`listen` may say port 0).
+            state.public_url = format!("http://{local_addr}");
+        }
         let state = Arc::new(state);
         Ok(Self {
             local_addr,

@@ -12,6 +12,7 @@ use crate::{
     },
     config::Settings,
     db::DbPool,
+    mail::Mailer,
     http::{BodyLimits, WsLimits, ws::Slots},
 };
 use uuid::Uuid;
@@ -30,6 +31,15 @@ pub struct AppState {
     pub login_by_email: RateLimiter<(String, IpAddr)>,
     /// Failed guesses per account from anywhere: a growing delay, never a lock-out.
     pub login_failures: FailureBackoff<String>,
+    /// Password reset requests (links asked for, links used) per client address.
+    pub reset_by_ip: RateLimiter<IpAddr>,
+    /// Password reset links asked for per email address.
+    pub reset_by_email: RateLimiter<String>,
+    /// How long a password reset link works.
+    pub reset_ttl: Duration,
+    /// Where links in emails point (`http.public_url`, without a trailing slash).
+    pub public_url: String,
+    pub mailer: Mailer,
     pub body_limits: BodyLimits,
     /// How long a node's heartbeat counts (`cluster.lease_ttl_secs`).
     pub lease_ttl: Duration,
@@ -56,6 +66,7 @@ impl AppState {
         sessions: SessionManager,
         events: EventHub,
         accounts: AccountWatch,
+        mailer: Mailer,
     ) -> Self {
         let http = &settings.http;
         let ws_limits = WsLimits {
@@ -76,6 +87,23 @@ impl AppState {
                 Duration::from_secs(60),
                 Duration::from_secs(15 * 60),
             ),
+            reset_by_ip: RateLimiter::new(
+                crate::http::password_reset::REQUESTS_PER_IP,
+                crate::http::password_reset::WINDOW,
+            ),
+            reset_by_email: RateLimiter::new(
+                crate::http::password_reset::REQUESTS_PER_EMAIL,
+                crate::http::password_reset::WINDOW,
+            ),
+            reset_ttl: Duration::from_secs(settings.auth.password_reset_ttl_minutes * 60),
+            public_url: settings
+                .http
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", settings.listen))
+                .trim_end_matches('/')
+                .to_owned(),
+            mailer,
             lease_ttl: settings.cluster.lease_ttl(),
             stopping: tokio::sync::watch::Sender::new(false),
             body_limits: BodyLimits {

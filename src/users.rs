@@ -80,7 +80,8 @@ pub async fn insert(
     Ok(from_row(&row))
 }
 
-/// Replaces the password and voids every token issued so far.
+/// Replaces the password and voids every login token issued so far and every unused
+/// password reset link.
 pub async fn update_password(
     client: &impl GenericClient,
     id: Uuid,
@@ -89,7 +90,10 @@ pub async fn update_password(
     let row = client
         .query_typed_opt(
             &format!(
-                "UPDATE users SET password_hash = $2, token_version = token_version + 1,
+                "WITH voided AS (
+                     UPDATE password_resets SET used_at = now()
+                     WHERE user_id = $1 AND used_at IS NULL)
+                 UPDATE users SET password_hash = $2, token_version = token_version + 1,
                         updated_at = now()
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),

@@ -115,7 +115,10 @@ fn asset(body: &'static [u8], content_type: &'static str) -> Asset {
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    // The reset page is the app too: the link in a reset email opens it with its token.
     let index = warp::path::end()
+        .or(warp::path!("reset-password"))
+        .unify()
         .and(warp::get())
         .and(warp::header::optional::<String>("if-none-match"))
         .map(|etag: Option<String>| page(etag));

@@ -9,6 +9,7 @@ mod filters;
 mod health;
 mod keys;
 mod messages;
+pub mod password_reset;
 mod query;
 pub mod server;
 mod whatsapp;
@@ -30,6 +31,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     health::routes(state.clone())
         .or(account::routes(state.clone()))
+        .or(password_reset::routes(state.clone()))
         .or(keys::routes(state.clone()))
         .or(whatsapp::routes(state.clone()))
         .or(messages::routes(state.clone()))

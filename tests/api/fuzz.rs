@@ -69,6 +69,18 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/api/auth/me", &[], &[]),
         route(
             Method::POST,
+            "/api/auth/forgot-password",
+            &[],
+            &[("email", Email)],
+        ),
+        route(
+            Method::POST,
+            "/api/auth/reset-password",
+            &[],
+            &[("token", Text), ("new_password", Password)],
+        ),
+        route(
+            Method::POST,
             "/api/auth/password",
             &[],
             &[
@@ -321,7 +333,12 @@ async fn every_route_survives_random_and_boundary_input() {
     eprintln!("fuzz seed {seed} ({requests} requests); replay with BOTWAVE_FUZZ_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
 
+    // Reset links go to a real relay, so the forgot-password route does its whole job.
+    let smtp = crate::smtp_sink::SmtpSink::start().await;
+    let smtp_url = smtp.url.clone();
     let app = spawn_app_with(|settings| {
+        settings.smtp.url = Some(smtp_url);
+        settings.smtp.from = Some("botwave <noreply@example.com>".into());
         settings.auth.jwt_secret = Some(SECRET.into());
         // Guessing limits would turn most of the run into 429s.
         settings.auth.login_attempts_per_ip = 1_000_000;

@@ -18,6 +18,8 @@ mod health;
 mod helpers;
 mod live_authorization;
 mod migrations;
+mod password_reset;
+mod smtp_sink;
 mod websocket;
 mod websocket_catch_up;
 mod whatsapp;
