@@ -277,6 +277,7 @@ async fn main() {
             max_websockets_per_user: 20_000,
             ..HttpSettings::default()
         },
+        ..Settings::default()
     };
     let app = Application::build(&settings).await.expect("node");
     let pool = app.pool().clone();

@@ -28,13 +28,15 @@ pub struct Email {
     pub body: String,
 }
 
-#[derive(Clone)]
+/// The configured relay and the sender it mails as.
+pub struct Relay {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
 pub enum Mailer {
     /// Sends through the configured relay.
-    Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-        from: Mailbox,
-    },
+    Smtp(Box<Relay>),
     /// Writes each email to the log instead: `botwave demo`, which has no relay.
     Log,
     /// No way to send email is configured.
@@ -68,7 +70,7 @@ impl Mailer {
                     .timeout(Some(SEND_TIMEOUT))
                     .build();
                 let from = from.parse().map_err(|error| format!("{error}"))?;
-                Ok(Mailer::Smtp { transport, from })
+                Ok(Mailer::Smtp(Box::new(Relay { transport, from })))
             }
             _ if demo => Ok(Mailer::Log),
             _ => Ok(Mailer::Off),
@@ -81,14 +83,14 @@ impl Mailer {
 
     pub async fn send(&self, email: Email) -> Result<(), MailError> {
         match self {
-            Mailer::Smtp { transport, from } => {
+            Mailer::Smtp(relay) => {
                 let message = Message::builder()
-                    .from(from.clone())
+                    .from(relay.from.clone())
                     .to(email.to)
                     .subject(email.subject)
                     .header(ContentType::TEXT_PLAIN)
                     .body(email.body)?;
-                transport.send(message).await?;
+                relay.transport.send(message).await?;
                 Ok(())
             }
             Mailer::Log => {

@@ -12,8 +12,8 @@ use crate::{
     },
     config::Settings,
     db::DbPool,
-    mail::Mailer,
     http::{BodyLimits, WsLimits, ws::Slots},
+    mail::Mailer,
 };
 use uuid::Uuid;
 

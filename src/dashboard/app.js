@@ -9,6 +9,7 @@ import { createMessages } from "./messages.js";
 import { createKeys } from "./keys.js";
 import { createPasswordForm } from "./password.js";
 import { createAdmin } from "./admin.js";
+import { createResetForms, resetToken } from "./reset.js";
 
 const MODE_LABELS = { live: "Live", polling: "Polling", connecting: "Connecting…", offline: "Offline" };
 
@@ -21,13 +22,19 @@ function show(view) {
 function route() {
   const hash = location.hash || "#/";
   if (!current) {
-    const register = hash === "#/register";
     show("auth");
-    $("login-form").hidden = register;
-    $("register-form").hidden = !register;
-    $(register ? "tab-register" : "tab-login").setAttribute("aria-current", "page");
-    $(register ? "tab-login" : "tab-register").removeAttribute("aria-current");
-    document.title = register ? "Create account · botwave" : "Log in · botwave";
+    const view = resetToken() !== null ? "reset" : { "#/register": "register", "#/forgot": "forgot" }[hash] || "login";
+    for (const name of ["login", "register", "forgot", "reset"]) $(`${name}-form`).hidden = name !== view;
+    // The tabs are for logging in and registering; the reset forms stand alone.
+    $("view-auth").querySelector(".tabs").hidden = view === "reset";
+    $(view === "register" ? "tab-register" : "tab-login").setAttribute("aria-current", "page");
+    $(view === "register" ? "tab-login" : "tab-register").removeAttribute("aria-current");
+    document.title = {
+      login: "Log in · botwave",
+      register: "Create account · botwave",
+      forgot: "Forgot password · botwave",
+      reset: "New password · botwave",
+    }[view];
     return;
   }
   // Admins only: the admin area answers for #/admin/… hashes (and sets its own title).
@@ -45,7 +52,8 @@ function route() {
 }
 
 async function start() {
-  if (!session.token) {
+  // A reset link opens its form even in a browser still logged in (the reset ends that login).
+  if (!session.token || resetToken() !== null) {
     route();
     return;
   }
@@ -156,5 +164,6 @@ $("register-form").onsubmit = (submit) => {
 };
 
 $("logout").onclick = logout;
+createResetForms();
 window.addEventListener("hashchange", route);
 start();

@@ -61,6 +61,10 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             asset(include_bytes!("../dashboard/password.js"), js),
         ),
         ("dom.js", asset(include_bytes!("../dashboard/dom.js"), js)),
+        (
+            "reset.js",
+            asset(include_bytes!("../dashboard/reset.js"), js),
+        ),
         // The admin area (admin.js and the views it loads).
         (
             "admin.css",

@@ -38,9 +38,13 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("an account with this email already exists")]
     EmailTaken,
-    #[error("this password reset link does not work: it was used, it expired, or it is wrong; ask for a new one")]
+    #[error(
+        "this password reset link does not work: it was used, it expired, or it is wrong; ask for a new one"
+    )]
     InvalidResetToken,
-    #[error("this server sends no email (no smtp.url is configured): ask an admin to reset your password")]
+    #[error(
+        "this server sends no email (no smtp.url is configured): ask an admin to reset your password"
+    )]
     EmailNotConfigured,
     #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
     TooManyRequests(Duration),
@@ -94,9 +98,10 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             ApiError::InvalidResetToken => (StatusCode::BAD_REQUEST, "invalid_reset_token"),
-            ApiError::EmailNotConfigured => {
-                (StatusCode::SERVICE_UNAVAILABLE, "password_reset_unavailable")
-            }
+            ApiError::EmailNotConfigured => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "password_reset_unavailable",
+            ),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

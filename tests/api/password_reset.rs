@@ -59,17 +59,12 @@ async fn a_forgotten_password_is_reset_through_the_emailed_link() {
         .next(Duration::from_secs(10))
         .await
         .expect("the reset email arrives");
-    assert_eq!(email.to, [account.email.clone()]);
+    assert_eq!(email.to, std::slice::from_ref(&account.email));
     assert!(email.subject.contains("password"), "{}", email.subject);
     let link = link_in(&app, &email.body);
 
     // The link opens the dashboard's reset page.
-    let page = app
-        .client
-        .get(&link)
-        .send()
-        .await
-        .unwrap();
+    let page = app.client.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<html"));
 
@@ -114,7 +109,7 @@ async fn unknown_and_disabled_accounts_get_the_same_answer_and_no_email() {
     assert_eq!(answers[2].0, 202);
 
     let only = sink.next(Duration::from_secs(10)).await.expect("one email");
-    assert_eq!(only.to, [known.email.clone()]);
+    assert_eq!(only.to, std::slice::from_ref(&known.email));
     assert!(
         sink.next(Duration::from_secs(2)).await.is_none(),
         "an email for an unknown or disabled account"
@@ -128,8 +123,14 @@ async fn using_a_link_voids_the_accounts_other_links_and_an_expired_one_does_not
     for _ in 0..2 {
         assert_eq!(forgot(&app, &account.email).await.status(), 202);
     }
-    let first = token_of(&link_in(&app, &sink.next(Duration::from_secs(10)).await.unwrap().body));
-    let second = token_of(&link_in(&app, &sink.next(Duration::from_secs(10)).await.unwrap().body));
+    let first = token_of(&link_in(
+        &app,
+        &sink.next(Duration::from_secs(10)).await.unwrap().body,
+    ));
+    let second = token_of(&link_in(
+        &app,
+        &sink.next(Duration::from_secs(10)).await.unwrap().body,
+    ));
     assert_ne!(first, second);
 
     assert_eq!(reset(&app, &second, NEW_PASSWORD).await.status(), 200);
@@ -138,7 +139,10 @@ async fn using_a_link_voids_the_accounts_other_links_and_an_expired_one_does_not
     assert_eq!(error_code(voided).await, "invalid_reset_token");
 
     assert_eq!(forgot(&app, &account.email).await.status(), 202);
-    let third = token_of(&link_in(&app, &sink.next(Duration::from_secs(10)).await.unwrap().body));
+    let third = token_of(&link_in(
+        &app,
+        &sink.next(Duration::from_secs(10)).await.unwrap().body,
+    ));
     let conn = app.db.pool.get().await.unwrap();
     conn.execute(
         "UPDATE password_resets SET expires_at = now() - interval '1 second' WHERE used_at IS NULL",
@@ -157,7 +161,10 @@ async fn bad_reset_requests_get_clear_errors_and_change_nothing() {
     let (app, mut sink) = app_with_mail().await;
     let account = app.new_account().await;
     assert_eq!(forgot(&app, &account.email).await.status(), 202);
-    let token = token_of(&link_in(&app, &sink.next(Duration::from_secs(10)).await.unwrap().body));
+    let token = token_of(&link_in(
+        &app,
+        &sink.next(Duration::from_secs(10)).await.unwrap().body,
+    ));
 
     let not_an_email = forgot(&app, "not an email").await;
     assert_eq!(not_an_email.status(), 400);

@@ -95,12 +95,16 @@ fn parse(to: Vec<String>, data: &[String]) -> Received {
             .iter()
             .find_map(|line| {
                 let (key, value) = line.split_once(':')?;
-                key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+                key.eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_owned())
             })
             .unwrap_or_default()
     };
     let raw: Vec<&str> = body.iter().skip(1).map(String::as_str).collect();
-    let body = match header("Content-Transfer-Encoding").to_ascii_lowercase().as_str() {
+    let body = match header("Content-Transfer-Encoding")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "base64" => String::from_utf8(
             base64::engine::general_purpose::STANDARD
                 .decode(raw.concat())

@@ -10,6 +10,9 @@ mod common;
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[allow(dead_code)]
+#[path = "../api/smtp_sink.rs"]
+mod smtp_sink;
+#[allow(dead_code)]
 #[path = "../api/whatsapp_helpers.rs"]
 mod whatsapp_helpers;
 
