@@ -39,7 +39,19 @@ pub struct Settings {
     pub whatsapp: WhatsappSettings,
     pub cluster: ClusterSettings,
     pub smtp: SmtpSettings,
+    pub metrics: MetricsSettings,
 }
+
+/// Prometheus metrics at `/metrics` on the main listener, for scrapers that present `token`
+/// as a bearer token. Without a token `/metrics` is off (404).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    pub token: Option<String>,
+}
+
+/// Shortest metrics token accepted: it guards an endpoint anyone can reach.
+const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 /// Where the node sends email (password reset links). Without `url` it sends none, and the
 /// forgot-password route says so.
@@ -211,6 +223,7 @@ impl Default for Settings {
             whatsapp: WhatsappSettings::default(),
             cluster: ClusterSettings::default(),
             smtp: SmtpSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -377,6 +390,9 @@ impl Settings {
         if let Some(v) = env("BOTWAVE_PUBLIC_URL") {
             self.http.public_url = set(v);
         }
+        if let Some(v) = env("BOTWAVE_METRICS_TOKEN") {
+            self.metrics.token = set(v);
+        }
         if let Some(v) = env("BOTWAVE_SMTP_URL") {
             self.smtp.url = set(v);
         }
@@ -408,6 +424,14 @@ impl Settings {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return invalid("http.public_url", "must start with http:// or https://");
+        }
+        if let Some(token) = &self.metrics.token
+            && token.len() < MIN_METRICS_TOKEN_LEN
+        {
+            return invalid(
+                "metrics.token",
+                &format!("must be at least {MIN_METRICS_TOKEN_LEN} characters"),
+            );
         }
         if self.auth.password_reset_ttl_minutes == 0 {
             return invalid("auth.password_reset_ttl_minutes", "must be at least 1");

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod message_log;
+pub mod metrics;
 pub mod password_reset;
 pub mod qr;
 pub mod startup;

@@ -40,6 +40,10 @@ pub struct AppState {
     /// Where links in emails point (`http.public_url`, without a trailing slash).
     pub public_url: String,
     pub mailer: Mailer,
+    /// HTTP request counts and latencies, for `/metrics`.
+    pub http_metrics: crate::metrics::HttpMetrics,
+    /// The bearer token `/metrics` wants; `None`: metrics are off.
+    pub metrics_token: Option<String>,
     pub body_limits: BodyLimits,
     /// How long a node's heartbeat counts (`cluster.lease_ttl_secs`).
     pub lease_ttl: Duration,
@@ -104,6 +108,8 @@ impl AppState {
                 .trim_end_matches('/')
                 .to_owned(),
             mailer,
+            http_metrics: crate::metrics::HttpMetrics::default(),
+            metrics_token: settings.metrics.token.clone(),
             lease_ttl: settings.cluster.lease_ttl(),
             stopping: tokio::sync::watch::Sender::new(false),
             body_limits: BodyLimits {

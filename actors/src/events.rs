@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::outbox::MessageStatus;
 use crate::sessions::SessionState;
+use crate::telemetry::Telemetry;
 
 /// Something a user (or an admin watching every session) wants to hear about.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -88,6 +89,7 @@ struct Hub {
     per_user: usize,
     /// Where this node's own events go to reach the other nodes, once the cluster runs.
     cluster: OnceLock<mpsc::UnboundedSender<SessionEvent>>,
+    telemetry: Telemetry,
 }
 
 impl EventHub {
@@ -102,6 +104,7 @@ impl EventHub {
                 users: Mutex::new(HashMap::new()),
                 per_user: (capacity / 4).max(16),
                 cluster: OnceLock::new(),
+                telemetry: Telemetry::default(),
             }),
         }
     }
@@ -110,10 +113,16 @@ impl EventHub {
     /// Having no subscriber is not an error.
     pub fn publish(&self, event: SessionEvent) {
         tracing::debug!(?event, "session event");
+        self.inner.telemetry.published(&event);
         if let Some(cluster) = self.inner.cluster.get() {
             let _ = cluster.send(event.clone());
         }
         self.deliver(event);
+    }
+
+    /// What this node's sessions did so far (for metrics).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// Delivers an event another node published, to this node's subscribers only.

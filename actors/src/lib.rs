@@ -21,6 +21,7 @@ pub mod session;
 pub mod sessions;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
 
 pub use cluster::NodeIdentity;
 pub use config::SessionConfig;

@@ -236,6 +236,9 @@ pub async fn transition(
     change: Transition<'_>,
 ) -> Result<(), SessionError> {
     let state = change.state().as_str();
+    if matches!(change, Transition::Restarting { .. }) {
+        events.telemetry().restarted();
+    }
     match change {
         Transition::Starting => {
             execute(

@@ -9,6 +9,7 @@ mod filters;
 mod health;
 mod keys;
 mod messages;
+mod metrics;
 pub mod password_reset;
 mod query;
 pub mod server;
@@ -29,7 +30,9 @@ pub use ws::WsLimits;
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let observed = state.clone();
     health::routes(state.clone())
+        .or(metrics::routes(state.clone()))
         .or(account::routes(state.clone()))
         .or(password_reset::routes(state.clone()))
         .or(keys::routes(state.clone()))
@@ -40,4 +43,12 @@ pub fn routes(
         .or(dashboard::routes(state))
         .recover(error::handle_rejection)
         .with(warp::trace::request())
+        .with(warp::log::custom(move |info: warp::log::Info<'_>| {
+            observed.http_metrics.observe(
+                info.method().as_str(),
+                info.path(),
+                info.status().as_u16(),
+                info.elapsed(),
+            )
+        }))
 }

@@ -75,8 +75,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         address: String::new(),
         db,
         sim,
+        // Longer than anything the node or the simulator waits for itself (the simulator gives
+        // a typed link code 30 s to complete), so their own answer is what a test sees.
         client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(60))
             .build()
             .unwrap(),
         events: botwave_actors::EventHub::default(),

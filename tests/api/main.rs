@@ -17,6 +17,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod live_authorization;
+mod metrics;
 mod migrations;
 mod password_reset;
 mod smtp_sink;

@@ -102,6 +102,11 @@ impl<K: Eq + Hash + Clone> Slots<K> {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    /// Open sockets over every key.
+    pub fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+
     pub fn is_full(&self, key: &K) -> bool {
         self.lock().get(key).copied().unwrap_or(0) >= self.max
     }
