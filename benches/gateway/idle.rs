@@ -47,6 +47,7 @@ pub struct IdleFigures {
     /// From starting the process again to every session logged in to WhatsApp; `None`:
     /// not all within the patience.
     pub all_connected_after: Option<Duration>,
+    /// Logins WhatsApp counted since the restart (a session logging in twice counts 2).
     pub connected_after_restart: u64,
     pub restart: Usage,
     /// `(sessions, KiB per session, idle CPU %)` of each growth step held.
@@ -137,7 +138,7 @@ pub async fn run(options: &IdleOptions, db_url: &str, db_pool: &DbPool) -> IdleF
             (after - ready_after).as_secs_f64()
         ),
         None => println!(
-            "  started again: ready after {:.1} s, only {connected_after_restart} of {} sessions logged in after {:.0} s",
+            "  started again: ready after {:.1} s; {connected_after_restart} logins since, but never all {} sessions connected at once within {:.0} s",
             ready_after.as_secs_f64(),
             options.sessions,
             patience.as_secs_f64()

@@ -548,7 +548,7 @@ impl Figures {
         assert_eq!(idle.pairing_failures, 0, "every idle session paired");
         assert!(
             idle.all_connected_after.is_some(),
-            "every session logged in again after the restart ({} did)",
+            "every session logged in again after the restart ({} logins)",
             idle.connected_after_restart
         );
     }
@@ -649,7 +649,7 @@ impl Figures {
             rows.push((
                 format!("restart -> all {n} connected"),
                 idle.all_connected_after.map_or_else(
-                    || format!("{} connected, not all", idle.connected_after_restart),
+                    || format!("not all at once ({} logins)", idle.connected_after_restart),
                     |after| {
                         format!(
                             "{:.1} s ({:.1} s after ready; the old process took {:.1} s to exit)",
