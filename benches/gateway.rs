@@ -268,6 +268,7 @@ async fn main() {
             url: Some(format!("{}/ws/chat", sim_base.replacen("http", "ws", 1))),
         },
         cluster: Default::default(),
+        webhooks: Default::default(),
         // Every client of the bench is on one address, and the sockets are one admin's.
         http: HttpSettings {
             max_connections: 20_000,

@@ -18,3 +18,4 @@ pub mod startup;
 pub mod state;
 pub mod systemd;
 pub mod users;
+pub mod webhooks;

@@ -13,6 +13,7 @@ use crate::{
     config::Settings,
     db::DbPool,
     http::{BodyLimits, WsLimits, ws::Slots},
+    webhooks::client::DeliveryClient,
 };
 use uuid::Uuid;
 
@@ -46,6 +47,10 @@ pub struct AppState {
     /// In `botwave demo`: the WhatsApp simulator's control URL, so the dashboard can offer
     /// "scan with the simulated phone". `None` on a real node.
     pub demo_simulator: Option<String>,
+    /// Webhook deliveries: the client (test pings use it directly) and whether private
+    /// targets are allowed (checked when an endpoint is saved, and again at delivery).
+    pub webhook_client: DeliveryClient,
+    pub webhook_allow_private: bool,
 }
 
 impl AppState {
@@ -56,6 +61,7 @@ impl AppState {
         sessions: SessionManager,
         events: EventHub,
         accounts: AccountWatch,
+        webhook_client: DeliveryClient,
     ) -> Self {
         let http = &settings.http;
         let ws_limits = WsLimits {
@@ -90,6 +96,8 @@ impl AppState {
             ws_by_user: Slots::new(ws_limits.max_per_user),
             ws_by_ip: Slots::new(ws_limits.max_per_ip),
             demo_simulator: None,
+            webhook_client,
+            webhook_allow_private: settings.webhooks.allow_private_targets,
         }
     }
 }

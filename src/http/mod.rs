@@ -11,6 +11,7 @@ mod keys;
 mod messages;
 mod query;
 pub mod server;
+mod webhooks;
 mod whatsapp;
 pub mod ws;
 
@@ -33,6 +34,7 @@ pub fn routes(
         .or(keys::routes(state.clone()))
         .or(whatsapp::routes(state.clone()))
         .or(messages::routes(state.clone()))
+        .or(webhooks::routes(state.clone()))
         .or(admin::routes(state.clone()))
         .or(ws::routes(state.clone()))
         .or(dashboard::routes(state))

@@ -18,6 +18,8 @@ mod health;
 mod helpers;
 mod live_authorization;
 mod migrations;
+mod webhook_receiver;
+mod webhooks;
 mod websocket;
 mod websocket_catch_up;
 mod whatsapp;
