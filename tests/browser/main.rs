@@ -10,6 +10,9 @@ mod common;
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[allow(dead_code)]
+#[path = "../api/webhook_receiver.rs"]
+mod webhook_receiver;
+#[allow(dead_code)]
 #[path = "../api/whatsapp_helpers.rs"]
 mod whatsapp_helpers;
 
@@ -29,3 +32,4 @@ mod polling;
 mod send_form;
 mod serving;
 mod webdriver;
+mod webhooks;
