@@ -347,8 +347,9 @@ pub async fn record_ping(
     Ok(())
 }
 
-/// A delivery a worker took: it may attempt it until `locked_until`.
-#[derive(Debug, Clone)]
+/// A delivery a worker took: it may attempt it until `locked_until`. Not `Debug`: it holds
+/// the endpoint's secret, which must never reach a log.
+#[derive(Clone)]
 pub struct Claimed {
     pub id: Uuid,
     pub endpoint_id: Uuid,
@@ -561,4 +562,20 @@ pub async fn release(pool: &DbPool, node: Uuid) -> Result<(), DbError> {
     )
     .await?;
     Ok(())
+}
+
+/// Delivered events are kept this long (for the delivery log), then deleted.
+pub const DELIVERED_KEPT_DAYS: i32 = 7;
+
+/// Deletes delivered events older than [`DELIVERED_KEPT_DAYS`]; dead letters stay until the
+/// user replays them or deletes the endpoint.
+pub async fn prune_delivered(pool: &DbPool) -> Result<u64, DbError> {
+    let conn = pool.get().await?;
+    Ok(conn
+        .execute(
+            "DELETE FROM webhook_deliveries
+              WHERE state = 'delivered' AND delivered_at < now() - make_interval(days => $1)",
+            &[&DELIVERED_KEPT_DAYS],
+        )
+        .await?)
 }

@@ -19,6 +19,9 @@ use super::{
 use crate::{config::WebhookSettings, db::DbPool};
 
 pub const CHANNEL: &str = "botwave_webhooks";
+/// How often a node deletes delivered events past their retention (every node may; the
+/// DELETE is idempotent).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Worker {
     pub pool: DbPool,
@@ -40,9 +43,16 @@ impl Worker {
         let mut in_flight: HashMap<Uuid, i64> = HashMap::new();
         let poll = Duration::from_millis(this.settings.poll_interval_ms);
         let mut idle_wait = poll;
+        let mut pruned_at = tokio::time::Instant::now();
         loop {
             if *stopping.borrow() {
                 break;
+            }
+            if pruned_at.elapsed() >= PRUNE_EVERY {
+                pruned_at = tokio::time::Instant::now();
+                if let Err(error) = store::prune_delivered(&this.pool).await {
+                    tracing::warn!(%error, "cannot delete old webhook deliveries");
+                }
             }
             let free = this.settings.concurrency.saturating_sub(running.len());
             if free > 0 {

@@ -697,3 +697,63 @@ async fn a_text_from_a_phone_is_stored_pushed_live_and_sent_as_a_signed_webhook(
         .await;
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn two_nodes_deliver_each_event_once() {
+    let app = spawn_hooks_app(|_| {}).await;
+    let peer = app.spawn_peer("second").await;
+    let receiver = Receiver::start().await;
+    let account = app.new_account().await;
+    create_endpoint(&app, &account.token, &receiver.url, &["session.state"]).await;
+    // Both nodes' workers claim from the same table at once.
+    let conn = app.db.pool.get().await.unwrap();
+    let user: uuid::Uuid = account.id.parse().unwrap();
+    conn.execute(
+        "SELECT botwave_webhook_event($1, 'session.state', 'two-nodes:' || n, '{}'::jsonb)
+           FROM generate_series(1, 300) AS n",
+        &[&user],
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let got = receiver
+        .wait_for("all 300 events", PATIENCE, |r| r.len() >= 300)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 300, "no event twice (got {})", got.len());
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    peer.stop().await;
+}
+
+#[tokio::test]
+async fn a_text_addressed_by_lid_is_stored_under_the_senders_phone_number() {
+    let app = spawn_hooks_app(|_| {}).await;
+    let account = app.new_account().await;
+    app.link(&account, "15550005001").await;
+    app.create_phone("15550005002").await;
+    app.control_ok(
+        Method::POST,
+        "/phones/15550005002/send",
+        Some(json!({ "to": "15550005001", "text": "by lid", "addressing": "lid" })),
+    )
+    .await;
+    let deadline = Instant::now() + PATIENCE;
+    let message = loop {
+        let listed = get_json(&app, "/api/messages?direction=in", &account.token).await;
+        if let Some(first) = listed["messages"].as_array().and_then(|m| m.first()) {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "never received");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(message["text"], "by lid");
+    assert_eq!(message["from"], "15550005002");
+    assert_eq!(message["chat"], "15550005002@s.whatsapp.net");
+}
