@@ -40,6 +40,7 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub smtp: SmtpSettings,
     pub metrics: MetricsSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// Prometheus metrics at `/metrics` on the main listener, for scrapers that present `token`
@@ -63,6 +64,49 @@ pub struct SmtpSettings {
     pub url: Option<String>,
     /// The sender, e.g. `botwave <noreply@example.com>`; required with `url`.
     pub from: Option<String>,
+}
+
+/// How webhook events are delivered to the users' receivers (`src/webhooks/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Deliver to loopback, private, link-local and other non-public addresses. Off by
+    /// default: a user could otherwise make the node call services on its own network.
+    pub allow_private_targets: bool,
+    /// Attempts of one event before it goes to the dead-letter list.
+    pub max_attempts: u32,
+    /// The first retry waits about this long; each further one twice as long, with jitter.
+    pub retry_base_ms: u64,
+    /// Longest wait between two attempts (a receiver's `Retry-After` included).
+    pub retry_max_secs: u64,
+    /// To open the TCP (and TLS) connection to a receiver.
+    pub connect_timeout_ms: u64,
+    /// For the whole request, from connecting to the end of the answer.
+    pub request_timeout_ms: u64,
+    /// Failed attempts in a row after which an endpoint is paused until its user resumes it.
+    pub pause_after_failures: u32,
+    /// Requests in flight per node, and per endpoint per node.
+    pub concurrency: usize,
+    pub concurrency_per_endpoint: usize,
+    /// How often a node looks for due deliveries when nothing woke it.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            max_attempts: 10,
+            retry_base_ms: 5_000,
+            retry_max_secs: 3_600,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 15_000,
+            pause_after_failures: 50,
+            concurrency: 64,
+            concurrency_per_endpoint: 4,
+            poll_interval_ms: 1_000,
+        }
+    }
 }
 
 /// How this node joins the others on the same database. Without `listen` it still runs
@@ -224,6 +268,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             smtp: SmtpSettings::default(),
             metrics: MetricsSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -347,6 +392,14 @@ impl Settings {
             "BOTWAVE_MAX_WEBSOCKETS_PER_IP" => http.max_websockets_per_ip;
             "BOTWAVE_WHATSAPP_RESUME_RATE" => whatsapp.resume_rate;
             "BOTWAVE_CLUSTER_LEASE_TTL_SECS" => cluster.lease_ttl_secs;
+            "BOTWAVE_WEBHOOKS_ALLOW_PRIVATE_TARGETS" => webhooks.allow_private_targets;
+            "BOTWAVE_WEBHOOKS_MAX_ATTEMPTS" => webhooks.max_attempts;
+            "BOTWAVE_WEBHOOKS_RETRY_BASE_MS" => webhooks.retry_base_ms;
+            "BOTWAVE_WEBHOOKS_RETRY_MAX_SECS" => webhooks.retry_max_secs;
+            "BOTWAVE_WEBHOOKS_CONNECT_TIMEOUT_MS" => webhooks.connect_timeout_ms;
+            "BOTWAVE_WEBHOOKS_REQUEST_TIMEOUT_MS" => webhooks.request_timeout_ms;
+            "BOTWAVE_WEBHOOKS_PAUSE_AFTER_FAILURES" => webhooks.pause_after_failures;
+            "BOTWAVE_WEBHOOKS_CONCURRENCY" => webhooks.concurrency;
             "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
         }
         if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
@@ -483,6 +536,28 @@ impl Settings {
             if !(1..=3600).contains(&secs) {
                 return invalid(key, "must be 1 to 3600 seconds");
             }
+        }
+        let hooks = &self.webhooks;
+        if !(1..=100).contains(&hooks.max_attempts) {
+            return invalid("webhooks.max_attempts", "must be 1 to 100");
+        }
+        if hooks.retry_base_ms == 0 || hooks.retry_max_secs == 0 {
+            return invalid("webhooks.retry_*", "must be at least 1");
+        }
+        if !(100..=60_000).contains(&hooks.connect_timeout_ms)
+            || !(100..=300_000).contains(&hooks.request_timeout_ms)
+        {
+            return invalid(
+                "webhooks.*_timeout_ms",
+                "connect 100 to 60000 ms, request 100 to 300000 ms",
+            );
+        }
+        if hooks.pause_after_failures == 0
+            || hooks.concurrency == 0
+            || hooks.concurrency_per_endpoint == 0
+            || hooks.poll_interval_ms == 0
+        {
+            return invalid("webhooks.*", "counts and intervals must be at least 1");
         }
         if !(8192..=1024 * 1024).contains(&http.max_header_bytes) {
             return invalid("http.max_header_bytes", "must be 8192 to 1048576");

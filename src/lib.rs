@@ -21,3 +21,4 @@ pub mod startup;
 pub mod state;
 pub mod systemd;
 pub mod users;
+pub mod webhooks;

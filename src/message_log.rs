@@ -1,8 +1,9 @@
-//! Listing the message log: a user's messages, newest first, filtered and paged with an opaque
+//! Listing the message log: a user's messages (sent, or with `list_inbound` received), newest first, filtered and paged with an opaque
 //! cursor; and the messages whose status moved since a point in time. (Writing — queuing and status changes — and single reads belong to the sessions'
 //! outbox in `actors`.)
 
 use base64::Engine;
+use botwave_actors::inbound::{INBOUND_COLUMNS, InboundMessage};
 use botwave_actors::outbox::{MESSAGE_COLUMNS, Message, MessageSource, MessageStatus};
 use chrono::{DateTime, Utc};
 use tokio_postgres::types::Type;
@@ -93,16 +94,13 @@ pub async fn list(
             ],
         )
         .await?;
-    let mut messages: Vec<Message> = rows.iter().map(Message::from_row).collect();
-    let next_cursor = if messages.len() as i64 > limit {
-        messages.truncate(limit as usize);
-        messages.last().map(|m| Cursor {
-            created_at: m.created_at,
-            id: m.id,
-        })
-    } else {
-        None
-    };
+    let (messages, next_cursor) =
+        page_of(rows.iter().map(Message::from_row).collect(), limit, |m| {
+            Cursor {
+                created_at: m.created_at,
+                id: m.id,
+            }
+        });
     Ok(Page {
         messages,
         next_cursor,
@@ -134,4 +132,73 @@ pub async fn changed_since(
         )
         .await?;
     Ok(rows.iter().map(Message::from_row).collect())
+}
+
+/// A page of received messages, newest first.
+pub struct InboundPage {
+    pub messages: Vec<InboundMessage>,
+    pub next_cursor: Option<Cursor>,
+}
+
+/// `user_id`'s received messages (`GET /api/messages?direction=in`), newest first, optionally
+/// from one contact and within a time range (of arrival), paged like the sent ones.
+pub async fn list_inbound(
+    pool: &DbPool,
+    user_id: Uuid,
+    filter: &LogFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<InboundPage, DbError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query(
+            &format!(
+                "SELECT {INBOUND_COLUMNS} FROM inbound_messages
+                 WHERE user_id = $1
+                   AND ($2::text IS NULL OR sender = $2)
+                   AND ($3::timestamptz IS NULL OR received_at >= $3)
+                   AND ($4::timestamptz IS NULL OR received_at < $4)
+                   AND ($5::timestamptz IS NULL OR (received_at, id) < ($5, $6))
+                 ORDER BY received_at DESC, id DESC
+                 LIMIT $7"
+            ),
+            &[
+                &user_id,
+                &filter.recipient,
+                &filter.since,
+                &filter.until,
+                &after.map(|c| c.created_at),
+                &after.map(|c| c.id),
+                &(limit + 1),
+            ],
+        )
+        .await?;
+    let (messages, next_cursor) = page_of(
+        rows.iter().map(InboundMessage::from_row).collect(),
+        limit,
+        |m| Cursor {
+            created_at: m.received_at,
+            id: m.id,
+        },
+    );
+    Ok(InboundPage {
+        messages,
+        next_cursor,
+    })
+}
+
+/// Of `limit + 1` rows, the page (the first `limit`) and, if there was one more, the cursor
+/// after the page's last row.
+fn page_of<T>(
+    mut items: Vec<T>,
+    limit: i64,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> (Vec<T>, Option<Cursor>) {
+    if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        let next = items.last().map(cursor_of);
+        (items, next)
+    } else {
+        (items, None)
+    }
 }

@@ -181,6 +181,11 @@ pub async fn render(state: &AppState) -> Result<String, MetricsError> {
         "QR codes this node's sessions showed",
         counter(counts.qr_codes),
     );
+    registry.register(
+        "messages_received",
+        "Messages this node's linked numbers received from their contacts",
+        counter(counts.messages_received),
+    );
     let changes = Family::<StatusLabels, Counter>::default();
     for (status, count) in STATUSES.iter().zip(counts.message_statuses) {
         changes

@@ -20,7 +20,8 @@ use crate::{
     db::{Database, DbError, OpenError},
     http,
     mail::Mailer,
-    state::AppState,
+    state::{AppState, Outbound},
+    webhooks::{client::DeliveryClient, worker::Worker},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,8 @@ pub enum StartupError {
     Sessions(String),
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
+    #[error("cannot set up webhook deliveries: {0}")]
+    Webhooks(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -61,6 +64,7 @@ pub struct Application {
     limits: http::server::Limits,
     membership: Option<Membership>,
     shutdown_timeout: Duration,
+    webhook_worker: Option<Worker>,
 }
 
 impl Application {
@@ -164,6 +168,21 @@ impl Application {
             .map_err(|e| StartupError::Database(OpenError::Db(DbError::InvalidUrl(e))))?;
         let mailer = Mailer::from_settings(&settings.smtp, demo_simulator.is_some())
             .map_err(StartupError::Mail)?;
+        let hooks = &settings.webhooks;
+        let webhook_client = DeliveryClient::new(
+            hooks.allow_private_targets,
+            Duration::from_millis(hooks.connect_timeout_ms),
+            Duration::from_millis(hooks.request_timeout_ms),
+        )
+        .map_err(|e| StartupError::Webhooks(e.to_string()))?;
+        let webhook_worker = Worker {
+            pool: database.pool.clone(),
+            database_url: database.url.clone(),
+            node: sessions.node().incarnation,
+            settings: hooks.clone(),
+            client: webhook_client.clone(),
+            events: events.clone(),
+        };
         let mut state = AppState::new(
             settings,
             database.pool.clone(),
@@ -171,7 +190,10 @@ impl Application {
             sessions,
             events,
             accounts,
-            mailer,
+            Outbound {
+                mailer,
+                webhook_client,
+            },
         );
         state.demo_simulator = demo_simulator;
         if settings.http.public_url.is_none() {
@@ -187,6 +209,7 @@ impl Application {
             limits,
             membership,
             shutdown_timeout: settings.cluster.shutdown_timeout(),
+            webhook_worker: Some(webhook_worker),
         })
     }
 
@@ -217,7 +240,12 @@ impl Application {
     /// this node's sessions to the others, gives open requests a grace period, leaves the
     /// cluster and releases the database (stopping the embedded cluster if this node
     /// started it).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        // Deliveries stop (and give their locks back) as soon as the node is stopping.
+        let webhooks = self
+            .webhook_worker
+            .take()
+            .map(|worker| tokio::spawn(worker.run(self.state.stopping.subscribe())));
         let state = self.state.clone();
         let timeout = self.shutdown_timeout;
         let shutdown = async move {
@@ -243,6 +271,9 @@ impl Application {
         serve.await;
         if let Some(watchdog) = watchdog {
             watchdog.abort();
+        }
+        if let Some(webhooks) = webhooks {
+            let _ = webhooks.await;
         }
         let node = self.state.sessions.node().incarnation;
         if let Err(error) = nodes::mark_stopped(&self.state.pool, node).await {

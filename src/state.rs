@@ -14,12 +14,19 @@ use crate::{
     db::DbPool,
     http::{BodyLimits, WsLimits, ws::Slots},
     mail::Mailer,
+    webhooks::client::DeliveryClient,
 };
 use uuid::Uuid;
 
 /// Failed guesses of one account's password, from all addresses together, before each further
 /// guess must wait (1 s, doubling, at most a minute).
 const FREE_FAILURES_PER_ACCOUNT: u32 = 20;
+
+/// How the node reaches the world outside it: email, and the users' webhook receivers.
+pub struct Outbound {
+    pub mailer: Mailer,
+    pub webhook_client: DeliveryClient,
+}
 
 pub struct AppState {
     pub pool: DbPool,
@@ -60,6 +67,10 @@ pub struct AppState {
     /// In `botwave demo`: the WhatsApp simulator's control URL, so the dashboard can offer
     /// "scan with the simulated phone". `None` on a real node.
     pub demo_simulator: Option<String>,
+    /// Webhook deliveries: the client (test pings use it directly) and whether private
+    /// targets are allowed (checked when an endpoint is saved, and again at delivery).
+    pub webhook_client: DeliveryClient,
+    pub webhook_allow_private: bool,
 }
 
 impl AppState {
@@ -70,8 +81,12 @@ impl AppState {
         sessions: SessionManager,
         events: EventHub,
         accounts: AccountWatch,
-        mailer: Mailer,
+        outbound: Outbound,
     ) -> Self {
+        let Outbound {
+            mailer,
+            webhook_client,
+        } = outbound;
         let http = &settings.http;
         let ws_limits = WsLimits {
             ping_interval: Duration::from_secs(http.ws_ping_interval_secs),
@@ -124,6 +139,8 @@ impl AppState {
             ws_by_user: Slots::new(ws_limits.max_per_user),
             ws_by_ip: Slots::new(ws_limits.max_per_ip),
             demo_simulator: None,
+            webhook_client,
+            webhook_allow_private: settings.webhooks.allow_private_targets,
         }
     }
 }

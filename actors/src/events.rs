@@ -54,6 +54,17 @@ pub enum SessionEvent {
         user_id: Uuid,
         state: SessionState,
     },
+    /// A message a contact sent to the linked number, as stored (once per WhatsApp id).
+    MessageReceived {
+        user_id: Uuid,
+        message: crate::inbound::InboundMessage,
+    },
+    /// A webhook endpoint failed too often in a row and is paused until its user resumes it.
+    WebhookPaused {
+        user_id: Uuid,
+        endpoint_id: Uuid,
+        reason: String,
+    },
 }
 
 impl SessionEvent {
@@ -65,7 +76,9 @@ impl SessionEvent {
             | SessionEvent::WhatsappConnected { user_id, .. }
             | SessionEvent::WhatsappDisconnected { user_id, .. }
             | SessionEvent::MessageStatus { user_id, .. }
-            | SessionEvent::SessionState { user_id, .. } => *user_id,
+            | SessionEvent::SessionState { user_id, .. }
+            | SessionEvent::MessageReceived { user_id, .. }
+            | SessionEvent::WebhookPaused { user_id, .. } => *user_id,
         }
     }
 }

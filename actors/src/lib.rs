@@ -14,6 +14,7 @@ pub mod config;
 pub mod crash_point;
 pub mod error;
 pub mod events;
+pub mod inbound;
 pub mod lease;
 pub mod manager;
 pub mod outbox;

@@ -24,6 +24,7 @@ pub struct Telemetry {
     disconnects: AtomicU64,
     restarts: AtomicU64,
     qr_codes: AtomicU64,
+    received: AtomicU64,
     statuses: [AtomicU64; STATUSES.len()],
 }
 
@@ -34,6 +35,8 @@ pub struct Counts {
     pub disconnects: u64,
     pub restarts: u64,
     pub qr_codes: u64,
+    /// Messages the linked numbers received from their contacts.
+    pub messages_received: u64,
     /// Status changes per status, in [`STATUSES`] order.
     pub message_statuses: [u64; STATUSES.len()],
 }
@@ -45,11 +48,14 @@ impl Telemetry {
             SessionEvent::WhatsappConnected { .. } => &self.connects,
             SessionEvent::WhatsappDisconnected { .. } => &self.disconnects,
             SessionEvent::QrCode { .. } => &self.qr_codes,
+            SessionEvent::MessageReceived { .. } => &self.received,
             SessionEvent::MessageStatus { status, .. } => {
                 let index = STATUSES.iter().position(|s| s == status).unwrap_or(0);
                 &self.statuses[index]
             }
-            SessionEvent::PairCode { .. } | SessionEvent::SessionState { .. } => return,
+            SessionEvent::PairCode { .. }
+            | SessionEvent::SessionState { .. }
+            | SessionEvent::WebhookPaused { .. } => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -66,6 +72,7 @@ impl Telemetry {
             disconnects: get(&self.disconnects),
             restarts: get(&self.restarts),
             qr_codes: get(&self.qr_codes),
+            messages_received: get(&self.received),
             message_statuses: std::array::from_fn(|i| get(&self.statuses[i])),
         }
     }

@@ -7,16 +7,18 @@ import { Live } from "./live.js";
 import { createConnection } from "./connection.js";
 import { createMessages } from "./messages.js";
 import { createKeys } from "./keys.js";
+import { createWebhooks } from "./webhooks.js";
+import { createConversations } from "./conversations.js";
 import { createPasswordForm } from "./password.js";
 import { createAdmin } from "./admin.js";
 import { createResetForms, resetToken } from "./reset.js";
 
 const MODE_LABELS = { live: "Live", polling: "Polling", connecting: "Connecting…", offline: "Offline" };
 
-let current = null; // { user, connection, messages, keys, live, admin } while logged in
+let current = null; // { user, connection, messages, keys, webhooks, conversations, live, admin } while logged in
 
 function show(view) {
-  for (const id of ["view-auth", "view-home", "view-keys", "view-admin"]) $(id).hidden = id !== `view-${view}`;
+  for (const id of ["view-auth", "view-home", "view-keys", "view-webhooks", "view-admin"]) $(id).hidden = id !== `view-${view}`;
 }
 
 function route() {
@@ -40,15 +42,18 @@ function route() {
   // Admins only: the admin area answers for #/admin/… hashes (and sets its own title).
   const admin = current.admin ? current.admin.route(hash) : null;
   const keys = hash === "#/keys";
-  const active = admin || (keys ? "keys" : "home");
+  const webhooks = hash === "#/webhooks";
+  const active = admin || (keys ? "keys" : webhooks ? "webhooks" : "home");
   show(active);
   for (const link of $("nav").querySelectorAll("a")) {
     if (link.dataset.route === active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  if (!admin) document.title = keys ? "API keys · botwave" : "Dashboard · botwave";
+  if (!admin) document.title = keys ? "API keys · botwave" : webhooks ? "Webhooks · botwave" : "Dashboard · botwave";
   if (keys) current.keys.load();
   else current.keys.hideSecret();
+  if (webhooks) current.webhooks.load();
+  else current.webhooks.hideSecret();
 }
 
 async function start() {
@@ -71,14 +76,19 @@ async function start() {
   const connection = createConnection({ userId: user.id, demo: Boolean(config.demo) });
   const messages = createMessages({ userId: user.id });
   const keys = createKeys();
+  const webhooks = createWebhooks();
+  const conversations = createConversations({ userId: user.id });
   const live = new Live({
     onEvent: (event) => {
       connection.onEvent(event);
       messages.onEvent(event);
+      conversations.onEvent(event);
+      webhooks.onEvent(event);
     },
     onResync: () => {
       connection.refresh();
       messages.resync();
+      conversations.load();
     },
     onMode: (mode) => {
       const badge = $("live-mode");
@@ -91,13 +101,13 @@ async function start() {
   });
   createPasswordForm({ live, onKeysChanged: () => keys.load() });
   const admin = user.role === "admin" ? createAdmin({ live, selfId: user.id }) : null;
-  current = { user, connection, messages, keys, live, admin };
+  current = { user, connection, messages, keys, webhooks, conversations, live, admin };
   $("user-email").textContent = user.email;
   $("nav").hidden = false;
   $("session").hidden = false;
   if (location.hash === "#/login" || location.hash === "#/register") location.hash = "#/";
   route();
-  await Promise.all([connection.refresh(), messages.load()]);
+  await Promise.all([connection.refresh(), messages.load(), conversations.load()]);
   live.start(session.token);
 }
 

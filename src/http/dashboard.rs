@@ -57,6 +57,14 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         ),
         ("keys.js", asset(include_bytes!("../dashboard/keys.js"), js)),
         (
+            "webhooks.js",
+            asset(include_bytes!("../dashboard/webhooks.js"), js),
+        ),
+        (
+            "conversations.js",
+            asset(include_bytes!("../dashboard/conversations.js"), js),
+        ),
+        (
             "password.js",
             asset(include_bytes!("../dashboard/password.js"), js),
         ),

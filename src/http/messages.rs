@@ -1,5 +1,6 @@
 //! Sending and the message log: `POST /api/messages/send` (dashboard, login token),
-//! `POST|GET /api/send` (integrations, API key) and `GET /api/messages[/{id}]`.
+//! `POST|GET /api/send` (integrations, API key) and `GET /api/messages[/{id}]` (with
+//! `?direction=in`, the messages contacts sent to the linked number).
 //!
 //! A send is stored as `queued` first and answered 202 with its id; the owning session sends it
 //! and moves it along sent → delivered → read (or failed). An `Idempotency-Key` header makes a
@@ -239,6 +240,30 @@ async fn list(
             })?),
             None => None,
         };
+    let inbound = match query.get("direction").map(String::as_str) {
+        None | Some("out") => false,
+        Some("in") => true,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "direction",
+                "direction must be in or out",
+            ));
+        }
+    };
+    if inbound {
+        // Received messages: `contact` names the sender (`from` is the start of the range).
+        if let Some(contact) = query.get("contact") {
+            let number =
+                PhoneNumber::parse(contact).map_err(|m| ApiError::validation("contact", m))?;
+            filter.recipient = Some(number.digits().to_owned());
+        }
+        let page =
+            message_log::list_inbound(&state.pool, caller.user.id, &filter, cursor, limit).await?;
+        return Ok(warp::reply::json(&json!({
+            "messages": page.messages,
+            "next_cursor": page.next_cursor.map(|c| c.encode()),
+        })));
+    }
     let page = message_log::list(&state.pool, caller.user.id, &filter, cursor, limit).await?;
     Ok(warp::reply::json(&json!({
         "messages": page.messages,

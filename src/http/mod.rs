@@ -13,6 +13,7 @@ mod metrics;
 pub mod password_reset;
 mod query;
 pub mod server;
+mod webhooks;
 mod whatsapp;
 pub mod ws;
 
@@ -38,6 +39,7 @@ pub fn routes(
         .or(keys::routes(state.clone()))
         .or(whatsapp::routes(state.clone()))
         .or(messages::routes(state.clone()))
+        .or(webhooks::routes(state.clone()))
         .or(admin::routes(state.clone()))
         .or(ws::routes(state.clone()))
         .or(dashboard::routes(state))

@@ -158,6 +158,7 @@ impl TestApp {
         let mut settings = node_settings(&self.db, &self.sim);
         settings.cluster = self.settings.cluster.clone();
         settings.cluster.node_name = Some(name.to_owned());
+        settings.webhooks = self.settings.webhooks.clone();
         let (address, _, node) = RunningNode::start(&settings).await;
         PeerNode {
             address,

@@ -21,6 +21,8 @@ mod metrics;
 mod migrations;
 mod password_reset;
 mod smtp_sink;
+mod webhook_receiver;
+mod webhooks;
 mod websocket;
 mod websocket_catch_up;
 mod whatsapp;

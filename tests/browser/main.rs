@@ -13,6 +13,9 @@ mod helpers;
 #[path = "../api/smtp_sink.rs"]
 mod smtp_sink;
 #[allow(dead_code)]
+#[path = "../api/webhook_receiver.rs"]
+mod webhook_receiver;
+#[allow(dead_code)]
 #[path = "../api/whatsapp_helpers.rs"]
 mod whatsapp_helpers;
 
@@ -32,3 +35,4 @@ mod polling;
 mod send_form;
 mod serving;
 mod webdriver;
+mod webhooks;

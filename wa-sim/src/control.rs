@@ -111,6 +111,10 @@ pub struct ScanResponse {
 pub struct SendRequest {
     pub to: String,
     pub text: String,
+    /// `"lid"`: the message names its sender by LID (with `sender_pn`), as WhatsApp does in
+    /// LID-migrated chats; `"pn"` (the default) by phone number.
+    #[serde(default)]
+    pub addressing: delivery::Addressing,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -479,7 +483,7 @@ fn phone_send(number: String, shared: Arc<Shared>, request: SendRequest) -> Repl
         return invalid_number(&number);
     }
     let to: String = request.to.chars().take_while(|c| *c != '@').collect();
-    match delivery::send_text(&shared, &number, &to, &request.text) {
+    match delivery::send_text_addressed(&shared, &number, &to, &request.text, request.addressing) {
         Ok(sent) => ok::<SentText>(StatusCode::OK, &sent),
         Err(e) => delivery_error(e),
     }

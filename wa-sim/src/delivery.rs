@@ -124,11 +124,31 @@ pub fn new_message_id() -> String {
 }
 
 /// Phone `from` (created if needed) sends `text` to every client paired to `to`.
+/// How a phone's message names its sender: by phone number, or (as WhatsApp does in chats
+/// migrated to LIDs) by the sender's LID, with its phone number in `sender_pn`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    #[default]
+    Pn,
+    Lid,
+}
+
 pub fn send_text(
     shared: &Shared,
     from: &str,
     to: &str,
     text: &str,
+) -> Result<SentText, DeliveryError> {
+    send_text_addressed(shared, from, to, text, Addressing::Pn)
+}
+
+pub fn send_text_addressed(
+    shared: &Shared,
+    from: &str,
+    to: &str,
+    text: &str,
+    addressing: Addressing,
 ) -> Result<SentText, DeliveryError> {
     let (sender, _) = shared.create_account(from, 1)?;
     let recipient = shared
@@ -155,20 +175,29 @@ pub fn send_text(
     for (device, bundle) in targets {
         let target = DeviceKey::new(to, device);
         let target_jid = target.jid();
-        let (encrypted, sender_pn) = {
+        let (encrypted, sender_pn, sender_lid) = {
             let mut sender = lock(&sender);
             let encrypted =
                 sender.encrypt_from_primary(&target_jid.to_string(), bundle.as_ref(), &message)?;
-            (encrypted, sender.pn_jid())
+            (encrypted, sender.pn_jid(), sender.lid_jid())
         };
-        let stanza = stanza::encrypted_message(
+        let mut stanza = stanza::encrypted_message(
             &id,
-            &sender_pn,
+            if addressing == Addressing::Lid {
+                &sender_lid
+            } else {
+                &sender_pn
+            },
             &target_jid,
             encrypted.enc_type.as_wire_str(),
             encrypted.ciphertext,
             false,
         );
+        if addressing == Addressing::Lid {
+            // WhatsApp's LID-addressed direct message: from the LID, the number alongside.
+            stanza.attrs.insert("sender_pn", sender_pn.to_string());
+            stanza.attrs.insert("addressing_mode", "lid".to_string());
+        }
         if shared.send_to_device(&target, ConnCommand::Send(stanza.clone())) {
             shared.stats.message_sent_to_client();
             sent.delivered.push(target_jid.to_string());

@@ -9,6 +9,7 @@
 mod client;
 mod client_events;
 mod fenced_transport;
+mod inbound;
 pub mod pair_code;
 mod receipts;
 mod sender;

@@ -12,7 +12,7 @@
 //! new actor: the slot (keyed by user) is what stays, and a generation number makes a
 //! restart scheduled before a disconnect or a newer start harmless.
 
-mod backoff;
+pub mod backoff;
 mod placement;
 
 use std::collections::HashMap;
