@@ -251,7 +251,7 @@ impl Default for WhatsappSettings {
     fn default() -> Self {
         Self {
             url: None,
-            resume_rate: 500,
+            resume_rate: 100,
         }
     }
 }

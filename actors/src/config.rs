@@ -44,7 +44,7 @@ impl Default for SessionConfig {
             restart_budget: 5,
             lease: LeaseTiming::default(),
             placement_tick: Duration::from_secs(1),
-            resume_rate: 500,
+            resume_rate: 100,
         }
     }
 }
