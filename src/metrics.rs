@@ -6,7 +6,11 @@
 //! scrape (sessions by state, messages by status and source, outbox depth), which every node
 //! reports alike: aggregate those with `max`, not `sum`.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use crate::{db::DbError, state::AppState};
 use botwave_actors::telemetry::STATUSES;
@@ -63,10 +67,15 @@ const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Distinct route labels kept; paths past that count as `other`. Clients choose paths, so
+/// without a cap each made-up one would be a series of its own, kept for the process's life.
+const MAX_ROUTES: usize = 256;
+
 /// The node's HTTP counters, fed by every answer.
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    routes: Mutex<HashSet<String>>,
 }
 
 impl Default for HttpMetrics {
@@ -74,13 +83,23 @@ impl Default for HttpMetrics {
         Self {
             requests: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
+            routes: Mutex::default(),
         }
     }
 }
 
 impl HttpMetrics {
     pub fn observe(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
-        let route = route_of(path);
+        // Paths no route serves are one label, whatever they are.
+        let route = if status == 404 || status == 405 {
+            "unmatched".to_owned()
+        } else {
+            self.bounded(route_of(path))
+        };
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
@@ -91,6 +110,15 @@ impl HttpMetrics {
         self.latency
             .get_or_create(&RouteLabels { route })
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn bounded(&self, route: String) -> String {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if routes.contains(&route) || routes.len() < MAX_ROUTES && routes.insert(route.clone()) {
+            route
+        } else {
+            "other".to_owned()
+        }
     }
 }
 

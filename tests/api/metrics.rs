@@ -122,6 +122,28 @@ async fn metrics_need_the_token_and_are_off_without_one() {
     assert_eq!(answer.status(), 404);
 }
 
+#[tokio::test]
+async fn made_up_paths_and_methods_do_not_grow_the_metrics() {
+    let app = spawn_app_with(|settings| settings.metrics.token = Some(TOKEN.into())).await;
+    for n in 0..300 {
+        let path = format!("/api/made-up-{n}/x");
+        let _ = app.request(Method::GET, &path).send().await.unwrap();
+        let verb = Method::from_bytes(format!("VERB{n}").as_bytes()).unwrap();
+        let _ = app.request(verb, "/api/auth/me").send().await.unwrap();
+    }
+    let text = scrape(&app, Some(TOKEN)).await.text().await.unwrap();
+    assert!(!text.contains("made-up"), "a made-up path became a label");
+    assert!(!text.contains("VERB"), "a made-up method became a label");
+    let series = text
+        .lines()
+        .filter(|line| line.starts_with("botwave_http_requests_total{"))
+        .count();
+    assert!(
+        series < 20,
+        "{series} request series after made-up requests:\n{text}"
+    );
+}
+
 #[test]
 fn routes_are_labelled_with_placeholders() {
     use botwave::metrics::route_of;
