@@ -45,12 +45,19 @@ pub fn send_receipt(
     sent
 }
 
-/// Schedules the automatic receipts of a message per the current receipt mode.
-pub fn schedule_receipts(shared: &Arc<Shared>, chat: &Jid, sender: &DeviceKey, id: &str) {
+/// Schedules the automatic receipts of a message per `mode`, the receipt mode it arrived
+/// under.
+pub fn schedule_receipts(
+    shared: &Arc<Shared>,
+    mode: ReceiptMode,
+    chat: &Jid,
+    sender: &DeviceKey,
+    id: &str,
+) {
     let ReceiptMode::Auto {
         delivered_ms,
         read_ms,
-    } = shared.receipt_mode()
+    } = mode
     else {
         return;
     };

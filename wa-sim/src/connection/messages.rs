@@ -47,6 +47,9 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let sender = online.device.clone();
+        // The receipt mode when the message arrived decides its receipts: a mode changed
+        // while the phone is still decrypting it applies to the next message only.
+        let receipts = self.shared.receipt_mode();
         let (Some(id), Some(to_text)) = (attr(&node, "id"), attr(&node, "to")) else {
             return Ok(Flow::Continue);
         };
@@ -113,7 +116,7 @@ impl Session {
             }
         }
         if !recipients.is_empty() {
-            delivery::schedule_receipts(&self.shared, &to.to_non_ad(), &sender, &id);
+            delivery::schedule_receipts(&self.shared, receipts, &to.to_non_ad(), &sender, &id);
         }
         Ok(Flow::Continue)
     }
