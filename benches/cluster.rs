@@ -14,6 +14,14 @@ mod common;
 #[allow(dead_code)]
 #[path = "../tests/cluster/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "gateway/simulator.rs"]
+mod simulator;
+
+/// The harness's simulator process: this bench binary again, in simulator mode.
+mod sim_process {
+    pub use crate::simulator::spawn_child as start;
+}
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +66,10 @@ async fn timed_initialize(cluster: &Cluster, node: usize, user: &User) -> Durati
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    if simulator::is_child() {
+        simulator::run_child().await;
+        return;
+    }
     let options = options();
     let cluster = Cluster::start(3).await;
     let linking = Instant::now();
@@ -121,7 +133,7 @@ async fn main() {
         cluster
             .eventually("a moved session connected", || async {
                 let owner = cluster.owner(user).await?;
-                (owner != names[victim] && cluster.sim.is_connected(&user.phone, 1)).then_some(())
+                (owner != names[victim] && cluster.is_connected(user).await).then_some(())
             })
             .await;
         last = killed.elapsed();
@@ -130,7 +142,7 @@ async fn main() {
         "failover: {} sessions of the killed node connected on the others {:.1} s after kill -9 (lease {LEASE_TTL_SECS} s); double connections seen by WhatsApp: {}",
         moving.len(),
         last.as_secs_f64(),
-        cluster.double_connections()
+        cluster.double_connections().await
     );
     println!(
         "BENCH_JSON {{\"sessions\":{},\"routed_extra_p50_ms\":{:.3},\"routed_extra_p99_ms\":{:.3},\"failover_s\":{:.2},\"moved\":{}}}",

@@ -56,6 +56,11 @@ const EVENT_BUFFER: usize = 1024;
 /// How long open requests get to finish once the node is asked to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Connections kept apart for the session supervisor's lease work (claims, renewals, the
+/// heartbeat), which runs one statement at a time; the second covers a connection that is
+/// being replaced.
+const LEASE_POOL_SIZE: u32 = 2;
+
 pub struct Application {
     local_addr: SocketAddr,
     listener: tokio::net::TcpListener,
@@ -151,8 +156,12 @@ impl Application {
         .await
         .map_err(|e| StartupError::Cluster(e.to_string()))?;
         tracing::info!(node = %node.name, incarnation = %node.incarnation, cluster = ?cluster_addr, "node identity");
+        let lease_pool = crate::db::connect(&database.url, LEASE_POOL_SIZE)
+            .await
+            .map_err(|e| StartupError::Database(OpenError::Db(e)))?;
         let sessions = SessionManager::start(
             database.pool.clone(),
+            lease_pool,
             events.clone(),
             SessionConfig {
                 whatsapp_url: settings.whatsapp.url.clone(),

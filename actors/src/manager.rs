@@ -44,15 +44,18 @@ pub struct SessionManager {
 
 impl SessionManager {
     /// Starts the supervisor and this node's gateway. Sessions are not resumed here:
-    /// the supervisor's first tick claims those that should run and nobody runs.
+    /// the supervisor's first tick claims those that should run and nobody runs. `lease_pool`
+    /// is the supervisor's own (see [`SupervisorArgs::lease_pool`]).
     pub async fn start(
         pool: PgPool,
+        lease_pool: PgPool,
         events: EventHub,
         config: SessionConfig,
         node: NodeIdentity,
     ) -> Result<Self, SessionError> {
         let args = SupervisorArgs {
             pool: pool.clone(),
+            lease_pool,
             events: events.clone(),
             config: Arc::new(config),
             node: node.clone(),

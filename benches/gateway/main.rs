@@ -33,6 +33,7 @@ mod idle;
 mod node;
 mod send;
 mod simulator;
+mod statements;
 mod usage;
 mod websockets;
 
@@ -348,7 +349,11 @@ async fn run(options: &Options) -> Figures {
             "(a) burst: {} sessions send {} messages to {} recipients, {} requests in flight:",
             options.senders, options.messages, options.recipients, options.in_flight
         );
+        let counting = statements::Counter::start(&db.pool).await;
         let burst = send::burst(&traffic, "a", options.messages, options.in_flight).await;
+        if let Some(counting) = counting {
+            counting.report(burst.decrypted).await;
+        }
         target_line(
             "accepted (202)",
             burst.accepted_per_s,

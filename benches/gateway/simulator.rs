@@ -1,21 +1,17 @@
 //! The WhatsApp simulator in a process of its own, so its CPU time and memory are apart from
 //! the node's: the bench binary starts itself again in simulator mode (the library is one of
 //! its dependencies, so no second binary has to be built), and talks to it through its
-//! control API like a test would.
+//! control API (`botwave_wa_sim::remote`) like a test would. The bench's use of it panics
+//! on any failure: a bench that lost its simulator has nothing to report.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use botwave_wa_sim::{SimConfig, Simulator};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use botwave_wa_sim::SimConfig;
+use botwave_wa_sim::remote::{RemoteSim, serve_until_stdin_closes};
+use tokio::process::Command;
 
 /// Set in the environment of the bench binary started as the simulator.
 const CHILD_MODE: &str = "BOTWAVE_BENCH_SIMULATOR_CHILD";
-
-/// The line the child prints once it listens.
-const READY_PREFIX: &str = "SIMULATOR_URL ";
 
 /// Whether this process was started as the simulator child.
 pub fn is_child() -> bool {
@@ -24,26 +20,13 @@ pub fn is_child() -> bool {
 
 /// The child's whole life: serve until the parent closes our stdin (it ended or died).
 pub async fn run_child() {
-    let sim = Simulator::start(SimConfig::default())
+    serve_until_stdin_closes(SimConfig::default())
         .await
-        .expect("the simulator starts");
-    println!("{READY_PREFIX}{}", sim.base_url());
-    // Blocking read on a thread of its own: tokio's stdin needs a feature nothing else uses.
-    let _ = tokio::task::spawn_blocking(|| {
-        let mut sink = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
-    })
-    .await;
-    sim.shutdown().await;
+        .expect("the simulator serves");
 }
 
 /// A simulator process and a client of its control API.
-pub struct SimProcess {
-    /// `None` for a simulator somebody else started (`--sim-url`).
-    child: Option<Child>,
-    pub base: String,
-    http: reqwest::Client,
-}
+pub struct SimProcess(RemoteSim);
 
 /// What the simulator counted so far (`GET /control/stats`).
 pub struct SimStats {
@@ -52,117 +35,72 @@ pub struct SimStats {
     pub logins: u64,
 }
 
+/// Starts this bench binary again as the simulator (see [`is_child`]).
+pub async fn spawn_child() -> RemoteSim {
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    let mut command = Command::new(exe);
+    command
+        .env(CHILD_MODE, "1")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    RemoteSim::spawn(command)
+        .await
+        .expect("the simulator process starts")
+}
+
 impl SimProcess {
     pub async fn start() -> Self {
-        let exe = std::env::current_exe().expect("the bench binary's path");
-        let mut child = Command::new(exe)
-            .env(CHILD_MODE, "1")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the simulator process starts");
-        let stdout = child.stdout.take().expect("the simulator's stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-                .await
-                .expect("the simulator says where it listens within a minute")
-                .expect("the simulator's stdout")
-                .expect("the simulator runs");
-            if let Some(url) = line.strip_prefix(READY_PREFIX) {
-                break url.trim_end_matches('/').to_owned();
-            }
-        };
-        Self {
-            child: Some(child),
-            base,
-            http: reqwest::Client::new(),
-        }
+        Self(spawn_child().await)
     }
 
     /// A simulator already running at `base` (`http://host:port`); its CPU time is not read.
     pub fn external(base: &str) -> Self {
-        Self {
-            child: None,
-            base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
-        }
+        Self(RemoteSim::external(base))
     }
 
     /// The simulator's process id, when this bench started it.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
+        self.0.pid()
     }
 
     /// The websocket URL a node connects to.
     pub fn ws_url(&self) -> String {
-        format!("{}/ws/chat", self.base.replacen("http", "ws", 1))
-    }
-
-    fn control(&self, path: &str) -> String {
-        format!("{}/control{path}", self.base)
+        self.0.ws_url()
     }
 
     pub async fn create_phone(&self, number: &str) {
-        let response = self
-            .http
-            .post(self.control("/phones"))
-            .json(&json!({ "number": number, "devices": 1 }))
-            .send()
+        self.0
+            .create_phone(number, 1)
             .await
-            .expect("the simulator answers");
-        assert!(response.status().is_success(), "phone {number}");
+            .unwrap_or_else(|error| panic!("phone {number}: {error}"));
     }
 
     /// Scans `qr` with phone `number` (created first when new).
     pub async fn scan(&self, number: &str, qr: &str) -> Result<(), String> {
-        let response = self
-            .http
-            .post(self.control("/scan"))
-            .json(&json!({ "phone": number, "qr": qr }))
-            .send()
+        self.0
+            .scan(number, qr)
             .await
-            .map_err(|error| error.to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(response.text().await.unwrap_or_default())
-        }
+            .map(drop)
+            .map_err(|error| error.to_string())
     }
 
     /// `(text, decrypted at, Unix ms)` of what phone `number` decrypted so far.
     pub async fn texts(&self, number: &str) -> Vec<(String, f64)> {
-        let response = self
-            .http
-            .get(self.control(&format!("/phones/{number}/messages")))
-            .send()
+        self.0
+            .messages(number)
             .await
-            .expect("the simulator answers");
-        let messages: Vec<Value> = response.json().await.unwrap_or_default();
-        messages
-            .iter()
-            .filter_map(|m| Some((m["text"].as_str()?.to_owned(), m["received_at"].as_f64()?)))
+            .expect("the simulator answers")
+            .into_iter()
+            .map(|message| (message.text, message.received_at as f64))
             .collect()
     }
 
     pub async fn stats(&self) -> SimStats {
-        let stats: Value = self
-            .http
-            .get(self.control("/stats"))
-            .send()
-            .await
-            .expect("the simulator answers")
-            .json()
-            .await
-            .expect("stats JSON");
-        let number = |value: &Value| value.as_u64().unwrap_or(0);
+        let stats = self.0.stats().await.expect("the simulator answers");
         SimStats {
-            decrypted_by_recipients: number(&stats["messages_decrypted_by_recipients"]),
-            connections: number(&stats["connections"]["current"]),
-            logins: number(&stats["logins"]),
+            decrypted_by_recipients: stats.messages_decrypted_by_recipients,
+            connections: stats.connections.current,
+            logins: stats.logins,
         }
     }
 }

@@ -39,6 +39,7 @@ async fn node_loses_postgresql(cut: Cut, prefix: &str) {
         cluster
             .sim
             .create_phone(&recipient(n), 1)
+            .await
             .expect("recipient phone");
     }
     let others = [cluster.add_node().await, cluster.add_node().await];
@@ -81,7 +82,10 @@ async fn node_loses_postgresql(cut: Cut, prefix: &str) {
         for round in 0..1200 {
             for (n, user) in &theirs {
                 let text = format!("chatter {round}");
-                let _ = cluster.sim.send_text(&recipient(*n), &user.phone, &text);
+                let _ = cluster
+                    .sim
+                    .send_text(&recipient(*n), &user.phone, &text)
+                    .await;
             }
             if proxy.is_cut() {
                 rounds_after_cut += 1;
@@ -215,7 +219,7 @@ async fn node_loses_postgresql(cut: Cut, prefix: &str) {
             let to = recipient(n);
             cluster
                 .eventually(&text, || async {
-                    (cluster.received(&to, &text) >= 1).then_some(())
+                    (cluster.received(&to, &text).await >= 1).then_some(())
                 })
                 .await;
         }
@@ -225,13 +229,13 @@ async fn node_loses_postgresql(cut: Cut, prefix: &str) {
         for text in ["before the cut", "while cut off", "after the restore"] {
             let text = format!("{text} {n}");
             assert_eq!(
-                cluster.received(&recipient(n), &text),
+                cluster.received(&recipient(n), &text).await,
                 1,
                 "{text} decrypted once"
             );
         }
     }
-    assert_eq!(cluster.double_connections(), 0);
+    assert_eq!(cluster.double_connections().await, 0);
 }
 
 /// Waits until none of `users` is logged in to WhatsApp, each seen down at least once
@@ -241,7 +245,7 @@ async fn cut_off_within(cluster: &Cluster, users: &[&User], within: Duration) ->
     let mut down = HashSet::new();
     loop {
         for user in users {
-            if !cluster.sim.is_connected(&user.phone, 1) {
+            if !cluster.is_connected(user).await {
                 down.insert(user.id);
             }
         }

@@ -13,6 +13,7 @@ async fn users_on_second_node(cluster: &Cluster, count: usize, prefix: &str) -> 
         cluster
             .sim
             .create_phone(&format!("{prefix}2{n:03}"), 1)
+            .await
             .expect("recipient phone");
     }
     users
@@ -53,16 +54,20 @@ async fn a_node_stopped_with_sigterm_hands_its_sessions_over() {
         let (to, text) = (format!("15553012{n:03}"), format!("before stop {n}"));
         cluster
             .eventually(&text, || async {
-                (cluster.received(&to, &text) >= 1).then_some(())
+                (cluster.received(&to, &text).await >= 1).then_some(())
             })
             .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for n in 0..users.len() {
         let (to, text) = (format!("15553012{n:03}"), format!("before stop {n}"));
-        assert_eq!(cluster.received(&to, &text), 1, "{text} decrypted once");
+        assert_eq!(
+            cluster.received(&to, &text).await,
+            1,
+            "{text} decrypted once"
+        );
     }
-    assert_eq!(cluster.double_connections(), 0);
+    assert_eq!(cluster.double_connections().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,10 +126,14 @@ async fn a_frozen_node_stops_its_sessions_when_it_wakes_and_writes_nothing() {
         let (to, text) = (format!("15553022{n:03}"), format!("while frozen {n}"));
         cluster
             .eventually(&text, || async {
-                (cluster.received(&to, &text) >= 1).then_some(())
+                (cluster.received(&to, &text).await >= 1).then_some(())
             })
             .await;
-        assert_eq!(cluster.received(&to, &text), 1, "{text} decrypted once");
+        assert_eq!(
+            cluster.received(&to, &text).await,
+            1,
+            "{text} decrypted once"
+        );
     }
     let log = cluster.nodes[1].log();
     assert!(
@@ -137,7 +146,7 @@ async fn a_frozen_node_stops_its_sessions_when_it_wakes_and_writes_nothing() {
         cluster.send(1, user, &to, &text).await;
         cluster
             .eventually(&text, || async {
-                (cluster.received(&to, &text) == 1).then_some(())
+                (cluster.received(&to, &text).await == 1).then_some(())
             })
             .await;
     }

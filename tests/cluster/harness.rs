@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
+use botwave_wa_sim::remote::RemoteSim;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Cluster {
     pub db: TestDatabase,
-    pub sim: SimHandle,
+    pub sim: RemoteSim,
     pub nodes: Vec<Node>,
     http: reqwest::Client,
     scratch: PathBuf,
@@ -100,9 +100,7 @@ pub struct User {
 impl Cluster {
     pub async fn start(nodes: usize) -> Self {
         let db = TestDatabase::create().await;
-        let sim = Simulator::start(SimConfig::default())
-            .await
-            .expect("simulator starts");
+        let sim = crate::sim_process::start().await;
         let scratch = std::env::temp_dir().join(format!("botwave-cluster-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&scratch).expect("scratch dir");
         let mut cluster = Self {
@@ -335,7 +333,7 @@ impl Cluster {
     pub async fn wait_connected(&self, user: &User) {
         self.eventually("connected", || async {
             let owned = self.owner(user).await.is_some();
-            (owned && self.sim.is_connected(&user.phone, 1)).then_some(())
+            (owned && self.is_connected(user).await).then_some(())
         })
         .await;
     }
@@ -400,17 +398,36 @@ impl Cluster {
         rows.iter().map(|row| (row.get(0), row.get(1))).collect()
     }
 
+    /// Whether `user`'s device is logged in to WhatsApp now.
+    pub async fn is_connected(&self, user: &User) -> bool {
+        self.sim
+            .is_connected(&user.phone, 1)
+            .await
+            .expect("the simulator answers")
+    }
+
     /// How often `text` was decrypted by its recipient `to`.
-    pub fn received(&self, to: &str, text: &str) -> usize {
+    pub async fn received(&self, to: &str, text: &str) -> usize {
         self.sim
             .messages(to)
+            .await
+            .expect("the simulator answers")
             .iter()
             .filter(|message| message.text == text)
             .count()
     }
 
-    pub fn double_connections(&self) -> u64 {
-        self.sim.stats().double_connections.count
+    /// How many pairings (QR scans or link codes) the simulator has seen.
+    pub async fn pairings(&self) -> u64 {
+        self.stats().await.pairings
+    }
+
+    pub async fn double_connections(&self) -> u64 {
+        self.stats().await.double_connections.count
+    }
+
+    async fn stats(&self) -> botwave_wa_sim::StatsSnapshot {
+        self.sim.stats().await.expect("the simulator answers")
     }
 
     pub async fn eventually<T, F, Fut>(&self, what: &str, mut probe: F) -> T

@@ -1,5 +1,5 @@
 //! The cluster, black box: real `botwave serve` processes (one per node) on 127.0.0.1 ports,
-//! one PostgreSQL database, the WhatsApp simulator in the test process. Nodes are killed,
+//! one PostgreSQL database, the WhatsApp simulator in a process of its own. Nodes are killed,
 //! stopped and frozen for real, and the simulator tells what WhatsApp would have seen.
 
 #![cfg(feature = "simulator")]
@@ -12,4 +12,5 @@ mod db_proxy;
 mod failover;
 mod harness;
 mod routing;
+mod sim_process;
 mod tls;

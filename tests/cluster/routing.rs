@@ -26,6 +26,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         cluster
             .sim
             .create_phone(&format!("1555200{n:04}"), 1)
+            .await
             .expect("recipient phone");
     }
     let spread = cluster.spread().await;
@@ -47,7 +48,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         let (to, text) = (format!("1555200{n:04}"), format!("routed {n}"));
         cluster
             .eventually(&text, || async {
-                (cluster.received(&to, &text) == 1).then_some(())
+                (cluster.received(&to, &text).await == 1).then_some(())
             })
             .await;
     }
@@ -90,7 +91,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         }
     }
     assert!(!orphans.is_empty());
-    let pairings = cluster.sim.stats().pairings;
+    let pairings = cluster.pairings().await;
     cluster.nodes[victim].signal(libc::SIGKILL);
     let killed = Instant::now();
     cluster.nodes[victim]
@@ -101,7 +102,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         cluster
             .eventually("the session back on a live node", || async {
                 let owner = cluster.owner(user).await?;
-                (owner != victim_name && cluster.sim.is_connected(&user.phone, 1)).then_some(())
+                (owner != victim_name && cluster.is_connected(user).await).then_some(())
             })
             .await;
     }
@@ -112,7 +113,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         "failover took {failover:?}"
     );
     assert_eq!(
-        cluster.sim.stats().pairings,
+        cluster.pairings().await,
         pairings,
         "no session needed a new QR scan"
     );
@@ -120,7 +121,7 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         let (to, text) = (format!("1555200{n:04}"), format!("before kill {n}"));
         cluster
             .eventually(&text, || async {
-                (cluster.received(&to, &text) >= 1).then_some(())
+                (cluster.received(&to, &text).await >= 1).then_some(())
             })
             .await;
     }
@@ -128,7 +129,11 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     for &n in &orphans {
         let (to, text) = (format!("1555200{n:04}"), format!("before kill {n}"));
-        assert_eq!(cluster.received(&to, &text), 1, "{text} decrypted once");
+        assert_eq!(
+            cluster.received(&to, &text).await,
+            1,
+            "{text} decrypted once"
+        );
     }
 
     // A fourth node takes its share over.
@@ -143,9 +148,9 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
     for user in &users {
         cluster.wait_connected(user).await;
     }
-    assert_eq!(cluster.sim.stats().pairings, pairings);
+    assert_eq!(cluster.pairings().await, pairings);
     assert_eq!(
-        cluster.double_connections(),
+        cluster.double_connections().await,
         0,
         "WhatsApp never saw a device connected twice"
     );

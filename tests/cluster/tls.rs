@@ -38,6 +38,7 @@ async fn tls_links_carry_requests_and_events_and_keep_other_authorities_out() {
     cluster
         .sim
         .create_phone("15556100002", 1)
+        .await
         .expect("recipient phone");
     let mut dashboard = cluster.dashboard(a, &user).await;
     let id = cluster.send(a, &user, "15556100002", "over tls").await;
@@ -45,7 +46,7 @@ async fn tls_links_carry_requests_and_events_and_keep_other_authorities_out() {
         dashboard.delivered(&id, Duration::from_secs(60)).await,
         "no delivered event on A for the session on B"
     );
-    assert_eq!(cluster.received("15556100002", "over tls"), 1);
+    assert_eq!(cluster.received("15556100002", "over tls").await, 1);
 
     // A node with a certificate of another CA, the right cookie and A and B as peers. It
     // trusts our CA, so only A's and B's check of the certificate it presents keeps it out.

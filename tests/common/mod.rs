@@ -49,6 +49,16 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A second, small pool on this database, as a node keeps for its lease work.
+    #[allow(dead_code)] // not every suite starts session managers
+    pub async fn lease_pool(&self) -> DbPool {
+        botwave::db::connect(&self.url, 2)
+            .await
+            .expect("a lease pool on the test database")
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();

@@ -19,6 +19,7 @@ async fn an_unreachable_server_is_reported_in_the_status() {
     };
     let manager = SessionManager::start(
         h.db.pool.clone(),
+        h.db.lease_pool().await,
         h.hub.clone(),
         config,
         crate::support::node(),

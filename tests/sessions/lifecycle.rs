@@ -1,10 +1,13 @@
 //! Pairing, reconnects, supervision, logout, disconnect and node restarts.
 
-use botwave_actors::SessionEvent;
+use std::time::{Duration, Instant};
+
+use botwave_actors::lease::LeaseTiming;
 use botwave_actors::sessions::SessionState;
+use botwave_actors::{SessionConfig, SessionEvent};
 use botwave_wa_sim::{KickKind, SimConfig};
 
-use crate::support::{Events, Harness, eventually};
+use crate::support::{self, Events, Harness, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initialize_shows_a_qr_code_and_scanning_it_connects() {
@@ -377,4 +380,63 @@ async fn a_link_code_outlives_the_qr_codes_and_still_links_the_session() {
         ),
         "{again:?}"
     );
+}
+
+/// Lease work has connections of its own: with every connection of the node's pool held
+/// for more than two lease lifetimes (session queries stuck behind a slow database, say),
+/// the node keeps renewing, and its session stays logged in on the same lease instead of
+/// being stopped at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_renewed_while_session_queries_hold_every_pooled_connection() {
+    let mut h = Harness::start().await;
+    h.manager.shutdown().await;
+    let lease_ttl = Duration::from_secs(4);
+    h.start_node_with(SessionConfig {
+        lease: LeaseTiming::new(lease_ttl),
+        placement_tick: Duration::from_millis(250),
+        ..support::config(&h.sim)
+    })
+    .await;
+    let user = h.create_user().await;
+    h.pair(user, "15550001401").await;
+    let logins = h.sim.stats().logins;
+
+    // A connection of the test's own watches the lease while the pool is taken.
+    let (watcher, connection) = tokio_postgres::connect(&h.db.url, tokio_postgres::NoTls)
+        .await
+        .expect("a watching connection");
+    tokio::spawn(connection);
+    let lease = || async {
+        let row = watcher
+            .query_one(
+                "SELECT l.epoch, l.expires_at > now() FROM wa_leases l
+                   JOIN wa_sessions s ON s.id = l.session_id WHERE s.user_id = $1",
+                &[&user],
+            )
+            .await
+            .expect("the lease");
+        (row.get::<_, i64>(0), row.get::<_, bool>(1))
+    };
+    let (epoch, live) = lease().await;
+    assert!(live);
+
+    let mut held = Vec::new();
+    while let Ok(conn) = tokio::time::timeout(Duration::from_millis(500), h.db.pool.get()).await {
+        held.push(conn.expect("a pooled connection"));
+    }
+    assert!(!held.is_empty(), "the pool is taken");
+    let until = Instant::now() + lease_ttl * 5 / 2;
+    while Instant::now() < until {
+        assert_eq!(
+            lease().await,
+            (epoch, true),
+            "the lease stays ours and live"
+        );
+        assert!(h.sim.is_connected("15550001401", 1), "the session stays up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(held);
+
+    assert_eq!(h.sim.stats().logins, logins, "no reconnect");
+    assert_eq!(h.status(user).await.state, SessionState::Connected);
 }

@@ -56,9 +56,15 @@ impl Harness {
             .await
             .expect("simulator starts");
         let hub = EventHub::new(4096);
-        let manager = SessionManager::start(db.pool.clone(), hub.clone(), config(&sim), node())
-            .await
-            .expect("manager starts");
+        let manager = SessionManager::start(
+            db.pool.clone(),
+            db.lease_pool().await,
+            hub.clone(),
+            config(&sim),
+            node(),
+        )
+        .await
+        .expect("manager starts");
         Self {
             db,
             sim,
@@ -75,10 +81,15 @@ impl Harness {
 
     /// Starts a fresh manager with `config` on the same database, the old one stopped.
     pub async fn start_node_with(&mut self, config: SessionConfig) {
-        self.manager =
-            SessionManager::start(self.db.pool.clone(), self.hub.clone(), config, node())
-                .await
-                .expect("manager restarts");
+        self.manager = SessionManager::start(
+            self.db.pool.clone(),
+            self.db.lease_pool().await,
+            self.hub.clone(),
+            config,
+            node(),
+        )
+        .await
+        .expect("manager restarts");
     }
 
     pub async fn create_user(&self) -> Uuid {

@@ -82,6 +82,8 @@ pub struct PhoneInfo {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CompanionInfo {
     pub jid: String,
+    /// Whether the companion has a live, logged-in connection now.
+    pub connected: bool,
     #[serde(flatten)]
     pub double_connections: DoubleConnections,
 }
@@ -184,6 +186,10 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(with())
         .and(json_body())
         .then(enter_pair_code);
+    let phone = warp::path!("control" / "phones" / String)
+        .and(warp::get())
+        .and(with())
+        .map(one_phone);
     let messages = warp::path!("control" / "phones" / String / "messages")
         .and(warp::get())
         .and(with())
@@ -230,6 +236,8 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
 
     create_phone
         .or(list_phones)
+        .unify()
+        .or(phone)
         .unify()
         .or(scan)
         .unify()
@@ -312,6 +320,7 @@ fn phone_info(shared: &Shared, number: &str, created: bool) -> Option<PhoneInfo>
             let device = DeviceKey::new(number, d);
             CompanionInfo {
                 jid: device.jid().to_string(),
+                connected: shared.live_connection(&device).is_some(),
                 double_connections: shared.stats.double_connections.of_device(&device),
             }
         })
@@ -373,6 +382,17 @@ fn list_phones(shared: Arc<Shared>) -> Reply_ {
         .filter_map(|number| phone_info(&shared, number, false))
         .collect();
     ok(StatusCode::OK, &phones)
+}
+
+fn one_phone(number: String, shared: Arc<Shared>) -> Reply_ {
+    match phone_info(&shared, &number, false) {
+        Some(info) => ok(StatusCode::OK, &info),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_phone",
+            format!("no phone {number:?}"),
+        ),
+    }
 }
 
 async fn scan_qr(shared: Arc<Shared>, request: ScanRequest) -> Reply_ {

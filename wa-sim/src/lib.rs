@@ -25,6 +25,8 @@ mod inbox;
 mod noise;
 mod pair_code;
 pub mod phone;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod scan;
 mod server;
 mod stanza;

@@ -97,6 +97,10 @@ pub enum SupervisorMsg {
 /// Everything the supervisor needs to start sessions.
 pub struct SupervisorArgs {
     pub pool: PgPool,
+    /// A few connections of the supervisor's own, for lease claims, renewals, releases
+    /// and the heartbeat: queued behind session queries on a busy node, a renewal would
+    /// miss its deadline and the node would stop sessions that were doing fine.
+    pub lease_pool: PgPool,
     pub events: EventHub,
     pub config: Arc<SessionConfig>,
     pub node: NodeIdentity,
@@ -234,7 +238,7 @@ impl SupervisorState {
 
     /// Gives a lease back to the cluster: any node may claim the session now.
     async fn give_back(&self, fence: &Fence) {
-        if let Err(error) = lease::release(&self.args.pool, fence).await {
+        if let Err(error) = lease::release(&self.args.lease_pool, fence).await {
             // It expires by itself; until then nobody else can run the session.
             tracing::warn!(session_id = %fence.session_id(), %error, "cannot release a lease");
         }

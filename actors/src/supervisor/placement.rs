@@ -107,7 +107,7 @@ async fn renew(state: &mut SupervisorState) {
         .values()
         .map(|slot| slot.fence.clone())
         .collect();
-    let pool = state.args.pool.clone();
+    let pool = state.args.lease_pool.clone();
     let node = state.args.node.incarnation;
     let timing = state.placement.timing;
     let work = async {
@@ -148,12 +148,12 @@ async fn rebalance(
         hand_over_some(state, mine.min(batch)).await;
         return Ok(());
     }
-    let load = nodes::load(&state.args.pool, state.placement.timing.ttl).await?;
+    let load = nodes::load(&state.args.lease_pool, state.placement.timing.ttl).await?;
     let share = load.fair_share();
     if mine < share {
         let limit = (share - mine).min(batch) as i64;
         let claimed = lease::claim_orphans(
-            &state.args.pool,
+            &state.args.lease_pool,
             state.args.node.incarnation,
             limit,
             state.placement.timing,
