@@ -236,6 +236,14 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
         ApiError::BadRequest(format!("invalid header {}", invalid.name()))
     } else if let Some(query) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::BadRequest(query.to_string())
+    } else if rejection
+        .find::<warp::ws::MissingConnectionUpgrade>()
+        .is_some()
+    {
+        // A plain request to the websocket route (found by the contract fuzzer: it was a 500).
+        ApiError::BadRequest(
+            "this route takes a websocket upgrade (Connection: upgrade, Upgrade: websocket)".into(),
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(method_not_allowed());
     } else {

@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 use crate::{
     helpers::{PASSWORD, spawn_app_with},
     openapi::test_tool,
+    smtp_sink::SmtpSink,
 };
 
 /// Test cases per operation and phase: enough to reach past the happy path, few enough that
 /// the run stays within a couple of minutes on two cores.
-const EXAMPLES_PER_OPERATION: &str = "25";
+const EXAMPLES_PER_OPERATION: &str = "20";
 /// Past this, the run is stuck rather than slow.
 const RUN_LIMIT: Duration = Duration::from_secs(900);
 
@@ -27,7 +28,15 @@ const CONTACT: &str = "15550002003";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_no_contract_breach_and_no_leak_between_users() {
     let schemathesis = test_tool("schemathesis");
-    let app = spawn_app_with(|_| {}).await;
+    // Mail goes to a local sink, as a production node's goes to its relay: without one, the
+    // reset route answers 503 by design.
+    let sink = SmtpSink::start().await;
+    let smtp_url = sink.url.clone();
+    let app = spawn_app_with(|settings| {
+        settings.smtp.url = Some(smtp_url);
+        settings.smtp.from = Some("botwave <noreply@example.com>".into());
+    })
+    .await;
     for phone in [FIRST_PHONE, SECOND_PHONE, CONTACT] {
         app.create_phone(phone).await;
     }
@@ -156,16 +165,25 @@ async fn schemathesis_finds_no_server_error_no_contract_breach_and_no_leak_betwe
             EXAMPLES_PER_OPERATION,
             "--seed",
             "15",
+            // One request at a time: two workers race the account's own state changes
+            // (unlinking while asking for a link code, restarting while stopping), whose
+            // documented answer is 503 "retry in a moment", which is not what this run is
+            // after.
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "30",
         ])
+        // Draining the node: on a node of its own, every session start after it answers 503
+        // (no node takes sessions), which is right and tested in admin_cluster.rs, and would
+        // end the run's reach into the session routes.
+        .args(["--exclude-operation-id", "admin_drain_node"])
         .arg("--report-dir")
         .arg(&report)
         .env("SCHEMATHESIS_HOOKS", contract.join("hooks.py"))
         .env("BOTWAVE_FUZZ_TOKEN", &first.token)
         .env("BOTWAVE_FUZZ_API_KEY", &first_key)
+        .env("BOTWAVE_FUZZ_FIRST_USER_ID", &first.id)
         .env("BOTWAVE_FUZZ_FOREIGN_MARKERS", markers.join("\n"))
         .current_dir(std::env::temp_dir())
         .kill_on_drop(true)
@@ -187,4 +205,5 @@ async fn schemathesis_finds_no_server_error_no_contract_breach_and_no_leak_betwe
     // The first user's credentials still worked to the end (a fuzzer locked out after its
     // first request would have seen nothing but 401s).
     assert_eq!(app.me(&first.token).await.status(), 200);
+    drop(sink);
 }

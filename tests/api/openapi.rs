@@ -205,3 +205,16 @@ async fn the_docs_page_is_served_from_the_binary() {
         assert!(!body.contains("https://"), "{asset} loads from elsewhere");
     }
 }
+
+#[tokio::test]
+async fn a_plain_request_to_the_websocket_route_is_a_documented_400() {
+    let app = spawn_app_with(|_| {}).await;
+    let response = app
+        .request(Method::GET, "/ws")
+        .header("Connection", "keep-alive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(crate::helpers::error_code(response).await, "bad_request");
+}
