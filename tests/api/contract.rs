@@ -9,11 +9,7 @@ use std::{path::Path, time::Duration};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{PASSWORD, spawn_app_with},
-    openapi::test_tool,
-    smtp_sink::SmtpSink,
-};
+use crate::{helpers::PASSWORD, openapi::test_tool, password_reset::app_with_mail};
 
 /// Test cases per operation and phase: enough to reach past the happy path, few enough that
 /// the run stays within a couple of minutes on two cores.
@@ -30,13 +26,7 @@ async fn schemathesis_finds_no_server_error_no_contract_breach_and_no_leak_betwe
     let schemathesis = test_tool("schemathesis");
     // Mail goes to a local sink, as a production node's goes to its relay: without one, the
     // reset route answers 503 by design.
-    let sink = SmtpSink::start().await;
-    let smtp_url = sink.url.clone();
-    let app = spawn_app_with(|settings| {
-        settings.smtp.url = Some(smtp_url);
-        settings.smtp.from = Some("botwave <noreply@example.com>".into());
-    })
-    .await;
+    let (app, sink) = app_with_mail().await;
     for phone in [FIRST_PHONE, SECOND_PHONE, CONTACT] {
         app.create_phone(phone).await;
     }
@@ -96,20 +86,7 @@ async fn schemathesis_finds_no_server_error_no_contract_breach_and_no_leak_betwe
     // API key and a message of its own.
     let first = app.new_admin().await;
     app.link(&first, FIRST_PHONE).await;
-    let first_key = {
-        let body: Value = app
-            .api(
-                Method::POST,
-                "/api/keys",
-                &first.token,
-                Some(json!({ "name": "fuzzer" })),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        body["key"].as_str().unwrap().to_owned()
-    };
+    let first_key = app.create_api_key(&first).await;
     assert_eq!(
         app.send_web(&first.token, CONTACT, "first user's own text")
             .await

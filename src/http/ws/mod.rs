@@ -153,7 +153,7 @@ struct Close(u16, &'static str);
 pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
     vec![Route::new::<__path_upgrade>(|at| {
         at.and(upgrade(state.clone()))
-            .map(|reply| Reply::into_response(reply))
+            .map(Reply::into_response)
             .boxed()
     })]
 }
