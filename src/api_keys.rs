@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// A key as listed to its owner: never the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub name: String,

@@ -236,6 +236,15 @@ impl Application {
         self.local_addr.port()
     }
 
+    /// The (method, path template) of every operation this node serves, from the route table
+    /// its router is assembled from.
+    pub fn served_operations(&self) -> Vec<(String, String)> {
+        http::table(&self.state)
+            .into_iter()
+            .map(|route| (route.method.to_string(), route.path))
+            .collect()
+    }
+
     pub fn pool(&self) -> &crate::db::DbPool {
         &self.state.pool
     }

@@ -14,7 +14,7 @@ use crate::{
     domain::{Email, Role},
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub email: String,

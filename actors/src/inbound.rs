@@ -14,7 +14,7 @@ use crate::error::SessionError;
 use crate::lease::Fence;
 
 /// A received message as the API, the dashboard and the websocket show it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct InboundMessage {
     pub id: Uuid,
     /// The sender's phone number, digits only (also when WhatsApp addressed it by LID).

@@ -15,7 +15,7 @@ use crate::error::SessionError;
 use crate::lease::Fence;
 
 /// Where a message came from.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageSource {
     Web,
@@ -39,7 +39,7 @@ impl MessageSource {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Queued,
@@ -88,7 +88,7 @@ pub struct NewMessage {
 }
 
 /// One row of the message log.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
     #[serde(skip)]

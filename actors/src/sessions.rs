@@ -16,7 +16,7 @@ use crate::events::{EventHub, SessionEvent};
 use crate::lease::Fence;
 
 /// Where a session stands.
-#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
     /// Nothing running (never started, or disconnected by the user).

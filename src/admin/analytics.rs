@@ -25,7 +25,7 @@ pub const MAX_DAYS: i64 = 366;
 pub const DEFAULT_DAYS: i64 = 30;
 pub const TOP_SENDERS: i64 = 10;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Report {
     pub from: NaiveDate,
     pub until: NaiveDate,
@@ -38,7 +38,7 @@ pub struct Report {
     pub top_senders: Vec<UserRow>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StatusCounts {
     pub queued: i64,
     pub sending: i64,
@@ -48,13 +48,13 @@ pub struct StatusCounts {
     pub failed: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SourceCounts {
     pub web: i64,
     pub api: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Totals {
     pub messages: i64,
     pub by_status: StatusCounts,
@@ -63,7 +63,7 @@ pub struct Totals {
     pub median_delivery_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DayRow {
     pub day: NaiveDate,
     pub messages: i64,
@@ -73,13 +73,13 @@ pub struct DayRow {
     pub active_sessions: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct HourRow {
     pub hour: i32,
     pub messages: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct UserRow {
     pub user_id: uuid::Uuid,
     pub email: String,

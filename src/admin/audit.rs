@@ -30,7 +30,8 @@ impl<'a> From<&'a User> for Target<'a> {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Entry {
     pub id: i64,
     pub at: DateTime<Utc>,

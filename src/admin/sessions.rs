@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::AdminError;
 use crate::db::DbPool;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionOverview {
     pub user_id: Uuid,
     pub email: String,

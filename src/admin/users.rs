@@ -29,7 +29,7 @@ pub const MAX_PER_PAGE: i64 = 100;
 const ADMIN_SET_LOCK_KEY: i64 = 0x6164_6d69_6e73;
 
 /// One account as the admin user list shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     pub id: Uuid,
     pub email: String,
@@ -41,13 +41,13 @@ pub struct UserSummary {
     pub messages: MessageCounts,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionSummary {
     pub state: String,
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageCounts {
     pub total: i64,
     pub failed: i64,

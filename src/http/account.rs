@@ -2,13 +2,16 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use serde::Deserialize;
-use serde_json::json;
-use warp::{Filter, Rejection, Reply, http::StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use warp::{Filter, Reply, http::StatusCode};
 
 use super::{
-    error::{ApiError, respond},
+    error::{ApiError, ErrorBody, respond},
     filters::{Caller, Credential, caller, client_ip, json_body, session_caller, with_state},
+    routing::Route,
 };
 use crate::{
     api_keys,
@@ -18,13 +21,13 @@ use crate::{
     users::{self, User},
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Credentials {
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PasswordChange {
     current_password: String,
     new_password: String,
@@ -33,60 +36,99 @@ struct PasswordChange {
     revoke_api_keys: bool,
 }
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let register = warp::path!("api" / "auth" / "register")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(client_ip(state.trust_forwarded_for))
-        .and(json_body(state.body_limits))
-        .then(|state, ip, body| async move { respond(register(state, ip, body).await) });
-    let login = warp::path!("api" / "auth" / "login")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(client_ip(state.trust_forwarded_for))
-        .and(json_body(state.body_limits))
-        .then(|state, ip, body| async move { respond(login(state, ip, body).await) });
-    let me = warp::path!("api" / "auth" / "me")
-        .and(warp::get())
-        .and(caller(state.clone()))
-        .map(|caller: Caller| me(caller));
-    let change_password = warp::path!("api" / "auth" / "password")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(client_ip(state.trust_forwarded_for))
-        .and(session_caller(state.clone()))
-        .and(json_body(state.body_limits))
-        .then(|state, ip, caller, body| async move {
-            respond(change_password(state, ip, caller, body).await)
-        });
-    register.or(login).or(me).or(change_password)
+/// A login token and the account it is for: what registering, logging in and changing the
+/// password answer.
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    expires_at: DateTime<Utc>,
+    user: User,
 }
 
-/// A fresh login token for `user`, with `extra` fields merged into the answer.
-fn session_reply(
-    state: &AppState,
-    user: &User,
-    status: StatusCode,
-    extra: serde_json::Value,
-) -> Result<impl Reply + use<>, ApiError> {
+#[derive(Serialize, ToSchema)]
+struct PasswordChanged {
+    #[serde(flatten)]
+    session: Session,
+    /// API keys revoked with this change.
+    api_keys_revoked: u64,
+    /// API keys that still work.
+    api_keys_active: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Me {
+    user: User,
+    authenticated_with: AuthenticatedWith,
+}
+
+/// The credential the request came with.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum AuthenticatedWith {
+    Token,
+    ApiKey { key_id: Uuid },
+}
+
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![
+        Route::new::<__path_register>(|at| {
+            at.and(with_state(state.clone()))
+                .and(client_ip(state.trust_forwarded_for))
+                .and(json_body(state.body_limits))
+                .then(|state, ip, body| async move { respond(register(state, ip, body).await) })
+                .boxed()
+        }),
+        Route::new::<__path_login>(|at| {
+            at.and(with_state(state.clone()))
+                .and(client_ip(state.trust_forwarded_for))
+                .and(json_body(state.body_limits))
+                .then(|state, ip, body| async move { respond(login(state, ip, body).await) })
+                .boxed()
+        }),
+        Route::new::<__path_me>(|at| {
+            at.and(caller(state.clone()))
+                .map(|caller: Caller| me(caller).into_response())
+                .boxed()
+        }),
+        Route::new::<__path_change_password>(|at| {
+            at.and(with_state(state.clone()))
+                .and(client_ip(state.trust_forwarded_for))
+                .and(session_caller(state.clone()))
+                .and(json_body(state.body_limits))
+                .then(|state, ip, caller, body| async move {
+                    respond(change_password(state, ip, caller, body).await)
+                })
+                .boxed()
+        }),
+    ]
+}
+
+/// A fresh login token for `user`.
+fn session(state: &AppState, user: User) -> Result<Session, ApiError> {
     let issued = state
         .tokens
         .issue(user.id, user.role, user.token_version)
         .map_err(|error| ApiError::Internal(error.to_string()))?;
-    let mut body = json!({
-        "token": issued.token,
-        "token_type": "Bearer",
-        "expires_at": issued.expires_at,
-        "user": user,
-    });
-    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
-    }
-    Ok(warp::reply::with_status(warp::reply::json(&body), status))
+    Ok(Session {
+        token: issued.token,
+        token_type: "Bearer",
+        expires_at: issued.expires_at,
+        user,
+    })
 }
 
+/// Register an account
+///
+/// Creates a `user` account and answers a login token for it.
+#[utoipa::path(post, path = "/api/auth/register", tag = "account", operation_id = "register",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Registered and logged in", body = Session),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts from this address", body = ErrorBody),
+    ))]
 async fn register(
     state: Arc<AppState>,
     ip: IpAddr,
@@ -102,9 +144,21 @@ async fn register(
     let hash = password::hash(new_password.expose()).await?;
     let user = users::create(&state.pool, &email, &hash, Role::User).await?;
     tracing::info!(user = %user.id, "account registered");
-    session_reply(&state, &user, StatusCode::CREATED, json!({}))
+    Ok(warp::reply::with_status(
+        warp::reply::json(&session(&state, user)?),
+        StatusCode::CREATED,
+    ))
 }
 
+/// Log in
+#[utoipa::path(post, path = "/api/auth/login", tag = "account", operation_id = "login",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Logged in", body = Session),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts", body = ErrorBody),
+    ))]
 async fn login(
     state: Arc<AppState>,
     ip: IpAddr,
@@ -124,7 +178,7 @@ async fn login(
     if user.disabled {
         return Err(ApiError::AccountDisabled);
     }
-    session_reply(&state, &user, StatusCode::OK, json!({}))
+    Ok(warp::reply::json(&session(&state, user)?))
 }
 
 /// Checks a guess of `email`'s password from `ip` under the guessing limits: per address, per
@@ -160,14 +214,35 @@ async fn check_password(
     Ok(matches)
 }
 
+/// The caller's account
+///
+/// Works with a login token or an API key, and says which one the request came with.
+#[utoipa::path(get, path = "/api/auth/me", tag = "account", operation_id = "me",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "The account", body = Me)))]
 fn me(caller: Caller) -> impl Reply {
-    let via = match caller.credential {
-        Credential::Token => json!({ "type": "token" }),
-        Credential::ApiKey { key_id } => json!({ "type": "api_key", "key_id": key_id }),
+    let authenticated_with = match caller.credential {
+        Credential::Token => AuthenticatedWith::Token,
+        Credential::ApiKey { key_id } => AuthenticatedWith::ApiKey { key_id },
     };
-    warp::reply::json(&json!({ "user": caller.user, "authenticated_with": via }))
+    warp::reply::json(&Me {
+        user: caller.user,
+        authenticated_with,
+    })
 }
 
+/// Change the password
+///
+/// Every older login token (and websocket) stops working; the answer carries a new token. API
+/// keys stay unless `revoke_api_keys` is true.
+#[utoipa::path(post, path = "/api/auth/password", tag = "account", operation_id = "change_password",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; a fresh login token", body = PasswordChanged),
+        (status = 404, description = "The account is gone", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many wrong current passwords", body = ErrorBody),
+    ))]
 async fn change_password(
     state: Arc<AppState>,
     ip: IpAddr,
@@ -202,10 +277,9 @@ async fn change_password(
     // so the dashboard can offer to revoke them.
     let remaining = api_keys::count(&state.pool, user.id).await?;
     // Every earlier token is void now; hand the caller a fresh one so this browser stays in.
-    session_reply(
-        &state,
-        &user,
-        StatusCode::OK,
-        json!({ "api_keys_revoked": revoked, "api_keys_active": remaining }),
-    )
+    Ok(warp::reply::json(&PasswordChanged {
+        session: session(&state, user)?,
+        api_keys_revoked: revoked,
+        api_keys_active: remaining,
+    }))
 }

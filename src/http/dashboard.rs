@@ -6,17 +6,19 @@ mod demo;
 
 use std::{collections::HashMap, sync::Arc, sync::LazyLock};
 
-use serde_json::json;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use warp::{
-    Filter, Rejection, Reply,
+    Filter, Reply,
     http::{HeaderValue, StatusCode, header},
     reply::Response,
 };
 
 use super::{
-    error::respond,
+    error::{ErrorBody, respond},
     filters::{session_caller, with_state},
+    routing::Route,
 };
 use crate::state::AppState;
 
@@ -113,6 +115,18 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             "chart.js",
             asset(include_bytes!("../dashboard/chart.js"), js),
         ),
+        // The API reference at /api/docs.
+        (
+            "api-docs.js",
+            asset(include_bytes!("../dashboard/api-docs.js"), js),
+        ),
+        (
+            "api-docs.css",
+            asset(
+                include_bytes!("../dashboard/api-docs.css"),
+                "text/css; charset=utf-8",
+            ),
+        ),
         (
             "icon.svg",
             asset(include_bytes!("../dashboard/icon.svg"), "image/svg+xml"),
@@ -124,48 +138,116 @@ fn asset(body: &'static [u8], content_type: &'static str) -> Asset {
     Asset { body, content_type }
 }
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    // The reset page is the app too: the link in a reset email opens it with its token.
-    let index = warp::path::end()
-        .or(warp::path!("reset-password"))
-        .unify()
-        .and(warp::get())
-        .and(warp::header::optional::<String>("if-none-match"))
-        .map(|etag: Option<String>| page(etag));
-    let assets = warp::path!("assets" / String)
-        .and(warp::get())
-        .and(warp::header::optional::<String>("if-none-match"))
-        .and_then(|name: String, etag: Option<String>| async move {
-            ASSETS
-                .get(name.as_str())
-                .map(|asset| static_file(asset.body, asset.content_type, etag.as_deref()))
-                .ok_or_else(warp::reject::not_found)
-        });
-    let config = warp::path!("api" / "dashboard" / "config")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|state: Arc<AppState>| {
-            warp::reply::json(&json!({
-                "demo": state.demo_simulator.is_some(),
-                "simulator_control_url": state.demo_simulator,
-            }))
-        });
-    let demo_scan = warp::path!("api" / "dashboard" / "demo-scan")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(session_caller(state))
-        .then(|state, caller| async move { respond(demo::scan(state, caller).await) });
-    index.or(assets).or(config).or(demo_scan)
+/// What the page needs to know about this node.
+#[derive(Serialize, ToSchema)]
+struct DashboardConfig {
+    /// The node runs `botwave demo`.
+    demo: bool,
+    /// The demo simulator's control address, in the demo.
+    simulator_control_url: Option<String>,
 }
 
-fn page(etag: Option<String>) -> Response {
-    let mut response = static_file(
-        INDEX_HTML.as_bytes(),
-        "text/html; charset=utf-8",
-        etag.as_deref(),
-    );
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![
+        Route::new::<__path_index>(|at| {
+            at.and(warp::header::optional::<String>("if-none-match"))
+                .map(index)
+                .boxed()
+        }),
+        // The link in a reset email opens the app with its token.
+        Route::new::<__path_reset_page>(|at| {
+            at.and(warp::header::optional::<String>("if-none-match"))
+                .map(reset_page)
+                .boxed()
+        }),
+        Route::with::<__path_asset_file, String>(|at| {
+            at.and(warp::header::optional::<String>("if-none-match"))
+                .map(|name: String, etag: Option<String>| asset_file(&name, etag.as_deref()))
+                .boxed()
+        }),
+        Route::new::<__path_config>(|at| {
+            at.and(with_state(state.clone()))
+                .map(|state: Arc<AppState>| config(&state).into_response())
+                .boxed()
+        }),
+        Route::new::<__path_demo_scan>(|at| {
+            at.and(with_state(state.clone()))
+                .and(session_caller(state.clone()))
+                .then(demo_scan)
+                .boxed()
+        }),
+    ]
+}
+
+/// The dashboard
+#[utoipa::path(get, path = "/", tag = "dashboard", operation_id = "dashboard",
+    responses(
+        (status = 200, description = "The single-page app", content_type = "text/html; charset=utf-8", body = String),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+    ))]
+fn index(etag: Option<String>) -> Response {
+    page(INDEX_HTML, etag.as_deref())
+}
+
+/// The page a password reset link opens
+#[utoipa::path(get, path = "/reset-password", tag = "dashboard", operation_id = "reset_password_page",
+    params(("token" = Option<String>, Query, description = "The link's token")),
+    responses(
+        (status = 200, description = "The single-page app, on its reset form", content_type = "text/html; charset=utf-8", body = String),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+    ))]
+fn reset_page(etag: Option<String>) -> Response {
+    index(etag)
+}
+
+/// A file of the dashboard
+#[utoipa::path(get, path = "/assets/{name}", tag = "dashboard", operation_id = "dashboard_asset",
+    params(("name" = String, Path, description = "`app.js`, `style.css`, …")),
+    responses(
+        (status = 200, description = "The file (JavaScript, CSS or SVG)", content(
+            (String = "text/javascript; charset=utf-8"),
+            (String = "text/css; charset=utf-8"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 404, description = "No such file", body = ErrorBody),
+    ))]
+fn asset_file(name: &str, etag: Option<&str>) -> Response {
+    match ASSETS.get(name) {
+        Some(asset) => static_file(asset.body, asset.content_type, etag),
+        None => super::ApiError::NotFound("file").into_response(),
+    }
+}
+
+/// The dashboard's settings
+#[utoipa::path(get, path = "/api/dashboard/config", tag = "dashboard", operation_id = "dashboard_config",
+    responses((status = 200, description = "What the page needs to know", body = DashboardConfig)))]
+fn config(state: &AppState) -> impl Reply {
+    warp::reply::json(&DashboardConfig {
+        demo: state.demo_simulator.is_some(),
+        simulator_control_url: state.demo_simulator.clone(),
+    })
+}
+
+/// Scan the QR code with the demo's simulated phone
+///
+/// Only in `botwave demo`; 404 on any other node.
+#[utoipa::path(post, path = "/api/dashboard/demo-scan", tag = "dashboard", operation_id = "demo_scan",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Scanned", body = demo::Scanned),
+        (status = 404, description = "Not a demo node", body = ErrorBody),
+        (status = 409, description = "`no_qr`: there is no QR code to scan", body = ErrorBody),
+        (status = 503, description = "The simulator did not answer or refused", body = ErrorBody),
+    ))]
+async fn demo_scan(state: Arc<AppState>, caller: super::filters::Caller) -> Response {
+    respond(demo::scan(state, caller).await)
+}
+
+/// An HTML page of this node, with the headers every one gets (no framing, no code or styles
+/// from elsewhere).
+pub(super) fn page(html: &'static str, etag: Option<&str>) -> Response {
+    let mut response = static_file(html.as_bytes(), "text/html; charset=utf-8", etag);
     let headers = response.headers_mut();
     for (name, value) in [
         ("content-security-policy", CONTENT_SECURITY_POLICY),

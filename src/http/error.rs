@@ -71,15 +71,19 @@ pub enum ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// Every error answer's body (the OpenAPI document's `ErrorBody`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+struct ErrorDetail<'a> {
+    /// What went wrong, for programs: `validation_failed`, `invalid_token`, `not_found`, …
     code: &'a str,
+    /// What went wrong, for people.
     message: String,
+    /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }
@@ -137,8 +141,8 @@ impl ApiError {
             ApiError::Validation { field, .. } => Some(field.as_ref()),
             _ => None,
         };
-        let body = Body {
-            error: Detail {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code,
                 message,
                 field,
@@ -232,6 +236,14 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
         ApiError::BadRequest(format!("invalid header {}", invalid.name()))
     } else if let Some(query) = rejection.find::<warp::reject::InvalidQuery>() {
         ApiError::BadRequest(query.to_string())
+    } else if rejection
+        .find::<warp::ws::MissingConnectionUpgrade>()
+        .is_some()
+    {
+        // A plain request to the websocket route (found by the contract fuzzer: it was a 500).
+        ApiError::BadRequest(
+            "this route takes a websocket upgrade (Connection: upgrade, Upgrade: websocket)".into(),
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(method_not_allowed());
     } else {
@@ -244,8 +256,8 @@ pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallib
 /// (connections over the cap, requests hyper could not parse): the same JSON shape as every
 /// other error, and the connection closes after it.
 pub fn raw_error_response(status: StatusCode, code: &str, message: &str) -> Vec<u8> {
-    let body = serde_json::to_vec(&Body {
-        error: Detail {
+    let body = serde_json::to_vec(&ErrorBody {
+        error: ErrorDetail {
             code,
             message: message.to_owned(),
             field: None,
@@ -271,8 +283,8 @@ pub fn raw_error_response(status: StatusCode, code: &str, message: &str) -> Vec<
 }
 
 fn method_not_allowed() -> Response {
-    let body = Body {
-        error: Detail {
+    let body = ErrorBody {
+        error: ErrorDetail {
             code: "method_not_allowed",
             message: "this route does not take that method".into(),
             field: None,

@@ -8,16 +8,20 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use botwave_actors::outbox::{self, Enqueued, Message, MessageSource, MessageStatus, NewMessage};
-use serde::Deserialize;
-use serde_json::json;
+use botwave_actors::{
+    inbound::InboundMessage,
+    outbox::{self, Enqueued, Message, MessageSource, MessageStatus, NewMessage},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use warp::{Filter, Rejection, Reply, http::StatusCode};
 
 use super::{
-    error::{ApiError, respond},
+    error::{ApiError, ErrorBody, respond},
     filters::{Caller, Credential, caller, json_body, session_caller, with_state},
     query,
+    routing::Route,
 };
 use crate::{
     domain::PhoneNumber,
@@ -29,52 +33,119 @@ use crate::{
 pub const MAX_TEXT_CHARS: usize = 4096;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SendRequest {
+    /// A phone number in international form (`+1 555 999 0001`, `0015559990001`,
+    /// `15559990001`) or a WhatsApp JID.
     to: String,
+    /// 1 to 4,096 characters.
     text: String,
 }
 
-pub fn routes(
+/// A page of the message log, newest first; `next_cursor` (when there may be more) goes into
+/// `cursor` for the next page.
+#[derive(Serialize, ToSchema)]
+struct MessagePage {
+    messages: Vec<LoggedMessage>,
+    next_cursor: Option<String>,
+}
+
+/// An entry of either log: a sent message, or (with `direction=in`) a received one.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum LoggedMessage {
+    Sent(Message),
+    Received(InboundMessage),
+}
+
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    let idempotency = || warp::header::optional::<String>("idempotency-key");
+    vec![
+        Route::new::<__path_web_send>(|at| {
+            at.and(with_state(state.clone()))
+                .and(session_caller(state.clone()))
+                .and(idempotency())
+                .and(json_body(state.body_limits))
+                .then(web_send)
+                .boxed()
+        }),
+        Route::new::<__path_api_send>(|at| {
+            at.and(with_state(state.clone()))
+                .and(api_key_caller(state.clone()))
+                .and(idempotency())
+                .and(json_body(state.body_limits))
+                .then(api_send)
+                .boxed()
+        }),
+        Route::new::<__path_send_from_query>(|at| {
+            at.and(with_state(state.clone()))
+                .and(query::query())
+                .and(idempotency())
+                .then(|state, query, key| async move {
+                    respond(send_from_query(state, query, key).await)
+                })
+                .boxed()
+        }),
+        Route::new::<__path_list>(|at| {
+            at.and(with_state(state.clone()))
+                .and(caller(state.clone()))
+                .and(query::query())
+                .then(
+                    |state, caller, query| async move { respond(list(state, caller, query).await) },
+                )
+                .boxed()
+        }),
+        Route::with::<__path_get, String>(|at| {
+            at.and(with_state(state.clone()))
+                .and(caller(state.clone()))
+                .then(|id, state, caller| async move { respond(get(id, state, caller).await) })
+                .boxed()
+        }),
+    ]
+}
+
+/// Send a message (dashboard)
+///
+/// Stored as `queued` and answered 202; the session sends it and the log follows it through
+/// sent → delivered → read (or failed, with the reason). The same `Idempotency-Key` (per
+/// user) answers the first request's message instead of sending twice.
+#[utoipa::path(post, path = "/api/messages/send", tag = "messages", operation_id = "send_message",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 200, description = "Up to 200 characters: a retry with the same key answers the first request's message")),
+    request_body = SendRequest,
+    responses(
+        (status = 202, description = "Queued (or, for a repeated `Idempotency-Key`, the first request's message)", body = Message,
+            headers(("idempotent-replayed" = String, description = "`true` when this is the first request's message"))),
+        (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
+    ))]
+async fn web_send(
     state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let idempotency = warp::header::optional::<String>("idempotency-key");
-    let web_send = warp::path!("api" / "messages" / "send")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(session_caller(state.clone()))
-        .and(idempotency)
-        .and(json_body(state.body_limits))
-        .then(|state, caller, key, body| async move {
-            respond(send(state, caller, MessageSource::Web, key, body).await)
-        });
-    let api_send = warp::path!("api" / "send")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(api_key_caller(state.clone()))
-        .and(idempotency)
-        .and(json_body(state.body_limits))
-        .then(|state, caller, key, body| async move {
-            respond(send(state, caller, MessageSource::Api, key, body).await)
-        });
-    let api_send_get = warp::path!("api" / "send")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(crate::http::query::query())
-        .and(idempotency)
-        .then(|state, query, key| async move { respond(send_from_query(state, query, key).await) });
-    let list = warp::path!("api" / "messages")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(caller(state.clone()))
-        .and(crate::http::query::query())
-        .then(|state, caller, query| async move { respond(list(state, caller, query).await) });
-    let one = warp::path!("api" / "messages" / String)
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(caller(state))
-        .then(|id, state, caller| async move { respond(get(id, state, caller).await) });
-    web_send.or(api_send).or(api_send_get).or(list).or(one)
+    caller: Caller,
+    idempotency_key: Option<String>,
+    body: SendRequest,
+) -> warp::reply::Response {
+    respond(send(state, caller, MessageSource::Web, idempotency_key, body).await)
+}
+
+/// Send a message (integrations)
+///
+/// As `POST /api/messages/send`, for API keys (`X-Api-Key`, or `Authorization: Bearer bw_…`).
+#[utoipa::path(post, path = "/api/send", tag = "messages", operation_id = "send_message_with_api_key",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 200, description = "Up to 200 characters: a retry with the same key answers the first request's message")),
+    request_body = SendRequest,
+    responses(
+        (status = 202, description = "Queued", body = Message,
+            headers(("idempotent-replayed" = String, description = "`true` when this is the first request's message"))),
+        (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
+    ))]
+async fn api_send(
+    state: Arc<AppState>,
+    caller: Caller,
+    idempotency_key: Option<String>,
+    body: SendRequest,
+) -> warp::reply::Response {
+    respond(send(state, caller, MessageSource::Api, idempotency_key, body).await)
 }
 
 /// The send API is for API keys; a login token belongs on `/api/messages/send`.
@@ -157,8 +228,27 @@ async fn send(
     .into_response())
 }
 
+/// Send a message from a URL
+///
 /// `GET /api/send?api_key=…&to=…&text=…` (or `message=…`) for integrations that can only fetch
 /// a URL. The key travels in the URL, so prefer the POST form where possible.
+#[utoipa::path(get, path = "/api/send", tag = "messages", operation_id = "send_message_from_url",
+    security(("api_key_query" = [])),
+    params(
+        ("to" = String, Query, description = "The recipient, as in the POST form"),
+        ("text" = Option<String>, Query, description = "The text, 1 to 4,096 characters"),
+        ("message" = Option<String>, Query, description = "The text, when `text` is not given"),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 200, description = "As for the POST form"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = Message,
+            headers(("idempotent-replayed" = String, description = "`true` when this is the first request's message"))),
+        (status = 400, description = "`validation_failed`: `to` or the text is missing or wrong", body = ErrorBody),
+        (status = 401, description = "No or an unknown `api_key`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`", body = ErrorBody),
+        (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    ))]
 async fn send_from_query(
     state: Arc<AppState>,
     mut query: HashMap<String, String>,
@@ -186,6 +276,24 @@ async fn send_from_query(
     .await
 }
 
+/// The message log
+///
+/// The caller's sent messages, newest first; with `direction=in`, what contacts sent to the
+/// linked number (`contact` then names one sender).
+#[utoipa::path(get, path = "/api/messages", tag = "messages", operation_id = "list_messages",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("status" = Option<MessageStatus>, Query, description = "Only messages in this status"),
+        ("source" = Option<MessageSource>, Query, description = "Only messages sent from the dashboard (`web`) or the API (`api`)"),
+        ("recipient" = Option<String>, Query, description = "Only messages to this number (also `to`)"),
+        ("from" = Option<String>, Query, description = "Created at or after: a date (`2026-01-31`) or an RFC 3339 time (also `since`)"),
+        ("until" = Option<String>, Query, description = "Created before: a date or an RFC 3339 time (also `to_date`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("direction" = Option<Direction>, Query, description = "`out` (default): sent; `in`: received"),
+        ("contact" = Option<String>, Query, description = "With `direction=in`: only messages from this number"),
+    ),
+    responses((status = 200, description = "One page", body = MessagePage)))]
 async fn list(
     state: Arc<AppState>,
     caller: Caller,
@@ -240,9 +348,9 @@ async fn list(
             })?),
             None => None,
         };
-    let inbound = match query.get("direction").map(String::as_str) {
-        None | Some("out") => false,
-        Some("in") => true,
+    let direction = match query.get("direction").map(String::as_str) {
+        None | Some("out") => Direction::Out,
+        Some("in") => Direction::In,
         Some(_) => {
             return Err(ApiError::validation(
                 "direction",
@@ -250,7 +358,7 @@ async fn list(
             ));
         }
     };
-    if inbound {
+    if direction == Direction::In {
         // Received messages: `contact` names the sender (`from` is the start of the range).
         if let Some(contact) = query.get("contact") {
             let number =
@@ -259,18 +367,38 @@ async fn list(
         }
         let page =
             message_log::list_inbound(&state.pool, caller.user.id, &filter, cursor, limit).await?;
-        return Ok(warp::reply::json(&json!({
-            "messages": page.messages,
-            "next_cursor": page.next_cursor.map(|c| c.encode()),
-        })));
+        return Ok(warp::reply::json(&MessagePage {
+            messages: page
+                .messages
+                .into_iter()
+                .map(LoggedMessage::Received)
+                .collect(),
+            next_cursor: page.next_cursor.map(|c| c.encode()),
+        }));
     }
     let page = message_log::list(&state.pool, caller.user.id, &filter, cursor, limit).await?;
-    Ok(warp::reply::json(&json!({
-        "messages": page.messages,
-        "next_cursor": page.next_cursor.map(|c| c.encode()),
-    })))
+    Ok(warp::reply::json(&MessagePage {
+        messages: page.messages.into_iter().map(LoggedMessage::Sent).collect(),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
 }
 
+/// Which log `GET /api/messages` reads.
+#[derive(ToSchema, PartialEq)]
+#[schema(rename_all = "lowercase")]
+pub(super) enum Direction {
+    Out,
+    In,
+}
+
+/// One sent message
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", operation_id = "get_message",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The message", body = Message),
+        (status = 404, description = "No such message of the caller's", body = ErrorBody),
+    ))]
 async fn get(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("message"))?;
     let message: Message = outbox::get(&state.pool, caller.user.id, id)

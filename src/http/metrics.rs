@@ -3,24 +3,35 @@
 
 use std::sync::Arc;
 
-use warp::{Filter, Rejection, Reply, http::header};
+use warp::{Filter, Reply, http::header};
 
 use super::{
-    error::{ApiError, respond},
+    error::{ApiError, ErrorBody, respond},
     filters::with_state,
+    routing::Route,
 };
 use crate::{metrics, state::AppState};
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
-        .then(|state, authorization| async move { respond(scrape(state, authorization).await) })
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![Route::new::<__path_scrape>(|at| {
+        at.and(with_state(state.clone()))
+            .and(warp::header::optional::<String>("authorization"))
+            .then(|state, authorization| async move { respond(scrape(state, authorization).await) })
+            .boxed()
+    })]
 }
 
+/// Prometheus metrics
+///
+/// This node's metrics in the OpenMetrics text format, for a scraper with `metrics.token`.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    security(("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "`invalid_metrics_token`", body = ErrorBody),
+        (status = 404, description = "No `metrics.token` is configured: metrics are off", body = ErrorBody),
+        (status = 503, description = "The database's figures cannot be read", body = ErrorBody),
+    ))]
 async fn scrape(
     state: Arc<AppState>,
     authorization: Option<String>,

@@ -1,4 +1,5 @@
-//! The node's HTTP front end (warp): JSON API routes, composed here and answered in one error
+//! The node's HTTP front end (warp): JSON API routes, assembled here from one route table
+//! ([`routing`]) that the OpenAPI document ([`openapi`]) describes, and answered in one error
 //! format.
 
 mod account;
@@ -10,8 +11,10 @@ mod health;
 mod keys;
 mod messages;
 mod metrics;
+pub mod openapi;
 pub mod password_reset;
 mod query;
+pub mod routing;
 pub mod server;
 mod webhooks;
 mod whatsapp;
@@ -25,24 +28,36 @@ use crate::state::AppState;
 
 pub use error::ApiError;
 pub use filters::BodyLimits;
+pub use routing::Route;
 pub use ws::WsLimits;
 
-/// Every route of the node.
+/// The route table: every operation the node serves, in the order they are tried.
+pub fn table(state: &Arc<AppState>) -> Vec<Route> {
+    [
+        health::routes(state),
+        metrics::routes(state),
+        openapi::routes(state),
+        account::routes(state),
+        password_reset::routes(state),
+        keys::routes(state),
+        whatsapp::routes(state),
+        messages::routes(state),
+        webhooks::routes(state),
+        admin::routes(state),
+        ws::routes(state),
+        dashboard::routes(state),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Every route of the node, answered in one error format.
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let observed = state.clone();
-    health::routes(state.clone())
-        .or(metrics::routes(state.clone()))
-        .or(account::routes(state.clone()))
-        .or(password_reset::routes(state.clone()))
-        .or(keys::routes(state.clone()))
-        .or(whatsapp::routes(state.clone()))
-        .or(messages::routes(state.clone()))
-        .or(webhooks::routes(state.clone()))
-        .or(admin::routes(state.clone()))
-        .or(ws::routes(state.clone()))
-        .or(dashboard::routes(state))
+    routing::assemble(table(&state))
         .recover(error::handle_rejection)
         .with(warp::trace::request())
         .with(warp::log::custom(move |info: warp::log::Info<'_>| {

@@ -7,13 +7,14 @@
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use serde::Deserialize;
-use serde_json::json;
-use warp::{Filter, Rejection, Reply, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warp::{Filter, Reply, http::StatusCode};
 
 use super::{
-    error::{ApiError, respond},
+    error::{ApiError, ErrorBody, respond},
     filters::{client_ip, json_body, with_state},
+    routing::Route,
 };
 use crate::{
     auth::password,
@@ -30,37 +31,56 @@ pub const REQUESTS_PER_IP: u32 = 10;
 pub const REQUESTS_PER_EMAIL: u32 = 3;
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ForgotPassword {
     email: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResetPassword {
+    /// The `token` of the emailed link.
     token: String,
     new_password: String,
 }
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let forgot = warp::path!("api" / "auth" / "forgot-password")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(client_ip(state.trust_forwarded_for))
-        .and(json_body(state.body_limits))
-        .then(|state, ip, body| async move { respond(forgot(state, ip, body).await) });
-    let reset = warp::path!("api" / "auth" / "reset-password")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(client_ip(state.trust_forwarded_for))
-        .and(json_body(state.body_limits))
-        .then(|state, ip, body| async move { respond(reset(state, ip, body).await) });
-    forgot.or(reset)
+/// An answer that only says what happened.
+#[derive(Serialize, ToSchema)]
+struct Notice {
+    message: &'static str,
 }
 
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![
+        Route::new::<__path_forgot>(|at| {
+            at.and(with_state(state.clone()))
+                .and(client_ip(state.trust_forwarded_for))
+                .and(json_body(state.body_limits))
+                .then(|state, ip, body| async move { respond(forgot(state, ip, body).await) })
+                .boxed()
+        }),
+        Route::new::<__path_reset>(|at| {
+            at.and(with_state(state.clone()))
+                .and(client_ip(state.trust_forwarded_for))
+                .and(json_body(state.body_limits))
+                .then(|state, ip, body| async move { respond(reset(state, ip, body).await) })
+                .boxed()
+        }),
+    ]
+}
+
+/// Ask for a password reset link
+///
+/// The same answer, at once, whether or not the account exists; an enabled account is
+/// emailed a single-use link that expires.
+#[utoipa::path(post, path = "/api/auth/forgot-password", tag = "account", operation_id = "forgot_password",
+    request_body = ForgotPassword,
+    responses(
+        (status = 202, description = "If the account exists, a link is on its way", body = Notice),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`password_reset_unavailable`: this server sends no email", body = ErrorBody),
+    ))]
 async fn forgot(
     state: Arc<AppState>,
     ip: IpAddr,
@@ -80,9 +100,9 @@ async fn forgot(
         .map_err(ApiError::TooManyRequests)?;
     tokio::spawn(send_link(state, email));
     Ok(warp::reply::with_status(
-        warp::reply::json(&json!({
-            "message": "if an account with this email exists, a link to reset its password is on its way",
-        })),
+        warp::reply::json(&Notice {
+            message: "if an account with this email exists, a link to reset its password is on its way",
+        }),
         StatusCode::ACCEPTED,
     ))
 }
@@ -120,6 +140,16 @@ async fn send_link(state: Arc<AppState>, email: Email) {
     }
 }
 
+/// Set a new password with an emailed link
+///
+/// Every login token and every other reset link of the account stops working; API keys stay.
+#[utoipa::path(post, path = "/api/auth/reset-password", tag = "account", operation_id = "reset_password",
+    request_body = ResetPassword,
+    responses(
+        (status = 200, description = "Changed: log in with the new password", body = Notice),
+        (status = 400, description = "`invalid_reset_token` (used, expired or wrong), or the new password breaks the rules", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
 async fn reset(
     state: Arc<AppState>,
     ip: IpAddr,
@@ -140,7 +170,7 @@ async fn reset(
         .await?
         .ok_or(ApiError::InvalidResetToken)?;
     tracing::info!(user = %user.id, "password reset by email link");
-    Ok(warp::reply::json(&json!({
-        "message": "your password was changed: log in with the new one",
-    })))
+    Ok(warp::reply::json(&Notice {
+        message: "your password was changed: log in with the new one",
+    }))
 }

@@ -5,14 +5,17 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
-use warp::{Filter, Rejection, Reply, http::StatusCode};
+use warp::{Filter, Reply, http::StatusCode};
 
 use super::{
-    error::{ApiError, respond},
+    error::{ApiError, ErrorBody, respond},
     filters::{Caller, caller, json_body, with_state},
+    query,
+    routing::Route,
 };
 use crate::{
     state::AppState,
@@ -20,7 +23,7 @@ use crate::{
         EVENT_TYPES,
         client::Delivery,
         signature,
-        store::{self, EndpointChange},
+        store::{self, AttemptView, DeliveryView, Endpoint, EndpointChange},
         target::{self, TargetUrl},
     },
 };
@@ -29,106 +32,144 @@ const MAX_DESCRIPTION_CHARS: usize = 200;
 /// How long saving an endpoint waits for its host name to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewEndpoint {
+    /// Where deliveries go: `https://…` (or `http://…`); private, loopback and link-local
+    /// targets are refused unless the node allows them.
     url: String,
+    /// At least one of `message.status`, `message.received`, `session.state`.
     events: Vec<String>,
+    /// Up to 200 characters.
     #[serde(default)]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The fields to change; absent ones stay as they are.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EndpointPatch {
     url: Option<String>,
     events: Option<Vec<String>>,
     description: Option<String>,
+    /// `true` pauses deliveries (they queue), `false` resumes them.
     paused: Option<bool>,
 }
 
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+/// A new endpoint: the only answer, with rotating, that carries its signing secret.
+#[derive(Serialize, ToSchema)]
+struct CreatedEndpoint {
+    #[serde(flatten)]
+    endpoint: Endpoint,
+    /// The signing secret, shown this once.
+    secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EndpointList {
+    webhooks: Vec<Endpoint>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RotatedSecret {
+    id: Uuid,
+    /// The new signing secret; the old one stops working now.
+    secret: String,
+}
+
+/// What the receiver did with a `webhook.test` event.
+#[derive(Serialize, ToSchema)]
+struct PingOutcome {
+    event_id: Uuid,
+    /// The receiver answered 2xx.
+    delivered: bool,
+    status_code: Option<i32>,
+    latency_ms: i32,
+    error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeliveryList {
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Replayed {
+    /// Dead deliveries queued again.
+    replayed: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AttemptList {
+    attempts: Vec<AttemptView>,
+}
+
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
     // Every route: the state and the authenticated caller (login token or API key).
-    let who = with_state(state.clone()).and(caller(state.clone()));
-    let create = warp::path!("api" / "webhooks")
-        .and(warp::post())
-        .and(who.clone())
-        .and(json_body(state.body_limits))
-        .then(|state, caller, body| async move { respond(create(state, caller, body).await) });
-    let list = warp::path!("api" / "webhooks")
-        .and(warp::get())
-        .and(who.clone())
-        .then(|state, caller| async move { respond(list(state, caller).await) });
-    let one = warp::path!("api" / "webhooks" / String)
-        .and(warp::get())
-        .and(who.clone())
-        .then(|id, state, caller| async move { respond(get(id, state, caller).await) });
-    let patch = warp::path!("api" / "webhooks" / String)
-        .and(warp::patch())
-        .and(who.clone())
-        .and(json_body(state.body_limits))
-        .then(
-            |id, state, caller, body| async move { respond(update(id, state, caller, body).await) },
-        );
-    let delete = warp::path!("api" / "webhooks" / String)
-        .and(warp::delete())
-        .and(who.clone())
-        .then(|id, state, caller| async move { respond(delete(id, state, caller).await) });
-    let rotate = warp::path!("api" / "webhooks" / String / "rotate-secret")
-        .and(warp::post())
-        .and(who.clone())
-        .then(|id, state, caller| async move { respond(rotate(id, state, caller).await) });
-    let test = warp::path!("api" / "webhooks" / String / "test")
-        .and(warp::post())
-        .and(who.clone())
-        .then(|id, state, caller| async move { respond(ping(id, state, caller).await) });
-    let deliveries = warp::path!("api" / "webhooks" / String / "deliveries")
-        .and(warp::get())
-        .and(who.clone())
-        .and(crate::http::query::query())
-        .then(|id, state, caller, query| async move {
-            respond(deliveries(id, state, caller, query).await)
-        });
-    let replay_one = warp::path!("api" / "webhooks" / String / "deliveries" / String / "replay")
-        .and(warp::post())
-        .and(who.clone())
-        .then(|id, delivery, state, caller| async move {
-            respond(replay(id, Some(delivery), state, caller).await)
-        });
-    let replay_all = warp::path!("api" / "webhooks" / String / "replay")
-        .and(warp::post())
-        .and(who.clone())
-        .then(|id, state, caller| async move { respond(replay(id, None, state, caller).await) });
-    let attempts = warp::path!("api" / "webhooks" / String / "attempts")
-        .and(warp::get())
-        .and(who)
-        .and(crate::http::query::query())
-        .then(|id, state, caller, query| async move {
-            respond(attempts(id, state, caller, query).await)
-        });
-    create
-        .or(list)
-        .unify()
-        .or(one)
-        .unify()
-        .or(patch)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(rotate)
-        .unify()
-        .or(test)
-        .unify()
-        .or(deliveries)
-        .unify()
-        .or(replay_one)
-        .unify()
-        .or(replay_all)
-        .unify()
-        .or(attempts)
-        .unify()
+    let who = || with_state(state.clone()).and(caller(state.clone()));
+    vec![
+        Route::new::<__path_create>(|at| {
+            at.and(who())
+                .and(json_body(state.body_limits))
+                .then(
+                    |state, caller, body| async move { respond(create(state, caller, body).await) },
+                )
+                .boxed()
+        }),
+        Route::new::<__path_list>(|at| {
+            at.and(who())
+                .then(|state, caller| async move { respond(list(state, caller).await) })
+                .boxed()
+        }),
+        Route::with::<__path_get, String>(|at| {
+            at.and(who())
+                .then(|id, state, caller| async move { respond(get(id, state, caller).await) })
+                .boxed()
+        }),
+        Route::with::<__path_update, String>(|at| {
+            at.and(who())
+                .and(json_body(state.body_limits))
+                .then(|id, state, caller, body| async move {
+                    respond(update(id, state, caller, body).await)
+                })
+                .boxed()
+        }),
+        Route::with::<__path_delete, String>(|at| {
+            at.and(who())
+                .then(|id, state, caller| async move { respond(delete(id, state, caller).await) })
+                .boxed()
+        }),
+        Route::with::<__path_rotate, String>(|at| {
+            at.and(who())
+                .then(|id, state, caller| async move { respond(rotate(id, state, caller).await) })
+                .boxed()
+        }),
+        Route::with::<__path_ping, String>(|at| {
+            at.and(who())
+                .then(|id, state, caller| async move { respond(ping(id, state, caller).await) })
+                .boxed()
+        }),
+        Route::with::<__path_deliveries, String>(|at| {
+            at.and(who())
+                .and(query::query())
+                .then(|id, state, caller, query| async move {
+                    respond(deliveries(id, state, caller, query).await)
+                })
+                .boxed()
+        }),
+        Route::with2::<__path_replay_one, String, String>(|at| {
+            at.and(who()).then(replay_one).boxed()
+        }),
+        Route::with::<__path_replay_all, String>(|at| at.and(who()).then(replay_all).boxed()),
+        Route::with::<__path_attempts, String>(|at| {
+            at.and(who())
+                .and(query::query())
+                .then(|id, state, caller, query| async move {
+                    respond(attempts(id, state, caller, query).await)
+                })
+                .boxed()
+        }),
+    ]
 }
 
 fn endpoint_id(id: &str) -> Result<Uuid, ApiError> {
@@ -207,6 +248,14 @@ async fn parse_url(state: &AppState, url: &str) -> Result<String, ApiError> {
     Ok(target.url.to_string())
 }
 
+/// Create a webhook endpoint
+#[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", operation_id = "create_webhook",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body = NewEndpoint,
+    responses(
+        (status = 201, description = "Created; `secret` is shown only here (and on rotating)", body = CreatedEndpoint),
+        (status = 409, description = "`too_many_webhooks`", body = ErrorBody),
+    ))]
 async fn create(
     state: Arc<AppState>,
     caller: Caller,
@@ -234,19 +283,29 @@ async fn create(
             ),
         )
     })?;
-    let mut body =
-        serde_json::to_value(&endpoint).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Some(object) = body.as_object_mut() {
-        object.insert("secret".into(), json!(secret));
-    }
-    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+    Ok(warp::reply::with_status(
+        warp::reply::json(&CreatedEndpoint { endpoint, secret }),
+        StatusCode::CREATED,
+    )
+    .into_response())
 }
 
+/// The caller's webhook endpoints
+#[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", operation_id = "list_webhooks",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "Every endpoint (never its secret)", body = EndpointList)))]
 async fn list(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let endpoints = store::list(&state.pool, caller.user.id).await?;
-    Ok(warp::reply::json(&json!({ "webhooks": endpoints })))
+    Ok(warp::reply::json(&EndpointList {
+        webhooks: endpoints,
+    }))
 }
 
+/// One webhook endpoint
+#[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "The endpoint", body = Endpoint), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn get(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
     let endpoint = store::get(&state.pool, caller.user.id, id)
@@ -255,6 +314,12 @@ async fn get(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Re
     Ok(warp::reply::json(&endpoint))
 }
 
+/// Change a webhook endpoint
+#[utoipa::path(patch, path = "/api/webhooks/{id}", tag = "webhooks", operation_id = "update_webhook",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    request_body = EndpointPatch,
+    responses((status = 200, description = "The changed endpoint", body = Endpoint), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn update(
     id: String,
     state: Arc<AppState>,
@@ -278,6 +343,11 @@ async fn update(
     Ok(warp::reply::json(&endpoint))
 }
 
+/// Delete a webhook endpoint
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhook",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 204, description = "Deleted, with its deliveries"), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn delete(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
     if !store::delete(&state.pool, caller.user.id, id).await? {
@@ -286,17 +356,28 @@ async fn delete(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Rotate the signing secret
+#[utoipa::path(post, path = "/api/webhooks/{id}/rotate-secret", tag = "webhooks", operation_id = "rotate_webhook_secret",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "The new secret", body = RotatedSecret), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn rotate(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
     let secret = signature::new_secret();
     if !store::set_secret(&state.pool, caller.user.id, id, &secret).await? {
         return Err(ApiError::NotFound("webhook endpoint"));
     }
-    Ok(warp::reply::json(&json!({ "id": id, "secret": secret })))
+    Ok(warp::reply::json(&RotatedSecret { id, secret }))
 }
 
+/// Send a test event
+///
 /// Sends a `webhook.test` event to the endpoint now, signed like every other, and answers
 /// what the receiver did. It goes out even when the endpoint is paused (to check a fix).
+#[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks", operation_id = "test_webhook",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 200, description = "What the receiver did", body = PingOutcome), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn ping(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
     let (url, secret) = store::target(&state.pool, caller.user.id, id)
@@ -332,13 +413,13 @@ async fn ping(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl R
         outcome.error.as_deref(),
     )
     .await?;
-    Ok(warp::reply::json(&json!({
-        "event_id": event_id,
-        "delivered": outcome.succeeded(),
-        "status_code": status_code,
-        "latency_ms": latency_ms,
-        "error": outcome.error,
-    })))
+    Ok(warp::reply::json(&PingOutcome {
+        event_id,
+        delivered: outcome.succeeded(),
+        status_code,
+        latency_ms,
+        error: outcome.error,
+    }))
 }
 
 fn limit(query: &HashMap<String, String>) -> Result<i64, ApiError> {
@@ -354,6 +435,15 @@ fn limit(query: &HashMap<String, String>) -> Result<i64, ApiError> {
     }
 }
 
+/// An endpoint's deliveries
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "list_webhook_deliveries",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("state" = Option<String>, Query, description = "`pending`, `delivered` or `dead` (the dead letters)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "How many, newest first (50)"),
+    ),
+    responses((status = 200, description = "The newest deliveries", body = DeliveryList), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn deliveries(
     id: String,
     state: Arc<AppState>,
@@ -376,7 +466,36 @@ async fn deliveries(
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
     let deliveries = store::deliveries(&state.pool, caller.user.id, id, wanted, limit).await?;
-    Ok(warp::reply::json(&json!({ "deliveries": deliveries })))
+    Ok(warp::reply::json(&DeliveryList { deliveries }))
+}
+
+/// Replay one dead delivery
+#[utoipa::path(post, path = "/api/webhooks/{id}/deliveries/{delivery_id}/replay", tag = "webhooks", operation_id = "replay_webhook_delivery",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("delivery_id" = String, Path, description = "The dead delivery's id"),
+    ),
+    responses(
+        (status = 202, description = "Queued again", body = Replayed),
+        (status = 404, description = "No such endpoint of the caller's, or no such dead delivery", body = ErrorBody),
+    ))]
+async fn replay_one(
+    id: String,
+    delivery: String,
+    state: Arc<AppState>,
+    caller: Caller,
+) -> warp::reply::Response {
+    respond(replay(id, Some(delivery), state, caller).await)
+}
+
+/// Replay every dead delivery
+#[utoipa::path(post, path = "/api/webhooks/{id}/replay", tag = "webhooks", operation_id = "replay_webhook",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses((status = 202, description = "The dead letters, queued again", body = Replayed), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
+async fn replay_all(id: String, state: Arc<AppState>, caller: Caller) -> warp::reply::Response {
+    respond(replay(id, None, state, caller).await)
 }
 
 async fn replay(
@@ -397,11 +516,19 @@ async fn replay(
         return Err(ApiError::NotFound("dead delivery"));
     }
     Ok(warp::reply::with_status(
-        warp::reply::json(&json!({ "replayed": replayed })),
+        warp::reply::json(&Replayed { replayed }),
         StatusCode::ACCEPTED,
     ))
 }
 
+/// An endpoint's last attempts
+#[utoipa::path(get, path = "/api/webhooks/{id}/attempts", tag = "webhooks", operation_id = "list_webhook_attempts",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "How many, newest first (50)"),
+    ),
+    responses((status = 200, description = "The last requests to the receiver", body = AttemptList), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn attempts(
     id: String,
     state: Arc<AppState>,
@@ -414,5 +541,5 @@ async fn attempts(
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
     let attempts = store::attempts(&state.pool, caller.user.id, id, limit).await?;
-    Ok(warp::reply::json(&json!({ "attempts": attempts })))
+    Ok(warp::reply::json(&AttemptList { attempts }))
 }

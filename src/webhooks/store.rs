@@ -15,7 +15,8 @@ pub const MAX_ENDPOINTS_PER_USER: i64 = 20;
 pub const ATTEMPTS_KEPT: i64 = 100;
 
 /// An endpoint as its owner sees it (never with its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookEndpoint)]
 pub struct Endpoint {
     pub id: Uuid,
     pub url: String,
@@ -202,7 +203,8 @@ pub async fn delete(pool: &DbPool, user_id: Uuid, id: Uuid) -> Result<bool, DbEr
 }
 
 /// One event for one endpoint, as the dead-letter list and the delivery log show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookDelivery)]
 pub struct DeliveryView {
     pub id: Uuid,
     pub event_id: Uuid,
@@ -286,7 +288,8 @@ pub async fn replay(
 }
 
 /// One request to a receiver, as the endpoint's log shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookAttempt)]
 pub struct AttemptView {
     pub at: DateTime<Utc>,
     pub delivery_id: Option<Uuid>,

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The running node's event hub.
     pub events: botwave_actors::EventHub,
+    /// The (method, path template) of every operation the running node's router serves.
+    pub served_operations: Vec<(String, String)>,
     settings: Settings,
     node: Option<RunningNode>,
 }
@@ -82,6 +84,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .build()
             .unwrap(),
         events: botwave_actors::EventHub::default(),
+        served_operations: Vec::new(),
         settings,
         node: None,
     };
@@ -90,17 +93,25 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl RunningNode {
-    /// Builds a node from `settings` and serves it in the background; answers its address
-    /// and event hub.
-    async fn start(settings: &Settings) -> (String, botwave_actors::EventHub, RunningNode) {
+    /// Builds a node from `settings` and serves it in the background; answers its address,
+    /// event hub and the operations it serves.
+    async fn start(
+        settings: &Settings,
+    ) -> (
+        String,
+        botwave_actors::EventHub,
+        Vec<(String, String)>,
+        RunningNode,
+    ) {
         let node = Application::build(settings).await.expect("node starts");
         let address = format!("http://{}", node.local_addr());
         let events = node.events();
+        let served = node.served_operations();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let stopped = tokio::spawn(node.run_until(async {
             let _ = stop.await;
         }));
-        (address, events, RunningNode { shutdown, stopped })
+        (address, events, served, RunningNode { shutdown, stopped })
     }
 
     /// Stops the node as SIGTERM would (its sessions handed over) and waits until it has.
@@ -138,9 +149,10 @@ impl Drop for PeerNode {
 
 impl TestApp {
     async fn start_node(&mut self) {
-        let (address, events, node) = RunningNode::start(&self.settings).await;
+        let (address, events, served, node) = RunningNode::start(&self.settings).await;
         self.address = address;
         self.events = events;
+        self.served_operations = served;
         self.node = Some(node);
     }
 
@@ -159,7 +171,7 @@ impl TestApp {
         settings.cluster = self.settings.cluster.clone();
         settings.cluster.node_name = Some(name.to_owned());
         settings.webhooks = self.settings.webhooks.clone();
-        let (address, _, node) = RunningNode::start(&settings).await;
+        let (address, _, _, node) = RunningNode::start(&settings).await;
         PeerNode {
             address,
             node: Some(node),

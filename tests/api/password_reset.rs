@@ -11,7 +11,8 @@ use crate::smtp_sink::SmtpSink;
 
 const NEW_PASSWORD: &str = "Battery-Staple-77";
 
-async fn app_with_mail() -> (TestApp, SmtpSink) {
+/// A node that sends its email to a local SMTP sink.
+pub async fn app_with_mail() -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start().await;
     let url = sink.url.clone();
     let app = spawn_app_with(|settings| {

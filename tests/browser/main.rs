@@ -23,6 +23,7 @@ mod accounts;
 mod admin;
 mod admin_analytics;
 mod admin_cluster;
+mod api_docs;
 mod api_keys;
 mod demo;
 mod flow;

@@ -124,7 +124,7 @@ pub async fn load(pool: &PgPool, ttl: Duration) -> Result<Load, SessionError> {
 }
 
 /// A node as the admin cluster page shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     pub name: String,
     pub incarnation: Uuid,

@@ -5,15 +5,16 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{Duration, NaiveDate, Utc};
-use warp::{Filter, Reply, filters::BoxedFilter, http::StatusCode, reply::Response};
+use warp::{Filter, Reply, http::StatusCode, reply::Response};
 
 use super::{admin, json_reply};
-use crate::http::query;
 use crate::{
-    admin::analytics::{self, DEFAULT_DAYS, MAX_DAYS},
+    admin::analytics::{self, DEFAULT_DAYS, MAX_DAYS, Report},
     http::{
         error::{ApiError, respond},
         filters::with_state,
+        query,
+        routing::Route,
     },
     state::AppState,
 };
@@ -24,34 +25,61 @@ enum Format {
     Csv,
 }
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let json = warp::path!("api" / "admin" / "analytics")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(admin(state.clone()))
-        .and(crate::http::query::query())
-        .then(
-            |state, _caller, query: HashMap<String, String>| async move {
-                let format = match query.get("format").map(String::as_str) {
-                    None | Some("json") => Ok(Format::Json),
-                    Some("csv") => Ok(Format::Csv),
-                    Some(_) => Err(ApiError::validation("format", "format must be json or csv")),
-                };
-                match format {
-                    Ok(format) => respond(report(state, query, format).await),
-                    Err(error) => error.into_response(),
-                }
-            },
-        );
-    let csv = warp::path!("api" / "admin" / "analytics.csv")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(admin(state))
-        .and(crate::http::query::query())
-        .then(
-            |state, _caller, query| async move { respond(report(state, query, Format::Csv).await) },
-        );
-    json.or(csv).unify().boxed()
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![
+        Route::new::<__path_analytics>(|at| {
+            at.and(with_state(state.clone()))
+                .and(admin(state.clone()))
+                .and(query::query())
+                .then(|state, _caller, query| analytics(state, query))
+                .boxed()
+        }),
+        Route::new::<__path_analytics_csv>(|at| {
+            at.and(with_state(state.clone()))
+                .and(admin(state.clone()))
+                .and(query::query())
+                .then(|state, _caller, query| analytics_csv(state, query))
+                .boxed()
+        }),
+    ]
+}
+
+/// Usage analytics
+///
+/// Messages, delivery rates and active sessions over a range of UTC days; `format=csv` answers
+/// the per-day rows as CSV.
+#[utoipa::path(get, path = "/api/admin/analytics", tag = "admin", operation_id = "admin_analytics",
+    security(("bearer" = [])),
+    params(
+        ("from" = Option<String>, Query, format = Date, description = "First UTC day, YYYY-MM-DD (30 days before `until` by default)"),
+        ("until" = Option<String>, Query, format = Date, description = "Last UTC day, YYYY-MM-DD (today by default); at most 366 days after `from`"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`"),
+    ),
+    responses((status = 200, description = "The report", content(
+        (Report = "application/json"),
+        (String = "text/csv; charset=utf-8"),
+    ))))]
+async fn analytics(state: Arc<AppState>, query: HashMap<String, String>) -> Response {
+    let format = match query.get("format").map(String::as_str) {
+        None | Some("json") => Format::Json,
+        Some("csv") => Format::Csv,
+        Some(_) => {
+            return ApiError::validation("format", "format must be json or csv").into_response();
+        }
+    };
+    respond(report(state, query, format).await)
+}
+
+/// Usage analytics as CSV
+#[utoipa::path(get, path = "/api/admin/analytics.csv", tag = "admin", operation_id = "admin_analytics_csv",
+    security(("bearer" = [])),
+    params(
+        ("from" = Option<String>, Query, format = Date, description = "First UTC day, YYYY-MM-DD (30 days before `until` by default)"),
+        ("until" = Option<String>, Query, format = Date, description = "Last UTC day, YYYY-MM-DD (today by default); at most 366 days after `from`"),
+    ),
+    responses((status = 200, description = "The per-day rows", content_type = "text/csv; charset=utf-8", body = String)))]
+async fn analytics_csv(state: Arc<AppState>, query: HashMap<String, String>) -> Response {
+    respond(report(state, query, Format::Csv).await)
 }
 
 /// The validated range: both ends given or defaulted, in order, at most `MAX_DAYS` long.

@@ -3,30 +3,49 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use serde_json::json;
-use warp::{Filter, filters::BoxedFilter, http::StatusCode, reply::Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use warp::{Filter, http::StatusCode, reply::Response};
 
 use super::{admin, json_reply};
-use crate::http::query;
 use crate::{
-    admin::audit::{self, DEFAULT_LIMIT, MAX_LIMIT},
+    admin::audit::{self, DEFAULT_LIMIT, Entry, MAX_LIMIT},
     http::{
         error::{ApiError, respond},
         filters::with_state,
+        query,
+        routing::Route,
     },
     state::AppState,
 };
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    warp::path!("api" / "admin" / "audit")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(admin(state))
-        .and(crate::http::query::query())
-        .then(|state, _caller, query| async move { respond(list(state, query).await) })
-        .boxed()
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    entries: Vec<Entry>,
+    /// For `cursor`, when there may be more.
+    next_cursor: Option<String>,
 }
 
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![Route::new::<__path_list>(|at| {
+        at.and(with_state(state.clone()))
+            .and(admin(state.clone()))
+            .and(query::query())
+            .then(|state, _caller, query| async move { respond(list(state, query).await) })
+            .boxed()
+    })]
+}
+
+/// The audit log
+///
+/// What admins did, newest first.
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", operation_id = "admin_audit_log",
+    security(("bearer" = [])),
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Entries per page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "One page", body = AuditPage)))]
 async fn list(state: Arc<AppState>, query: HashMap<String, String>) -> Result<Response, ApiError> {
     let limit = query::bounded(&query, "limit", DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = match query.get("cursor").filter(|text| !text.is_empty()) {
@@ -42,7 +61,10 @@ async fn list(state: Arc<AppState>, query: HashMap<String, String>) -> Result<Re
         _ => None,
     };
     Ok(json_reply(
-        &json!({ "entries": entries, "next_cursor": next_cursor }),
+        &AuditPage {
+            entries,
+            next_cursor,
+        },
         StatusCode::OK,
     ))
 }

@@ -4,57 +4,109 @@
 
 use std::sync::Arc;
 
-use botwave_actors::cluster::nodes;
+use botwave_actors::cluster::nodes::{self, NodeInfo};
+use serde::Serialize;
 use serde_json::json;
-use warp::{Filter, filters::BoxedFilter, http::StatusCode, reply::Response};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use warp::{Filter, http::StatusCode, reply::Response};
 
 use super::{admin, json_reply, session_error};
 use crate::{
     admin::audit,
     http::{
-        error::{ApiError, respond},
+        error::{ApiError, ErrorBody, respond},
         filters::{Caller, with_state},
+        routing::Route,
     },
     state::AppState,
 };
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    let list = warp::path!("api" / "admin" / "cluster")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .and(admin(state.clone()))
-        .then(|state, _caller| async move { respond(list(state).await) });
-    let drain = warp::path!("api" / "admin" / "cluster" / "nodes" / String / "drain")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(admin(state.clone()))
-        .then(|name, state, caller| async move {
-            respond(set_draining(state, caller, name, true).await)
-        });
-    let undrain = warp::path!("api" / "admin" / "cluster" / "nodes" / String / "drain")
-        .and(warp::delete())
-        .and(with_state(state.clone()))
-        .and(admin(state))
-        .then(|name, state, caller| async move {
-            respond(set_draining(state, caller, name, false).await)
-        });
-    list.or(drain).unify().or(undrain).unify().boxed()
+#[derive(Serialize, ToSchema)]
+struct ClusterView {
+    /// The node that answered.
+    node: String,
+    incarnation: Uuid,
+    nodes: Vec<NodeInfo>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct DrainState {
+    node: String,
+    draining: bool,
+}
+
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![
+        Route::new::<__path_list>(|at| {
+            at.and(with_state(state.clone()))
+                .and(admin(state.clone()))
+                .then(|state, _caller| async move { respond(list(state).await) })
+                .boxed()
+        }),
+        Route::with::<__path_drain, String>(|at| {
+            at.and(with_state(state.clone()))
+                .and(admin(state.clone()))
+                .then(|name, state, caller| async move {
+                    respond(set_draining(state, caller, name, true).await)
+                })
+                .boxed()
+        }),
+        Route::with::<__path_undrain, String>(|at| {
+            at.and(with_state(state.clone()))
+                .and(admin(state.clone()))
+                .then(|name, state, caller| async move {
+                    respond(set_draining(state, caller, name, false).await)
+                })
+                .boxed()
+        }),
+    ]
+}
+
+/// The cluster's nodes
+#[utoipa::path(get, path = "/api/admin/cluster", tag = "admin", operation_id = "admin_cluster",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Every node seen in the last day", body = ClusterView)))]
 async fn list(state: Arc<AppState>) -> Result<Response, ApiError> {
     let listed = nodes::list(&state.pool, state.lease_ttl)
         .await
         .map_err(session_error)?;
     let node = state.sessions.node();
     Ok(json_reply(
-        &json!({
-            "node": node.name,
-            "incarnation": node.incarnation,
-            "nodes": listed,
-        }),
+        &ClusterView {
+            node: node.name.clone(),
+            incarnation: node.incarnation,
+            nodes: listed,
+        },
         StatusCode::OK,
     ))
 }
+
+/// Drain a node
+///
+/// It hands its sessions to the other nodes and takes none until undrained.
+#[utoipa::path(post, path = "/api/admin/cluster/nodes/{name}/drain", tag = "admin", operation_id = "admin_drain_node",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The node's name")),
+    responses(
+        (status = 200, description = "Done", body = DrainState),
+        (status = 404, description = "No such node", body = ErrorBody),
+    ))]
+#[allow(dead_code)] // Documents a route whose handler is `set_draining`.
+fn drain() {}
+
+/// Undrain a node
+///
+/// It takes sessions again.
+#[utoipa::path(delete, path = "/api/admin/cluster/nodes/{name}/drain", tag = "admin", operation_id = "admin_undrain_node",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The node's name")),
+    responses(
+        (status = 200, description = "Done", body = DrainState),
+        (status = 404, description = "No such node", body = ErrorBody),
+    ))]
+#[allow(dead_code)] // Documents a route whose handler is `set_draining`.
+fn undrain() {}
 
 async fn set_draining(
     state: Arc<AppState>,
@@ -76,7 +128,10 @@ async fn set_draining(
     };
     audit::record(&*conn, &caller.user, action, None, json!({ "node": name })).await?;
     Ok(json_reply(
-        &json!({ "node": name, "draining": draining }),
+        &DrainState {
+            node: name,
+            draining,
+        },
         StatusCode::OK,
     ))
 }

@@ -10,27 +10,46 @@ mod users;
 
 use std::sync::Arc;
 
-use warp::{Filter, Rejection, Reply, filters::BoxedFilter, reply::Response};
+use warp::{Filter, Rejection, Reply, reply::Response};
 
 use super::{
     error::ApiError,
     filters::{Caller, session_caller},
+    routing::Route,
 };
 use crate::{admin::AdminError, domain::Role, state::AppState};
 
-pub fn routes(state: Arc<AppState>) -> BoxedFilter<(Response,)> {
-    // Boxed per area: the combined filter type is otherwise deep enough to slow every build.
-    users::routes(state.clone())
-        .or(sessions::routes(state.clone()))
-        .unify()
-        .or(analytics::routes(state.clone()))
-        .unify()
-        .or(audit::routes(state.clone()))
-        .unify()
-        .or(cluster::routes(state))
-        .unify()
-        .boxed()
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    let mut routes = users::routes(state);
+    routes.extend(sessions::routes(state));
+    routes.extend(analytics::routes(state));
+    routes.extend(audit::routes(state));
+    routes.extend(cluster::routes(state));
+    routes
 }
+
+/// Every admin operation, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    users::list,
+    users::create,
+    users::disable,
+    users::enable,
+    users::set_role,
+    users::reset_password,
+    users::delete,
+    sessions::list,
+    sessions::stop_session,
+    sessions::restart_session,
+    sessions::disconnect_session,
+    analytics::analytics,
+    analytics::analytics_csv,
+    audit::list,
+    cluster::list,
+    cluster::drain,
+    cluster::undrain,
+))]
+pub struct AdminApi;
 
 /// The caller, if logged in with a token as an enabled admin. `Caller.user` was loaded from
 /// the database for this request, so a demoted admin's older token no longer passes.

@@ -8,6 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use botwave_actors::sessions;
+use serde::Serialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warp::{Reply, http::StatusCode};
@@ -21,6 +22,15 @@ use crate::{
 pub const DEMO_PHONE: &str = "15550001111";
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The demo phone scanned the code.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DemoScanned)]
+pub struct Scanned {
+    scanned: bool,
+    /// The simulated phone's number.
+    phone: &'static str,
+}
 
 pub async fn scan(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let Some(control) = state.demo_simulator.as_deref() else {
@@ -47,7 +57,10 @@ pub async fn scan(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, Ap
         )));
     }
     Ok(warp::reply::with_status(
-        warp::reply::json(&json!({ "scanned": true, "phone": DEMO_PHONE })),
+        warp::reply::json(&Scanned {
+            scanned: true,
+            phone: DEMO_PHONE,
+        }),
         StatusCode::ACCEPTED,
     ))
 }

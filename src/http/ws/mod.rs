@@ -46,8 +46,9 @@ use warp::{
 };
 
 use super::{
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     filters::{Caller, client_ip, identify_token, with_state},
+    routing::Route,
 };
 use crate::{domain::Role, state::AppState, users::User};
 
@@ -149,11 +150,30 @@ enum ClientMessage {
 /// Why a socket is closed, with its close code and reason.
 struct Close(u16, &'static str);
 
-pub fn routes(
+pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
+    vec![Route::new::<__path_upgrade>(|at| {
+        at.and(upgrade(state.clone()))
+            .map(Reply::into_response)
+            .boxed()
+    })]
+}
+
+/// Live events (websocket)
+///
+/// Upgrade to a websocket, then send `{"type":"authenticate","token":JWT}` within 5 s; the
+/// socket then receives the account's events (`snapshot`, `qr_code`, `pair_code`,
+/// `whatsapp_connected`, `whatsapp_disconnected`, `message_status`, `session_state`), each with
+/// a `cursor`; reconnecting with `"since": <cursor>` sends what was missed.
+#[utoipa::path(get, path = "/ws", tag = "events", operation_id = "websocket",
+    responses(
+        (status = 101, description = "Switched to the websocket protocol"),
+        (status = 400, description = "Not a websocket upgrade request", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many sockets from this address", body = ErrorBody),
+    ))]
+fn upgrade(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    warp::path!("ws")
-        .and(client_ip(state.trust_forwarded_for))
+    client_ip(state.trust_forwarded_for)
         .and(with_state(state))
         .and_then(|ip: IpAddr, state: Arc<AppState>| async move {
             // Refuse before upgrading, so the client sees a plain 429 it can back off from.
