@@ -289,17 +289,22 @@ async fn delete(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl
 async fn rotate(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
     let secret = signature::new_secret();
-    if !store::set_secret(&state.pool, caller.user.id, id, &secret).await? {
-        return Err(ApiError::NotFound("webhook endpoint"));
-    }
-    Ok(warp::reply::json(&json!({ "id": id, "secret": secret })))
+    let grace = state.webhook_secret_grace.as_secs_f64();
+    let rotated = store::set_secret(&state.pool, caller.user.id, id, &secret, grace)
+        .await?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    Ok(warp::reply::json(&json!({
+        "id": id,
+        "secret": secret,
+        "previous_secret_valid_until": rotated.previous_valid_until,
+    })))
 }
 
 /// Sends a `webhook.test` event to the endpoint now, signed like every other, and answers
 /// what the receiver did. It goes out even when the endpoint is paused (to check a fix).
 async fn ping(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
-    let (url, secret) = store::target(&state.pool, caller.user.id, id)
+    let target = store::target(&state.pool, caller.user.id, id)
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
     let event_id = Uuid::new_v4();
@@ -314,8 +319,9 @@ async fn ping(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl R
     let outcome = state
         .webhook_client
         .send(&Delivery {
-            url: &url,
-            secret: &secret,
+            url: &target.url,
+            secret: &target.secret,
+            previous_secret: target.previous_secret.as_deref(),
             event_id: &event,
             event_type: "webhook.test",
             body: &body,
