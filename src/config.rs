@@ -90,6 +90,12 @@ pub struct WebhookSettings {
     pub concurrency_per_endpoint: usize,
     /// How often a node looks for due deliveries when nothing woke it.
     pub poll_interval_ms: u64,
+    /// How long an endpoint's secret still signs (beside the new one) after a rotation, so
+    /// receivers can switch over; 0 ends it at once.
+    pub secret_grace_secs: u64,
+    /// Pending events kept per endpoint (a paused or failing one queues them); beyond it the
+    /// oldest are dropped and counted in the endpoint's `dropped`.
+    pub max_backlog: u64,
 }
 
 impl Default for WebhookSettings {
@@ -105,6 +111,8 @@ impl Default for WebhookSettings {
             concurrency: 64,
             concurrency_per_endpoint: 4,
             poll_interval_ms: 1_000,
+            secret_grace_secs: 86_400,
+            max_backlog: 10_000,
         }
     }
 }
@@ -400,6 +408,8 @@ impl Settings {
             "BOTWAVE_WEBHOOKS_REQUEST_TIMEOUT_MS" => webhooks.request_timeout_ms;
             "BOTWAVE_WEBHOOKS_PAUSE_AFTER_FAILURES" => webhooks.pause_after_failures;
             "BOTWAVE_WEBHOOKS_CONCURRENCY" => webhooks.concurrency;
+            "BOTWAVE_WEBHOOKS_SECRET_GRACE_SECS" => webhooks.secret_grace_secs;
+            "BOTWAVE_WEBHOOKS_MAX_BACKLOG" => webhooks.max_backlog;
             "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
         }
         if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
@@ -558,6 +568,15 @@ impl Settings {
             || hooks.poll_interval_ms == 0
         {
             return invalid("webhooks.*", "counts and intervals must be at least 1");
+        }
+        if !(1..=10_000_000).contains(&hooks.max_backlog) {
+            return invalid("webhooks.max_backlog", "must be 1 to 10000000");
+        }
+        if hooks.secret_grace_secs > 30 * 86_400 {
+            return invalid(
+                "webhooks.secret_grace_secs",
+                "must be 0 to 2592000 (30 days)",
+            );
         }
         if !(8192..=1024 * 1024).contains(&http.max_header_bytes) {
             return invalid("http.max_header_bytes", "must be 8192 to 1048576");

@@ -71,6 +71,8 @@ pub struct AppState {
     /// targets are allowed (checked when an endpoint is saved, and again at delivery).
     pub webhook_client: DeliveryClient,
     pub webhook_allow_private: bool,
+    /// How long a rotated-out webhook secret still signs (`webhooks.secret_grace_secs`).
+    pub webhook_secret_grace: Duration,
 }
 
 impl AppState {
@@ -141,6 +143,7 @@ impl AppState {
             demo_simulator: None,
             webhook_client,
             webhook_allow_private: settings.webhooks.allow_private_targets,
+            webhook_secret_grace: Duration::from_secs(settings.webhooks.secret_grace_secs),
         }
     }
 }

@@ -33,7 +33,12 @@ export function createWebhooks() {
       el("td", { class: "url" }, el("code", { text: hook.url })),
       el("td", { class: "events", text: hook.events.join(", ") }),
       el("td", { class: "state", title: hook.paused_reason || undefined, text: state }),
-      el("td", { class: "pending", text: String(hook.pending) }),
+      el("td", {
+        class: "pending",
+        // A full backlog drops its oldest events (webhooks.max_backlog): say how many.
+        title: hook.dropped > 0 ? "Oldest events dropped: the backlog was full" : undefined,
+        text: hook.dropped > 0 ? `${hook.pending} (${hook.dropped} dropped)` : String(hook.pending),
+      }),
       el("td", { class: "dead", text: String(hook.dead) }),
       el(
         "td",

@@ -73,8 +73,11 @@ struct EndpointList {
 #[derive(Serialize, ToSchema)]
 struct RotatedSecret {
     id: Uuid,
-    /// The new signing secret; the old one stops working now.
+    /// The new signing secret.
     secret: String,
+    /// Until when deliveries still carry a second signature made with the previous secret
+    /// (`webhooks.secret_grace_secs`); `null` when there is no grace period.
+    previous_secret_valid_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What the receiver did with a `webhook.test` event.
@@ -364,10 +367,15 @@ async fn delete(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl
 async fn rotate(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
     let secret = signature::new_secret();
-    if !store::set_secret(&state.pool, caller.user.id, id, &secret).await? {
-        return Err(ApiError::NotFound("webhook endpoint"));
-    }
-    Ok(warp::reply::json(&RotatedSecret { id, secret }))
+    let grace = state.webhook_secret_grace.as_secs_f64();
+    let rotated = store::set_secret(&state.pool, caller.user.id, id, &secret, grace)
+        .await?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    Ok(warp::reply::json(&RotatedSecret {
+        id,
+        secret,
+        previous_secret_valid_until: rotated.previous_valid_until,
+    }))
 }
 
 /// Send a test event
@@ -380,7 +388,7 @@ async fn rotate(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl
     responses((status = 200, description = "What the receiver did", body = PingOutcome), (status = 404, description = "No such endpoint of the caller's", body = ErrorBody)))]
 async fn ping(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiError> {
     let id = endpoint_id(&id)?;
-    let (url, secret) = store::target(&state.pool, caller.user.id, id)
+    let target = store::target(&state.pool, caller.user.id, id)
         .await?
         .ok_or(ApiError::NotFound("webhook endpoint"))?;
     let event_id = Uuid::new_v4();
@@ -395,8 +403,9 @@ async fn ping(id: String, state: Arc<AppState>, caller: Caller) -> Result<impl R
     let outcome = state
         .webhook_client
         .send(&Delivery {
-            url: &url,
-            secret: &secret,
+            url: &target.url,
+            secret: &target.secret,
+            previous_secret: target.previous_secret.as_deref(),
             event_id: &event,
             event_type: "webhook.test",
             body: &body,

@@ -72,6 +72,8 @@ pub struct DeliveryClient {
 pub struct Delivery<'a> {
     pub url: &'a str,
     pub secret: &'a str,
+    /// The secret `secret` replaced, while its grace period runs: it signs too.
+    pub previous_secret: Option<&'a str>,
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub body: &'a str,
@@ -214,7 +216,8 @@ impl DeliveryClient {
     ) -> Outcome {
         let timestamp = chrono::Utc::now().timestamp();
         let body = Bytes::copy_from_slice(delivery.body.as_bytes());
-        let signature = signature::header_value(delivery.secret, timestamp, &body);
+        let signature =
+            signature::header_value(delivery.secret, delivery.previous_secret, timestamp, &body);
         let host_header = match target.url.port() {
             Some(port) => format!("{}:{port}", target.url.host_str().unwrap_or_default()),
             None => target.url.host_str().unwrap_or_default().to_owned(),

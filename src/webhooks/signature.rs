@@ -1,6 +1,7 @@
 //! Signing webhook requests: HMAC-SHA256 over `<unix seconds>.<body>` with the endpoint's
-//! secret, sent as `X-Botwave-Signature: t=<unix seconds>,v1=<lowercase hex>`. Receivers
-//! recompute it over the exact bytes they received and reject old timestamps (replays).
+//! secret, sent as `X-Botwave-Signature: t=<unix seconds>,v1=<lowercase hex>` (and a second
+//! `v1` with the replaced secret while a rotation's grace period runs). Receivers recompute it
+//! over the exact bytes they received and reject old timestamps (replays).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -15,9 +16,16 @@ pub fn new_secret() -> String {
     format!("whsec_{}", hex(&bytes))
 }
 
-/// The header value for `body` sent at `timestamp`.
-pub fn header_value(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", sign(secret, timestamp, body))
+/// The header value for `body` sent at `timestamp`: one `v1` per valid secret, the current
+/// one first, then the one it replaced while that is in its grace period (Stripe's
+/// convention, so a receiver accepts a request if any `v1` matches a secret it knows).
+pub fn header_value(secret: &str, previous: Option<&str>, timestamp: i64, body: &[u8]) -> String {
+    let mut value = format!("t={timestamp},v1={}", sign(secret, timestamp, body));
+    if let Some(previous) = previous {
+        value.push_str(",v1=");
+        value.push_str(&sign(previous, timestamp, body));
+    }
+    value
 }
 
 /// The lowercase hex HMAC-SHA256 of `<timestamp>.<body>`.
@@ -55,8 +63,16 @@ mod tests {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(
-            header_value("s", 1, b"{}"),
+            header_value("s", None, 1, b"{}"),
             format!("t=1,v1={}", sign("s", 1, b"{}"))
+        );
+        assert_eq!(
+            header_value("new", Some("old"), 1, b"{}"),
+            format!(
+                "t=1,v1={},v1={}",
+                sign("new", 1, b"{}"),
+                sign("old", 1, b"{}")
+            )
         );
         assert_ne!(sign("s", 1, b"{}"), sign("s", 2, b"{}"));
         assert!(new_secret().starts_with("whsec_"));

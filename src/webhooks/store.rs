@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::db::{DbError, DbPool};
@@ -26,14 +27,22 @@ pub struct Endpoint {
     pub paused_at: Option<DateTime<Utc>>,
     pub paused_reason: Option<String>,
     pub consecutive_failures: i32,
+    /// Until when the secret replaced by the last rotation still signs (and so is valid);
+    /// `None` outside a grace period.
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
     pub pending: i64,
     pub dead: i64,
+    /// Events dropped unsent because the endpoint's backlog was full (oldest first; see
+    /// [`trim_backlogs`]).
+    pub dropped: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const ENDPOINT_COLUMNS: &str = "e.id, e.url, e.description, e.events, e.paused_at, e.paused_reason, \
-     e.consecutive_failures, e.created_at, e.updated_at, \
+     e.consecutive_failures, e.created_at, e.updated_at, e.dropped_events, \
+     CASE WHEN e.previous_secret_until > now() THEN e.previous_secret_until END \
+         AS previous_secret_valid_until, \
      (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'pending') AS pending, \
      (SELECT count(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'dead') AS dead";
 
@@ -49,8 +58,10 @@ impl Endpoint {
             paused_at,
             paused_reason: row.get("paused_reason"),
             consecutive_failures: row.get("consecutive_failures"),
+            previous_secret_valid_until: row.get("previous_secret_valid_until"),
             pending: row.get("pending"),
             dead: row.get("dead"),
+            dropped: row.get("dropped_events"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
         }
@@ -73,7 +84,8 @@ pub async fn create(
              SELECT $1, $2, $3, $4, $5, $6
               WHERE (SELECT count(*) FROM webhook_endpoints WHERE user_id = $2) < $7
              RETURNING id, url, description, events, paused_at, paused_reason,
-                       consecutive_failures, created_at, updated_at,
+                       consecutive_failures, created_at, updated_at, dropped_events,
+                       NULL::timestamptz AS previous_secret_valid_until,
                        0::bigint AS pending, 0::bigint AS dead",
             &[
                 &Uuid::new_v4(),
@@ -156,38 +168,70 @@ pub async fn update(
     get(pool, user_id, id).await
 }
 
-/// Gives the endpoint `secret`; false if the user has no such endpoint.
+/// What a rotation did.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotated {
+    /// Until when the replaced secret still signs; `None` with no grace period.
+    pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+/// Gives the endpoint `secret`, keeping the one it replaces valid for `grace_secs` (0: not
+/// at all); `None` if the user has no such endpoint. Only the secret replaced last is kept:
+/// one rotated before it stops signing at once.
 pub async fn set_secret(
     pool: &DbPool,
     user_id: Uuid,
     id: Uuid,
     secret: &str,
-) -> Result<bool, DbError> {
-    let conn = pool.get().await?;
-    let updated = conn
-        .execute(
-            "UPDATE webhook_endpoints SET secret = $3, updated_at = now()
-              WHERE user_id = $1 AND id = $2",
-            &[&user_id, &id, &secret],
-        )
-        .await?;
-    Ok(updated == 1)
-}
-
-/// The endpoint's URL and secret, for a test ping.
-pub async fn target(
-    pool: &DbPool,
-    user_id: Uuid,
-    id: Uuid,
-) -> Result<Option<(String, String)>, DbError> {
+    grace_secs: f64,
+) -> Result<Option<Rotated>, DbError> {
     let conn = pool.get().await?;
     let row = conn
-        .query_opt(
-            "SELECT url, secret FROM webhook_endpoints WHERE user_id = $1 AND id = $2",
-            &[&user_id, &id],
+        .query_typed(
+            "UPDATE webhook_endpoints
+                SET previous_secret = CASE WHEN $4 > 0 THEN secret END,
+                    previous_secret_until = CASE WHEN $4 > 0
+                                                 THEN now() + make_interval(secs => $4) END,
+                    secret = $3, updated_at = now()
+              WHERE user_id = $1 AND id = $2
+             RETURNING previous_secret_until",
+            &[
+                (&user_id, Type::UUID),
+                (&id, Type::UUID),
+                (&secret, Type::TEXT),
+                (&grace_secs, Type::FLOAT8),
+            ],
         )
         .await?;
-    Ok(row.map(|row| (row.get(0), row.get(1))))
+    Ok(row.first().map(|row| Rotated {
+        previous_valid_until: row.get(0),
+    }))
+}
+
+/// Where an endpoint's events go and what signs them.
+pub struct Target {
+    pub url: String,
+    pub secret: String,
+    /// The replaced secret, while its grace period runs.
+    pub previous_secret: Option<String>,
+}
+
+/// The endpoint's URL and secrets, for a test ping.
+pub async fn target(pool: &DbPool, user_id: Uuid, id: Uuid) -> Result<Option<Target>, DbError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query_typed(
+            "SELECT url, secret,
+                    CASE WHEN previous_secret_until > now() THEN previous_secret END
+               FROM webhook_endpoints WHERE user_id = $1 AND id = $2",
+            &[(&user_id, Type::UUID), (&id, Type::UUID)],
+        )
+        .await?;
+    Ok(rows.first().map(|row| Target {
+        url: row.get(0),
+        secret: row.get(1),
+        previous_secret: row.get(2),
+    }))
 }
 
 /// Deletes the endpoint with its deliveries and attempts.
@@ -274,7 +318,9 @@ pub async fn replay(
     let replayed = conn
         .execute(
             "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now(),
-                    locked_until = NULL, locked_by = NULL, dead_at = NULL
+                    locked_until = NULL, locked_by = NULL, dead_at = NULL,
+                    held = EXISTS (SELECT 1 FROM webhook_endpoints e
+                                    WHERE e.id = endpoint_id AND e.paused_at IS NOT NULL)
               WHERE user_id = $1 AND endpoint_id = $2 AND state = 'dead'
                 AND ($3::uuid IS NULL OR id = $3)",
             &[&user_id, &endpoint_id, &delivery_id],
@@ -363,36 +409,20 @@ pub struct Claimed {
     pub attempts: i32,
     pub url: String,
     pub secret: String,
+    /// The replaced secret, while its grace period runs.
+    pub previous_secret: Option<String>,
 }
 
-/// Takes up to `limit` due deliveries for node `node`, locking each for `lock_secs`. Per
-/// endpoint it takes no more than `per_endpoint` minus what this node already has in flight
-/// there (`in_flight`: endpoint ids and counts), and of the deliveries of one endpoint about
-/// one subject only the oldest still pending: events of a message reach a receiver in order.
-/// A lock held by a node that stopped is void at once. Any node may run this at the same time
-/// as others: SKIP LOCKED makes them take different rows, and the final UPDATE re-checks that
-/// a row is still free, so a delivery is attempted by one node at a time.
-pub async fn claim(
-    pool: &DbPool,
-    node: Uuid,
-    limit: i64,
-    per_endpoint: i64,
-    in_flight: &[(Uuid, i64)],
-    lock_secs: f64,
-) -> Result<Vec<Claimed>, DbError> {
-    let conn = pool.get().await?;
-    let busy_ids: Vec<Uuid> = in_flight.iter().map(|(id, _)| *id).collect();
-    let busy_counts: Vec<i64> = in_flight.iter().map(|(_, n)| *n).collect();
-    let rows = conn
-        .query(
-            "WITH busy AS (
+/// The claim statement of [`claim`], public so a test can look at its plan. Parameters:
+/// node, limit, per endpoint, in-flight endpoint ids, their counts, lock seconds.
+pub const CLAIM_SQL: &str = "WITH busy AS (
                  SELECT * FROM unnest($4::uuid[], $5::bigint[]) AS b(endpoint_id, n)),
              due AS (
                  SELECT d.id, d.endpoint_id, d.seq,
                         row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.seq) AS rank
                    FROM webhook_deliveries d
                    JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.paused_at IS NULL
-                  WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+                  WHERE d.state = 'pending' AND NOT d.held AND d.next_attempt_at <= now()
                     AND (d.locked_until IS NULL OR d.locked_until < now()
                          OR d.locked_by IN (SELECT incarnation FROM cluster_nodes
                                              WHERE stopped_at IS NOT NULL))
@@ -416,7 +446,33 @@ pub async fn claim(
                      OR d.locked_by IN (SELECT incarnation FROM cluster_nodes
                                          WHERE stopped_at IS NOT NULL))
              RETURNING d.id, d.endpoint_id, d.user_id, d.event_id, d.event_type, d.body,
-                       d.attempts, d.seq, e.url, e.secret",
+                       d.attempts, d.seq, e.url, e.secret,
+                       CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END
+                           AS previous_secret";
+
+/// Takes up to `limit` due deliveries for node `node`, locking each for `lock_secs`. Only
+/// deliveries that are not `held` (a paused endpoint's) are read, through the partial index
+/// `webhook_deliveries_due_idx`: a paused endpoint's backlog costs the claim nothing. Per
+/// endpoint it takes no more than `per_endpoint` minus what this node already has in flight
+/// there (`in_flight`: endpoint ids and counts), and of the deliveries of one endpoint about
+/// one subject only the oldest still pending: events of a message reach a receiver in order.
+/// A lock held by a node that stopped is void at once. Any node may run this at the same time
+/// as others: SKIP LOCKED makes them take different rows, and the final UPDATE re-checks that
+/// a row is still free, so a delivery is attempted by one node at a time.
+pub async fn claim(
+    pool: &DbPool,
+    node: Uuid,
+    limit: i64,
+    per_endpoint: i64,
+    in_flight: &[(Uuid, i64)],
+    lock_secs: f64,
+) -> Result<Vec<Claimed>, DbError> {
+    let conn = pool.get().await?;
+    let busy_ids: Vec<Uuid> = in_flight.iter().map(|(id, _)| *id).collect();
+    let busy_counts: Vec<i64> = in_flight.iter().map(|(_, n)| *n).collect();
+    let rows = conn
+        .query(
+            CLAIM_SQL,
             &[
                 &node,
                 &limit,
@@ -442,6 +498,7 @@ pub async fn claim(
                     attempts: row.get("attempts"),
                     url: row.get("url"),
                     secret: row.get("secret"),
+                    previous_secret: row.get("previous_secret"),
                 },
             )
         })
@@ -581,4 +638,39 @@ pub async fn prune_delivered(pool: &DbPool) -> Result<u64, DbError> {
             &[&DELIVERED_KEPT_DAYS],
         )
         .await?)
+}
+
+/// Drops the oldest pending deliveries of every endpoint whose backlog exceeds `max_backlog`
+/// and adds them to its `dropped_events`, in one statement; answers how many were dropped.
+/// Oldest first, because a receiver that comes back wants what is current, and an endpoint
+/// can only fall that far behind while it is paused or failing. The per-endpoint counts come
+/// from `webhook_deliveries_endpoint_idx`, so this reads only the index where nothing is over.
+pub async fn trim_backlogs(pool: &DbPool, max_backlog: i64) -> Result<u64, DbError> {
+    let conn = pool.get().await?;
+    let rows = conn
+        .query_typed(
+            "WITH over AS (
+                 SELECT endpoint_id, count(*) - $1 AS excess
+                   FROM webhook_deliveries WHERE state = 'pending'
+                  GROUP BY endpoint_id HAVING count(*) > $1),
+             oldest AS (
+                 SELECT d.id FROM over o
+                  CROSS JOIN LATERAL (
+                        SELECT id FROM webhook_deliveries
+                         WHERE endpoint_id = o.endpoint_id AND state = 'pending'
+                         ORDER BY seq LIMIT o.excess) d),
+             dropped AS (
+                 DELETE FROM webhook_deliveries d USING oldest
+                  WHERE d.id = oldest.id AND d.state = 'pending'
+                 RETURNING d.endpoint_id),
+             counted AS (
+                 UPDATE webhook_endpoints e SET dropped_events = e.dropped_events + n.n
+                   FROM (SELECT endpoint_id, count(*) AS n FROM dropped GROUP BY endpoint_id) n
+                  WHERE e.id = n.endpoint_id)
+             SELECT count(*) FROM dropped",
+            &[(&max_backlog, Type::INT8)],
+        )
+        .await?;
+    let dropped: i64 = rows.first().map_or(0, |row| row.get(0));
+    Ok(u64::try_from(dropped).unwrap_or(0))
 }

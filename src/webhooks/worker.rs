@@ -22,6 +22,9 @@ pub const CHANNEL: &str = "botwave_webhooks";
 /// How often a node deletes delivered events past their retention (every node may; the
 /// DELETE is idempotent).
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often a node trims backlogs beyond `webhooks.max_backlog` (see
+/// [`store::trim_backlogs`]): a backlog may pass the bound by what arrives in this time.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Worker {
     pub pool: DbPool,
@@ -44,6 +47,7 @@ impl Worker {
         let poll = Duration::from_millis(this.settings.poll_interval_ms);
         let mut idle_wait = poll;
         let mut pruned_at = tokio::time::Instant::now();
+        let mut trimmed_at = tokio::time::Instant::now();
         loop {
             if *stopping.borrow() {
                 break;
@@ -52,6 +56,16 @@ impl Worker {
                 pruned_at = tokio::time::Instant::now();
                 if let Err(error) = store::prune_delivered(&this.pool).await {
                     tracing::warn!(%error, "cannot delete old webhook deliveries");
+                }
+            }
+            if trimmed_at.elapsed() >= TRIM_EVERY {
+                trimmed_at = tokio::time::Instant::now();
+                match store::trim_backlogs(&this.pool, this.settings.max_backlog as i64).await {
+                    Ok(0) => {}
+                    Ok(dropped) => {
+                        tracing::warn!(dropped, "webhook backlogs full: oldest events dropped")
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot trim webhook backlogs"),
                 }
             }
             let free = this.settings.concurrency.saturating_sub(running.len());
@@ -123,6 +137,7 @@ impl Worker {
             .send(&Delivery {
                 url: &claimed.url,
                 secret: &claimed.secret,
+                previous_secret: claimed.previous_secret.as_deref(),
                 event_id: &event_id,
                 event_type: &claimed.event_type,
                 body: &claimed.body,

@@ -17,6 +17,7 @@ mod fuzz;
 mod hardening;
 mod health;
 mod helpers;
+mod inbound;
 mod live_authorization;
 mod metrics;
 mod migrations;

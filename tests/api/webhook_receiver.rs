@@ -182,30 +182,47 @@ pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     outer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Checks `received`'s `X-Botwave-Signature` against `secret` the way a receiver would: the
-/// timestamp is recent and the MAC over `<t>.<body>` matches.
-pub fn assert_signed(received: &Received, secret: &str) {
+/// The timestamp and every `v1` of `received`'s `X-Botwave-Signature`, in header order.
+pub fn signature_parts(received: &Received) -> (i64, Vec<String>) {
     let mut timestamp = None;
-    let mut mac = None;
+    let mut macs = Vec::new();
     for part in received.signature.split(',') {
         match part.split_once('=') {
             Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
-            Some(("v1", value)) => mac = Some(value.to_owned()),
+            Some(("v1", value)) => macs.push(value.to_owned()),
             _ => {}
         }
     }
     let timestamp = timestamp.unwrap_or_else(|| panic!("no t= in {:?}", received.signature));
-    let mac = mac.unwrap_or_else(|| panic!("no v1= in {:?}", received.signature));
+    assert!(!macs.is_empty(), "no v1= in {:?}", received.signature);
+    (timestamp, macs)
+}
+
+/// The `v1` a receiver holding `secret` expects on `received`.
+pub fn expected_mac(received: &Received, secret: &str) -> String {
+    let (timestamp, _) = signature_parts(received);
+    hmac_sha256_hex(
+        secret.as_bytes(),
+        format!("{timestamp}.{}", received.body).as_bytes(),
+    )
+}
+
+/// Checks `received`'s `X-Botwave-Signature` against `secret` the way a receiver would: the
+/// timestamp is recent and one of the MACs over `<t>.<body>` matches.
+pub fn assert_signed(received: &Received, secret: &str) {
+    let (timestamp, macs) = signature_parts(received);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     assert!((now - timestamp).abs() < 300, "stale timestamp {timestamp}");
-    let expected = hmac_sha256_hex(
-        secret.as_bytes(),
-        format!("{timestamp}.{}", received.body).as_bytes(),
+    let expected = expected_mac(received, secret);
+    assert!(
+        macs.contains(&expected),
+        "bad signature on {}: {:?}",
+        received.body,
+        received.signature
     );
-    assert_eq!(mac, expected, "bad signature on {}", received.body);
 }
 
 #[test]

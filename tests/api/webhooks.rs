@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{TestApp, error_code, spawn_app_with},
-    webhook_receiver::{Answer, Received, Receiver, assert_signed},
-    whatsapp_helpers::PATIENCE,
+    webhook_receiver::{Answer, Received, Receiver, assert_signed, expected_mac, signature_parts},
+    whatsapp_helpers::{PATIENCE, eventually},
 };
 
 /// A node that delivers to 127.0.0.1 (the test's receiver) and retries quickly.
-async fn spawn_hooks_app(adjust: impl FnOnce(&mut botwave::config::WebhookSettings)) -> TestApp {
+pub async fn spawn_hooks_app(
+    adjust: impl FnOnce(&mut botwave::config::WebhookSettings),
+) -> TestApp {
     spawn_app_with(|settings| {
         let hooks = &mut settings.webhooks;
         hooks.allow_private_targets = true;
@@ -29,7 +31,7 @@ async fn spawn_hooks_app(adjust: impl FnOnce(&mut botwave::config::WebhookSettin
 }
 
 /// Creates an endpoint for `events`; answers its id and secret.
-async fn create_endpoint(
+pub async fn create_endpoint(
     app: &TestApp,
     token: &str,
     url: &str,
@@ -50,7 +52,7 @@ async fn create_endpoint(
     (body["id"].as_str().unwrap().to_owned(), secret)
 }
 
-async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
+pub async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
     app.api(Method::GET, path, token, None)
         .await
         .json()
@@ -58,7 +60,7 @@ async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
         .unwrap()
 }
 
-fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Received> {
+pub fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Received> {
     received
         .iter()
         .filter(|r| r.json()["type"] == kind)
@@ -756,4 +758,256 @@ async fn a_text_addressed_by_lid_is_stored_under_the_senders_phone_number() {
     assert_eq!(message["text"], "by lid");
     assert_eq!(message["from"], "15550005002");
     assert_eq!(message["chat"], "15550005002@s.whatsapp.net");
+}
+
+/// Sends a test ping to endpoint `id` and answers what the receiver got for it.
+async fn ping(app: &TestApp, token: &str, id: &str, receiver: &Receiver) -> Received {
+    let before = receiver.received().len();
+    let response = app
+        .api(
+            Method::POST,
+            &format!("/api/webhooks/{id}/test"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    receiver
+        .wait_for("the ping", PATIENCE, |r| r.len() > before)
+        .await
+        .remove(before)
+}
+
+/// Rotates endpoint `id`'s secret; answers the API's answer.
+async fn rotate(app: &TestApp, token: &str, id: &str) -> Value {
+    let response = app
+        .api(
+            Method::POST,
+            &format!("/api/webhooks/{id}/rotate-secret"),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_secret_keeps_signing_beside_the_new_one_for_the_grace_period() {
+    let app = spawn_hooks_app(|hooks| hooks.secret_grace_secs = 3).await;
+    let receiver = Receiver::start().await;
+    let account = app.new_account().await;
+    let (id, old) = create_endpoint(&app, &account.token, &receiver.url, &["session.state"]).await;
+    let rotated = rotate(&app, &account.token, &id).await;
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(
+        rotated["previous_secret_valid_until"].is_string(),
+        "{rotated}"
+    );
+    let endpoint = get_json(&app, &format!("/api/webhooks/{id}"), &account.token).await;
+    assert_eq!(
+        endpoint["previous_secret_valid_until"],
+        rotated["previous_secret_valid_until"]
+    );
+
+    // Both a ping and an event from the worker carry both signatures, the new one first.
+    let pinged = ping(&app, &account.token, &id, &receiver).await;
+    let (_, macs) = signature_parts(&pinged);
+    assert_eq!(
+        macs,
+        [expected_mac(&pinged, &new), expected_mac(&pinged, &old)]
+    );
+    let user: uuid::Uuid = account.id.parse().unwrap();
+    let conn = app.db.pool.get().await.unwrap();
+    conn.execute(
+        "SELECT botwave_webhook_event($1, 'session.state', 'rotation', '{}'::jsonb)",
+        &[&user],
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let got = receiver
+        .wait_for("the event", PATIENCE, |r| {
+            !of_type(r, "session.state").is_empty()
+        })
+        .await;
+    let event = of_type(&got, "session.state")[0];
+    assert_eq!(
+        signature_parts(event).1,
+        [expected_mac(event, &new), expected_mac(event, &old)]
+    );
+
+    // Once the grace period is over only the new secret signs.
+    eventually("the grace period to end", || async {
+        let endpoint = get_json(&app, &format!("/api/webhooks/{id}"), &account.token).await;
+        endpoint["previous_secret_valid_until"]
+            .is_null()
+            .then_some(())
+    })
+    .await;
+    let pinged = ping(&app, &account.token, &id, &receiver).await;
+    assert_eq!(signature_parts(&pinged).1, [expected_mac(&pinged, &new)]);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_stays_valid_for_a_day_by_default() {
+    let app = spawn_hooks_app(|_| {}).await;
+    let receiver = Receiver::start().await;
+    let account = app.new_account().await;
+    let (id, _) = create_endpoint(&app, &account.token, &receiver.url, &["session.state"]).await;
+    let rotated = rotate(&app, &account.token, &id).await;
+    let until: chrono::DateTime<chrono::Utc> = rotated["previous_secret_valid_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let left = until - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::hours(23) && left <= chrono::Duration::hours(24),
+        "{left}"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_endpoints_backlog_is_bounded_oldest_dropped_and_counted() {
+    let app = spawn_hooks_app(|hooks| hooks.max_backlog = 50).await;
+    let receiver = Receiver::start().await;
+    let account = app.new_account().await;
+    let (id, _) = create_endpoint(&app, &account.token, &receiver.url, &["session.state"]).await;
+    let paused = app
+        .api(
+            Method::PATCH,
+            &format!("/api/webhooks/{id}"),
+            &account.token,
+            Some(json!({ "paused": true })),
+        )
+        .await;
+    assert_eq!(paused.status(), 200);
+    let user: uuid::Uuid = account.id.parse().unwrap();
+    let conn = app.db.pool.get().await.unwrap();
+    conn.execute(
+        "SELECT botwave_webhook_event($1, 'session.state', 'backlog:' || n,
+                                      jsonb_build_object('n', n))
+           FROM generate_series(1, 80) AS n",
+        &[&user],
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let endpoint = eventually("the backlog to be trimmed to 50", || async {
+        let endpoint = get_json(&app, &format!("/api/webhooks/{id}"), &account.token).await;
+        (endpoint["dropped"] == 30).then_some(endpoint)
+    })
+    .await;
+    assert_eq!(endpoint["pending"], 50, "{endpoint}");
+    assert!(
+        receiver.received().is_empty(),
+        "a paused endpoint gets nothing"
+    );
+
+    app.api(
+        Method::PATCH,
+        &format!("/api/webhooks/{id}"),
+        &account.token,
+        Some(json!({ "paused": false })),
+    )
+    .await;
+    let got = receiver
+        .wait_for("the 50 kept events", PATIENCE, |r| r.len() >= 50)
+        .await;
+    let mut numbers: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (31..=80).collect::<Vec<_>>(),
+        "the newest 50 are kept"
+    );
+    let endpoint = get_json(&app, &format!("/api/webhooks/{id}"), &account.token).await;
+    assert_eq!(endpoint["dropped"], 30);
+}
+
+/// The largest `Actual Rows` of any plan node that reads `webhook_deliveries`.
+fn most_delivery_rows_read(plan: &Value) -> i64 {
+    let own = if plan["Relation Name"] == "webhook_deliveries" {
+        plan["Actual Rows"].as_i64().unwrap_or(0)
+            + plan["Rows Removed by Filter"].as_i64().unwrap_or(0)
+            + plan["Rows Removed by Index Recheck"].as_i64().unwrap_or(0)
+    } else {
+        0
+    };
+    plan["Plans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(most_delivery_rows_read)
+        .fold(own, i64::max)
+}
+
+#[tokio::test]
+async fn claiming_reads_none_of_a_paused_endpoints_backlog() {
+    let app = spawn_hooks_app(|hooks| hooks.max_backlog = 1_000_000).await;
+    let receiver = Receiver::start().await;
+    let account = app.new_account().await;
+    let (paused_id, _) =
+        create_endpoint(&app, &account.token, &receiver.url, &["message.status"]).await;
+    create_endpoint(&app, &account.token, &receiver.url, &["session.state"]).await;
+    app.api(
+        Method::PATCH,
+        &format!("/api/webhooks/{paused_id}"),
+        &account.token,
+        Some(json!({ "paused": true })),
+    )
+    .await;
+    let user: uuid::Uuid = account.id.parse().unwrap();
+    let mut conn = app.db.pool.get().await.unwrap();
+    conn.execute(
+        "SELECT botwave_webhook_event($1, 'message.status', 'backlog:' || n, '{}'::jsonb)
+           FROM generate_series(1, 20000) AS n",
+        &[&user],
+    )
+    .await
+    .unwrap();
+    conn.execute(
+        "SELECT botwave_webhook_event($1, 'session.state', 'live', '{}'::jsonb)",
+        &[&user],
+    )
+    .await
+    .unwrap();
+    conn.batch_execute("ANALYZE webhook_deliveries")
+        .await
+        .unwrap();
+
+    // The claim as the workers run it, inside a transaction that is rolled back.
+    let tx = conn.transaction().await.unwrap();
+    let explain = format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        botwave::webhooks::store::CLAIM_SQL
+    );
+    let no_busy: Vec<uuid::Uuid> = Vec::new();
+    let no_counts: Vec<i64> = Vec::new();
+    let row = tx
+        .query_one(
+            explain.as_str(),
+            &[
+                &uuid::Uuid::new_v4(),
+                &64_i64,
+                &4_i64,
+                &no_busy,
+                &no_counts,
+                &30.0_f64,
+            ],
+        )
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let plan: Value = row.get(0);
+    let read = most_delivery_rows_read(&plan[0]["Plan"]);
+    assert!(
+        read < 100,
+        "the claim read {read} delivery rows with 20,000 held: {plan:#}"
+    );
 }

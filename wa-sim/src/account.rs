@@ -44,7 +44,8 @@ pub enum AccountError {
 #[derive(Debug)]
 pub enum LoginVerdict {
     Accept {
-        /// Stanzas queued for the device while it was offline.
+        /// The messages the device has not acknowledged yet (sent while it was offline, or
+        /// sent to its connection without a receipt coming back), oldest first.
         queued: Vec<Node>,
     },
     /// `<failure reason=…/>` (401: not (or no longer) a device of this account).
@@ -86,10 +87,30 @@ pub struct Companion {
     /// record for it (a digest query is 404).
     prekeys_uploaded: bool,
     next_login: Option<NextLogin>,
-    queued: Vec<Node>,
+    /// WhatsApp's queue for this device: every message sent to it stays here until the
+    /// device acknowledges it (its delivery receipt, or a plain `<ack class="message">`),
+    /// and what is still here goes out again at its next login.
+    unacked: Vec<Unacked>,
     /// Whether the phone already sent this companion its initial history chunk (once per
     /// linking, as a real phone does).
     history_bootstrap_sent: bool,
+}
+
+/// A message stanza waiting for its recipient device to acknowledge it.
+struct Unacked {
+    id: String,
+    /// The number of the account that sent it (the chat of a direct message).
+    from: String,
+    stanza: Node,
+}
+
+/// What a phone sent, kept so it can send the message again under the same id.
+#[derive(Clone, Debug)]
+pub struct SentMessage {
+    /// The number it was sent to.
+    pub to: String,
+    pub message: wa::Message,
+    pub addressing: crate::delivery::Addressing,
 }
 
 struct PendingPairing {
@@ -113,6 +134,8 @@ pub struct Account {
     pending: HashMap<u16, PendingPairing>,
     inbox: Inbox,
     receipts: Vec<ClientReceipt>,
+    /// What this phone sent, by message id.
+    sent: HashMap<String, SentMessage>,
     next_device_id: u16,
     next_key_index: u32,
     /// The app-state sync key the phone shares with its companions.
@@ -146,6 +169,7 @@ impl Account {
             pending: HashMap::new(),
             inbox: Inbox::default(),
             receipts: Vec::new(),
+            sent: HashMap::new(),
             next_device_id: phone_devices,
             next_key_index: 1,
             app_state_key: AppStateSyncKey::generate(1, raw_id, vec![0], unix_millis() as i64),
@@ -278,7 +302,7 @@ impl Account {
                 uploaded_prekeys: VecDeque::new(),
                 prekeys_uploaded: false,
                 next_login: None,
-                queued: Vec::new(),
+                unacked: Vec::new(),
                 history_bootstrap_sent: false,
             },
         );
@@ -302,7 +326,11 @@ impl Account {
             Some(NextLogin::Refuse401) => LoginVerdict::Refuse(401),
             Some(NextLogin::Ban) => LoginVerdict::Ban,
             None => LoginVerdict::Accept {
-                queued: std::mem::take(&mut companion.queued),
+                queued: companion
+                    .unacked
+                    .iter()
+                    .map(|unacked| unacked.stanza.clone())
+                    .collect(),
             },
         }
     }
@@ -354,14 +382,45 @@ impl Account {
         Some(initial_history_bootstrap_message())
     }
 
-    pub fn queue_for(&mut self, device: u16, stanza: Node) -> bool {
+    /// Keeps message `id` from `from` for companion `device` until the device acknowledges
+    /// it (see [`Account::acknowledge`]), whether it is online now or not.
+    pub fn queue_for(&mut self, device: u16, id: &str, from: &str, stanza: Node) -> bool {
         match self.companions.get_mut(&device) {
             Some(companion) => {
-                companion.queued.push(stanza);
+                companion.unacked.push(Unacked {
+                    id: id.to_owned(),
+                    from: from.to_owned(),
+                    stanza,
+                });
                 true
             }
             None => false,
         }
+    }
+
+    /// Companion `device` acknowledged messages `ids` from the account `from`: WhatsApp
+    /// drops them from its queue and does not send them again.
+    pub fn acknowledge(&mut self, device: u16, from: &str, ids: &[String]) {
+        if let Some(companion) = self.companions.get_mut(&device) {
+            companion
+                .unacked
+                .retain(|unacked| unacked.from != from || !ids.contains(&unacked.id));
+        }
+    }
+
+    /// How many messages companion `device` has not acknowledged.
+    pub fn unacked_count(&self, device: u16) -> usize {
+        self.companions
+            .get(&device)
+            .map_or(0, |companion| companion.unacked.len())
+    }
+
+    pub fn remember_sent(&mut self, id: &str, sent: SentMessage) {
+        self.sent.insert(id.to_owned(), sent);
+    }
+
+    pub fn sent_message(&self, id: &str) -> Option<&SentMessage> {
+        self.sent.get(id)
     }
 
     // ---- prekeys ----

@@ -84,6 +84,9 @@ pub struct CompanionInfo {
     pub jid: String,
     /// Whether the companion has a live, logged-in connection now.
     pub connected: bool,
+    /// Messages sent to this companion that it has not acknowledged (by a receipt or a
+    /// message ack) yet; WhatsApp sends them again at its next login.
+    pub unacked: usize,
     #[serde(flatten)]
     pub double_connections: DoubleConnections,
 }
@@ -109,14 +112,60 @@ pub struct ScanResponse {
     pub phone: String,
 }
 
+/// `POST /control/phones/{number}/send`: exactly one of `text`, `image` and `location`.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct SendRequest {
     pub to: String,
-    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A photo (an `imageMessage`), with an optional caption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageContent>,
+    /// A shared location (a `locationMessage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationContent>,
     /// `"lid"`: the message names its sender by LID (with `sender_pn`), as WhatsApp does in
     /// LID-migrated chats; `"pn"` (the default) by phone number.
     #[serde(default)]
     pub addressing: delivery::Addressing,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct ImageContent {
+    #[serde(default)]
+    pub caption: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct LocationContent {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl SendRequest {
+    /// The message this request describes; `None` unless exactly one kind is given.
+    pub fn message(&self) -> Option<waproto::whatsapp::Message> {
+        match (&self.text, &self.image, &self.location) {
+            (Some(text), None, None) => Some(crate::phone::text_message(text)),
+            (None, Some(image), None) => {
+                Some(crate::phone::image_message(image.caption.as_deref()))
+            }
+            (None, None, Some(location)) => Some(crate::phone::location_message(
+                location.latitude,
+                location.longitude,
+                location.name.as_deref(),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /control/phones/{number}/resend`: the phone sends its message `id` again.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ResendRequest {
+    pub id: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -203,6 +252,11 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(with())
         .and(json_body())
         .map(phone_send);
+    let resend = warp::path!("control" / "phones" / String / "resend")
+        .and(warp::post())
+        .and(with())
+        .and(json_body())
+        .map(phone_resend);
     let receipts = warp::path!("control" / "phones" / String / "receipts")
         .and(warp::post())
         .and(with())
@@ -248,6 +302,8 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .or(client_receipts)
         .unify()
         .or(send)
+        .unify()
+        .or(resend)
         .unify()
         .or(receipts)
         .unify()
@@ -321,6 +377,7 @@ fn phone_info(shared: &Shared, number: &str, created: bool) -> Option<PhoneInfo>
             CompanionInfo {
                 jid: device.jid().to_string(),
                 connected: shared.live_connection(&device).is_some(),
+                unacked: account.unacked_count(d),
                 double_connections: shared.stats.double_connections.of_device(&device),
             }
         })
@@ -503,7 +560,21 @@ fn phone_send(number: String, shared: Arc<Shared>, request: SendRequest) -> Repl
         return invalid_number(&number);
     }
     let to: String = request.to.chars().take_while(|c| *c != '@').collect();
-    match delivery::send_text_addressed(&shared, &number, &to, &request.text, request.addressing) {
+    let Some(message) = request.message() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_content",
+            "give exactly one of text, image and location",
+        );
+    };
+    match delivery::send_message(&shared, &number, &to, message, request.addressing) {
+        Ok(sent) => ok::<SentText>(StatusCode::OK, &sent),
+        Err(e) => delivery_error(e),
+    }
+}
+
+fn phone_resend(number: String, shared: Arc<Shared>, request: ResendRequest) -> Reply_ {
+    match delivery::resend(&shared, &number, &request.id) {
         Ok(sent) => ok::<SentText>(StatusCode::OK, &sent),
         Err(e) => delivery_error(e),
     }

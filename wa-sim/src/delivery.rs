@@ -1,5 +1,6 @@
 //! Things simulated phones send to real clients: receipts (automatic or on command)
-//! and texts, encrypted to every companion of the recipient account.
+//! and messages (texts, photos, locations), encrypted to every companion of the recipient
+//! account and kept for each device until it acknowledges them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +8,12 @@ use std::time::Duration;
 use rand::RngExt as _;
 use serde::Serialize;
 use wacore_binary::Jid;
+use waproto::whatsapp as wa;
 
 use crate::account::AccountError;
+use crate::account::SentMessage;
 use crate::config::ReceiptMode;
-use crate::phone::{PhoneError, text_message};
+use crate::phone::{PhoneError, stanza_types, text_message};
 use crate::stanza::{self, ReceiptKind};
 use crate::state::{ConnCommand, DeviceKey, Shared, lock};
 
@@ -130,7 +133,6 @@ pub fn new_message_id() -> String {
     format!("3A{random:016X}")
 }
 
-/// Phone `from` (created if needed) sends `text` to every client paired to `to`.
 /// How a phone's message names its sender: by phone number, or (as WhatsApp does in chats
 /// migrated to LIDs) by the sender's LID, with its phone number in `sender_pn`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
@@ -141,6 +143,7 @@ pub enum Addressing {
     Lid,
 }
 
+/// Phone `from` (created if needed) sends `text` to every client paired to `to`.
 pub fn send_text(
     shared: &Shared,
     from: &str,
@@ -157,7 +160,64 @@ pub fn send_text_addressed(
     text: &str,
     addressing: Addressing,
 ) -> Result<SentText, DeliveryError> {
+    send_message(shared, from, to, text_message(text), addressing)
+}
+
+/// Phone `from` (created if needed) sends `message` (a text, a photo, a location…) to every
+/// client paired to `to`, under a new id.
+pub fn send_message(
+    shared: &Shared,
+    from: &str,
+    to: &str,
+    message: wa::Message,
+    addressing: Addressing,
+) -> Result<SentText, DeliveryError> {
     let (sender, _) = shared.create_account(from, 1)?;
+    let id = new_message_id();
+    let sent = deliver(shared, &sender, to, &id, &message, addressing)?;
+    lock(&sender).remember_sent(
+        &id,
+        SentMessage {
+            to: to.to_owned(),
+            message,
+            addressing,
+        },
+    );
+    Ok(sent)
+}
+
+/// Phone `from` sends its message `id` again, as a phone does when a recipient device asks
+/// for it (a retry receipt) or its user resends it: the same id and content, encrypted anew
+/// on the current Signal sessions, to every client paired to the recipient now.
+pub fn resend(shared: &Shared, from: &str, id: &str) -> Result<SentText, DeliveryError> {
+    let sender = shared
+        .account(from)
+        .ok_or_else(|| DeliveryError::NotOnWhatsApp(from.to_string()))?;
+    let original = lock(&sender)
+        .sent_message(id)
+        .cloned()
+        .ok_or_else(|| DeliveryError::UnknownMessage(from.to_string(), id.to_string()))?;
+    deliver(
+        shared,
+        &sender,
+        &original.to,
+        id,
+        &original.message,
+        original.addressing,
+    )
+}
+
+/// Encrypts `message` from `sender` to every companion of `to` and hands it to each: pushed
+/// on a live connection, and in either case kept in WhatsApp's queue for the device until
+/// the device acknowledges it.
+fn deliver(
+    shared: &Shared,
+    sender: &Arc<std::sync::Mutex<crate::account::Account>>,
+    to: &str,
+    id: &str,
+    message: &wa::Message,
+    addressing: Addressing,
+) -> Result<SentText, DeliveryError> {
     let recipient = shared
         .account(to)
         .ok_or_else(|| DeliveryError::NotOnWhatsApp(to.to_string()))?;
@@ -172,24 +232,28 @@ pub fn send_text_addressed(
     if targets.is_empty() {
         return Err(DeliveryError::NoCompanions(to.to_string()));
     }
-    let message = text_message(text);
-    let id = new_message_id();
+    let (message_type, media_type) = stanza_types(message);
     let mut sent = SentText {
-        id: id.clone(),
+        id: id.to_owned(),
         delivered: Vec::new(),
         queued: Vec::new(),
     };
     for (device, bundle) in targets {
         let target = DeviceKey::new(to, device);
         let target_jid = target.jid();
-        let (encrypted, sender_pn, sender_lid) = {
-            let mut sender = lock(&sender);
+        let (encrypted, sender_number, sender_pn, sender_lid) = {
+            let mut sender = lock(sender);
             let encrypted =
-                sender.encrypt_from_primary(&target_jid.to_string(), bundle.as_ref(), &message)?;
-            (encrypted, sender.pn_jid(), sender.lid_jid())
+                sender.encrypt_from_primary(&target_jid.to_string(), bundle.as_ref(), message)?;
+            (
+                encrypted,
+                sender.number.clone(),
+                sender.pn_jid(),
+                sender.lid_jid(),
+            )
         };
         let mut stanza = stanza::encrypted_message(
-            &id,
+            id,
             if addressing == Addressing::Lid {
                 &sender_lid
             } else {
@@ -200,16 +264,18 @@ pub fn send_text_addressed(
             encrypted.ciphertext,
             false,
         );
+        stanza::set_message_type(&mut stanza, message_type, media_type);
         if addressing == Addressing::Lid {
             // WhatsApp's LID-addressed direct message: from the LID, the number alongside.
             stanza.attrs.insert("sender_pn", sender_pn.to_string());
             stanza.attrs.insert("addressing_mode", "lid".to_string());
         }
-        if shared.send_to_device(&target, ConnCommand::Send(stanza.clone())) {
+        // Queued before it goes out, so a receipt that comes back at once finds it.
+        lock(&recipient).queue_for(device, id, &sender_number, stanza.clone());
+        if shared.send_to_device(&target, ConnCommand::Send(stanza)) {
             shared.stats.message_sent_to_client();
             sent.delivered.push(target_jid.to_string());
         } else {
-            lock(&recipient).queue_for(device, stanza);
             sent.queued.push(target_jid.to_string());
         }
     }

@@ -37,9 +37,9 @@ mod wire;
 pub use account::ClientReceipt;
 pub use config::{ReceiptMode, SimConfig};
 pub use control::{
-    CompanionInfo, ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, KickRequest,
-    KickResponse, PairCodeRequest, PhoneInfo, ReceiptRequest, ScanRequest, ScanResponse,
-    SendRequest,
+    CompanionInfo, ConfigUpdate, ConfigView, CreatePhone, ErrorBody, ErrorDetail, ImageContent,
+    KickRequest, KickResponse, LocationContent, PairCodeRequest, PhoneInfo, ReceiptRequest,
+    ResendRequest, ScanRequest, ScanResponse, SendRequest,
 };
 pub use delivery::{DeliveryError, SentText};
 pub use double_connection::DoubleConnections;

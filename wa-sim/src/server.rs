@@ -173,6 +173,31 @@ impl SimHandle {
         delivery::send_text(&self.shared, from, to, text)
     }
 
+    /// Phone `from` sends `message` (see `phone::image_message`, `location_message`) to the
+    /// clients paired to `to`; same as `POST /control/phones/{from}/send`.
+    pub fn send_message(
+        &self,
+        from: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+    ) -> Result<SentText, DeliveryError> {
+        delivery::send_message(&self.shared, from, to, message, delivery::Addressing::Pn)
+    }
+
+    /// Phone `from` sends its message `id` again, encrypted anew; same as
+    /// `POST /control/phones/{from}/resend`.
+    pub fn resend(&self, from: &str, id: &str) -> Result<SentText, DeliveryError> {
+        delivery::resend(&self.shared, from, id)
+    }
+
+    /// How many messages companion `device` of `number` has not acknowledged yet.
+    pub fn unacked(&self, number: &str, device: u16) -> usize {
+        self.shared
+            .account(number)
+            .map(|account| lock(&account).unacked_count(device))
+            .unwrap_or_default()
+    }
+
     /// Phone `number` sends a receipt for message `id` it received.
     pub fn send_receipt(
         &self,

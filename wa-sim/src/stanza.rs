@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node, SERVER_JID};
+use wacore_binary::{Jid, Node, NodeContent, SERVER_JID};
 
 /// Seconds since the epoch, as WhatsApp stamps `t`.
 pub fn unix_now() -> u64 {
@@ -210,6 +210,19 @@ pub fn encrypted_message(
             .bytes(ciphertext)
             .build()])
         .build()
+}
+
+/// Sets a phone message's `type` (`text`, `media`) and, for media, its `<enc>`'s
+/// `mediatype` (`image`, `location`, …), as WhatsApp clients write them.
+pub fn set_message_type(message: &mut Node, message_type: &str, media_type: Option<&str>) {
+    message.attrs.insert("type", message_type.to_string());
+    let (Some(media_type), Some(NodeContent::Nodes(children))) = (media_type, &mut message.content)
+    else {
+        return;
+    };
+    for enc in children.iter_mut().filter(|child| child.tag == "enc") {
+        enc.attrs.insert("mediatype", media_type.to_string());
+    }
 }
 
 /// Answers a companion's `companion_hello` with the ref its pair-code request goes by.

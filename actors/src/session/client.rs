@@ -13,6 +13,7 @@ use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::{Client, ConnectError};
 
 use super::fenced_transport::FencedTransports;
+use super::inbound::InboundHook;
 use super::receipts::Receipts;
 use super::sender::Sender;
 use super::{WaSessionMsg, Writer};
@@ -99,6 +100,9 @@ pub struct RunningClient {
     handle: Option<BotHandle>,
     /// Cuts the client off when the lease is lost; ends with the client.
     fence_watch: tokio::task::AbortHandle,
+    /// Tells the inbound hook to stop retrying a write: the client is being stopped (dropping
+    /// it tells the same).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl RunningClient {
@@ -116,16 +120,22 @@ impl RunningClient {
         let watcher = session.clone();
         let (receipts, receipt_sink) = Receipts::start(writer.clone());
         let transports = FencedTransports::new(transport(whatsapp_url), writer.fence.clone());
+        let (stopping, stopping_seen) = tokio::sync::watch::channel(false);
         let bot = Bot::builder()
             .with_backend(store)
             .with_transport_factory(transports.clone())
             .with_http_client(NoHttp)
             .with_version(WHATSAPP_WEB_VERSION)
             .skip_history_sync()
+            .with_inbound_durability_hook(InboundHook::new(writer.clone(), stopping_seen))
             .on_event(move |event, _client| {
                 let session = session.clone();
                 let receipts = receipt_sink.clone();
                 async move {
+                    // Stored by the inbound hook already (see `inbound`).
+                    if matches!(&*event, Event::Messages(_)) {
+                        return;
+                    }
                     if let Event::Receipt(receipt) = &*event
                         && receipts.offer(receipt).await
                     {
@@ -158,6 +168,7 @@ impl RunningClient {
             client,
             handle: Some(handle),
             fence_watch,
+            stopping,
         })
     }
 
@@ -177,6 +188,7 @@ impl RunningClient {
 
     /// Disconnects (flushing what the client buffers) and waits for its loop to end.
     pub async fn stop(mut self) {
+        self.stopping.send_replace(true);
         if let Some(handle) = self.handle.take()
             && tokio::time::timeout(STOP_TIMEOUT, handle.shutdown())
                 .await
@@ -189,6 +201,7 @@ impl RunningClient {
     /// Removes this device from the WhatsApp account (best effort when offline), then
     /// waits for the client to stop.
     pub async fn logout(mut self) {
+        self.stopping.send_replace(true);
         if tokio::time::timeout(STOP_TIMEOUT, self.client.logout())
             .await
             .is_err()
@@ -212,6 +225,7 @@ async fn stop_handle(handle: BotHandle) {
 impl Drop for RunningClient {
     fn drop(&mut self) {
         self.fence_watch.abort();
+        self.stopping.send_replace(true);
         let Some(handle) = self.handle.take() else {
             return;
         };

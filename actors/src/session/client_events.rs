@@ -4,7 +4,7 @@ use chrono::Utc;
 use ractor::{ActorProcessingErr, ActorRef};
 use whatsapp_rust::types::events::Event;
 
-use super::{WaSessionMsg, WaSessionState, inbound, pair_code};
+use super::{WaSessionMsg, WaSessionState, pair_code};
 use crate::error::PairCodeRefusal;
 use crate::events::SessionEvent;
 use crate::sessions::{self, SessionState, Transition};
@@ -170,7 +170,8 @@ pub async fn handle(
             };
             sessions::set_last_error(state.pool(), state.fence(), user_id, &reason).await?;
         }
-        Event::Messages(batch) => inbound::handle(state, batch).await?,
+        // Received messages are stored by the inbound hook before the client acknowledges
+        // them (see `inbound`); the event that follows has nothing left to do.
         _ => {}
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! What a logged-in client sends about messages. A `<message>`: ack it, let every
 //! simulated recipient device decrypt its `<enc>`, record the texts (a message id the
 //! device already got from that sender only once), and schedule the phone's receipts.
-//! A `<receipt>`: ack it and hand it to the phone that sent the message.
+//! A `<receipt>`: ack it, hand it to the phone that sent the message, and (unless it asks
+//! for a retry) take the message off the receipting device's queue, as a plain
+//! `<ack class="message">` does too.
 
 use std::collections::BTreeSet;
 
@@ -134,11 +136,12 @@ impl Session {
         let kind = attr(&node, "type");
         self.send(&stanza::receipt_ack(&id, &to_text, kind.as_deref()))
             .await?;
-        let Some(account) = to_text
-            .parse::<Jid>()
-            .ok()
-            .and_then(|to| self.shared.account_for_jid(&to))
-        else {
+        let Some((account, sender)) = to_text.parse::<Jid>().ok().and_then(|to| {
+            Some((
+                self.shared.account_for_jid(&to)?,
+                self.shared.number_for_jid(&to)?,
+            ))
+        }) else {
             return Ok(Flow::Continue);
         };
         let listed = node
@@ -146,10 +149,16 @@ impl Session {
             .into_iter()
             .flat_map(|list| list.get_children_by_tag("item"))
             .filter_map(|item| attr(item, "id"));
+        let ids: Vec<String> = std::iter::once(id).chain(listed).collect();
+        // Any receipt but a retry (the device could not decrypt it and asks for it again)
+        // tells WhatsApp the device has the message.
+        if kind.as_deref() != Some("retry") {
+            self.acknowledged(&sender, &ids);
+        }
         let kind = kind.unwrap_or_else(|| "delivered".to_string());
         let received_at = unix_millis();
         let mut account = lock(&account);
-        for id in std::iter::once(id).chain(listed) {
+        for id in ids {
             account.record_receipt(ClientReceipt {
                 id,
                 from_device: from_device.clone(),
@@ -158,5 +167,32 @@ impl Session {
             });
         }
         Ok(Flow::Continue)
+    }
+
+    /// `<ack class="message" id to>`: the client's acknowledgement of a message that needs
+    /// no receipt; like a receipt, it takes the message off the device's queue.
+    pub async fn on_client_ack(&mut self, node: Node) -> Result<Flow, ConnError> {
+        if attr(&node, "class").as_deref() != Some("message") {
+            return Ok(Flow::Continue);
+        }
+        let (Some(id), Some(to)) = (
+            attr(&node, "id"),
+            attr(&node, "to").and_then(|to| to.parse::<Jid>().ok()),
+        ) else {
+            return Ok(Flow::Continue);
+        };
+        if let Some(sender) = self.shared.number_for_jid(&to) {
+            self.acknowledged(&sender, &[id]);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// This connection's device has messages `ids` from `sender`: WhatsApp stops holding
+    /// them for it.
+    fn acknowledged(&self, sender: &str, ids: &[String]) {
+        let Role::Online(online) = &self.role else {
+            return;
+        };
+        lock(&online.account).acknowledge(online.device.device, sender, ids);
     }
 }

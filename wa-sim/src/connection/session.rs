@@ -189,7 +189,8 @@ impl Session {
             "iq" => self.on_online_iq(node).await,
             "message" => self.on_client_message(node).await,
             "receipt" => self.on_client_receipt(node).await,
-            // Acks, presence, chat states, unified_session: nothing to answer.
+            "ack" => self.on_client_ack(node).await,
+            // Other acks, presence, chat states, unified_session: nothing to answer.
             other => {
                 debug!(conn = self.conn.id, tag = other, "ignored stanza");
                 Ok(Flow::Continue)

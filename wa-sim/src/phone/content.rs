@@ -40,6 +40,63 @@ pub fn text_message(text: &str) -> wa::Message {
     }
 }
 
+/// A photo with an optional caption, as a phone sends one: the media fields a client needs
+/// to fetch and decrypt it (a media path, the media key, the hashes of the plain and the
+/// encrypted file). The simulator serves no media, so they describe a blob nobody can
+/// download; a client that only reads the message (its type, its caption) needs no more.
+pub fn image_message(caption: Option<&str>) -> wa::Message {
+    let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+    let mut media_key = vec![0u8; 32];
+    rng.fill(&mut media_key[..]);
+    let mut file_sha256 = vec![0u8; 32];
+    rng.fill(&mut file_sha256[..]);
+    let mut file_enc_sha256 = vec![0u8; 32];
+    rng.fill(&mut file_enc_sha256[..]);
+    let path = format!("/v/t62.7118-24/{:016x}.enc", rng.random::<u64>());
+    wa::Message {
+        image_message: MessageField::some(wa::message::ImageMessage {
+            direct_path: Some(path),
+            mimetype: Some("image/jpeg".to_string()),
+            caption: caption.map(str::to_string),
+            file_sha256: Some(file_sha256),
+            file_enc_sha256: Some(file_enc_sha256),
+            file_length: Some(48_213),
+            height: Some(1280),
+            width: Some(960),
+            media_key: Some(media_key),
+            media_key_timestamp: Some(crate::account::unix_millis() as i64 / 1000),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A shared (static) location, with an optional place name.
+pub fn location_message(latitude: f64, longitude: f64, name: Option<&str>) -> wa::Message {
+    wa::Message {
+        location_message: MessageField::some(wa::message::LocationMessage {
+            degrees_latitude: Some(latitude),
+            degrees_longitude: Some(longitude),
+            name: name.map(str::to_string),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The `type` attribute of the `<message>` stanza that carries `message`, and the
+/// `mediatype` of its `<enc>` (as WhatsApp clients set them: `media` for photos, locations
+/// and other media, `text` for texts).
+pub fn stanza_types(message: &wa::Message) -> (&'static str, Option<&'static str>) {
+    if message.image_message.is_set() {
+        ("media", Some("image"))
+    } else if message.location_message.is_set() {
+        ("media", Some("location"))
+    } else {
+        ("text", None)
+    }
+}
+
 /// One app-state sync key as the phone shares it with its companions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppStateSyncKey {

@@ -67,8 +67,9 @@ pub use adv::{
 };
 pub use companion::CompanionBundle;
 pub use content::{
-    AppStateSyncKey, ENC_VERSION, app_state_key_share_message, history_sync_type,
-    initial_history_bootstrap_message, message_text, shared_app_state_keys, text_message,
+    AppStateSyncKey, ENC_VERSION, app_state_key_share_message, history_sync_type, image_message,
+    initial_history_bootstrap_message, location_message, message_text, shared_app_state_keys,
+    stanza_types, text_message,
 };
 pub use device::{EncType, EncryptedMessage, PhoneDevice};
 pub use error::PhoneError;

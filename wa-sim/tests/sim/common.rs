@@ -2,17 +2,18 @@
 //! wait for the client's events.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
 use tokio::sync::mpsc;
-use whatsapp_rust::Client;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::wacore::store::traits::DeviceStore;
+use whatsapp_rust::{Client, InboundDurabilityHook};
 
 /// Generous upper bound for anything a test waits on.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -92,6 +93,48 @@ impl Events {
     }
 }
 
+/// A client's inbound durability hook that refuses messages while it is closed: the client
+/// then sends no receipt, as when its application could not store a message.
+#[derive(Default)]
+pub struct AckGate {
+    closed: AtomicBool,
+    refused: AtomicUsize,
+}
+
+impl AckGate {
+    pub fn closed() -> Arc<Self> {
+        let gate = Self::default();
+        gate.closed.store(true, Ordering::SeqCst);
+        Arc::new(gate)
+    }
+
+    pub fn open(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
+
+    /// Batches refused so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+struct GateHook(Arc<AckGate>);
+
+#[async_trait::async_trait]
+impl InboundDurabilityHook for GateHook {
+    async fn on_messages(
+        &self,
+        _client: Arc<Client>,
+        _batch: &[whatsapp_rust::types::events::InboundMessage],
+    ) -> whatsapp_rust::anyhow::Result<()> {
+        if self.0.closed.load(Ordering::SeqCst) {
+            self.0.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(whatsapp_rust::anyhow::anyhow!("the gate is closed"));
+        }
+        Ok(())
+    }
+}
+
 impl TestClient {
     /// A client with a fresh store.
     pub async fn start(sim: &SimHandle) -> Self {
@@ -100,16 +143,27 @@ impl TestClient {
 
     /// A client on an existing store (a restart of the same device).
     pub async fn start_with(sim: &SimHandle, backend: Arc<InMemoryBackend>) -> Self {
-        Self::build(sim, backend, true).await
+        Self::build(sim, backend, true, None).await
     }
 
     /// Like [`Self::start_with`], for a client that processes the history the phone
     /// sends instead of skipping it.
     pub async fn start_with_history(sim: &SimHandle, backend: Arc<InMemoryBackend>) -> Self {
-        Self::build(sim, backend, false).await
+        Self::build(sim, backend, false, None).await
     }
 
-    async fn build(sim: &SimHandle, backend: Arc<InMemoryBackend>, skip_history: bool) -> Self {
+    /// A client with a fresh store that acknowledges a received message only when `gate`
+    /// lets it.
+    pub async fn start_gated(sim: &SimHandle, gate: Arc<AckGate>) -> Self {
+        Self::build(sim, Arc::new(InMemoryBackend::new()), true, Some(gate)).await
+    }
+
+    async fn build(
+        sim: &SimHandle,
+        backend: Arc<InMemoryBackend>,
+        skip_history: bool,
+        gate: Option<Arc<AckGate>>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut builder = Bot::builder()
             .with_backend_arc(backend.clone())
@@ -118,6 +172,9 @@ impl TestClient {
             .with_version((2, 3000, 0));
         if skip_history {
             builder = builder.skip_history_sync();
+        }
+        if let Some(gate) = gate {
+            builder = builder.with_inbound_durability_hook(GateHook(gate));
         }
         let bot = builder
             .on_event(move |event, _client| {
@@ -184,7 +241,15 @@ impl Drop for TestClient {
 
 /// Pairs a new client to phone `number` and waits until it is connected.
 pub async fn paired_client(sim: &SimHandle, number: &str) -> TestClient {
-    let mut client = TestClient::start(sim).await;
+    pair(sim, number, TestClient::start(sim).await).await
+}
+
+/// [`paired_client`] for a client whose acknowledgements `gate` holds back.
+pub async fn paired_gated_client(sim: &SimHandle, number: &str, gate: Arc<AckGate>) -> TestClient {
+    pair(sim, number, TestClient::start_gated(sim, gate).await).await
+}
+
+async fn pair(sim: &SimHandle, number: &str, mut client: TestClient) -> TestClient {
     let qr = client.next_qr().await;
     sim.scan(number, &qr).await.expect("scan succeeds");
     client.connected().await;

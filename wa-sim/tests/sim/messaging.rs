@@ -7,7 +7,9 @@ use whatsapp_rust::types::events::Event;
 use whatsapp_rust::types::presence::ReceiptType;
 use whatsapp_rust::waproto::whatsapp as wa;
 
-use crate::common::{eventually, paired_client, pn, start_sim};
+use botwave_wa_sim::KickKind;
+
+use crate::common::{AckGate, eventually, paired_client, paired_gated_client, pn, start_sim};
 
 /// libsignal's rule, which the client follows: `pkmsg` until the peer has sent
 /// something back on the session, `msg` afterwards.
@@ -439,4 +441,158 @@ async fn a_message_id_a_sender_repeats_is_shown_once_counted_and_still_answered(
     let info = phones.iter().find(|p| p.number == phone).expect("listed");
     assert_eq!(info.duplicates, 1);
     assert_eq!(sim.stats().duplicate_messages, 1);
+}
+
+/// WhatsApp keeps a message for a device until the device acknowledges it: a client that
+/// could not store it (its durability hook refused, so it sent no receipt) gets it again at
+/// its next login, and once it acknowledges it the phone sees it delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_client_did_not_acknowledge_is_sent_again_at_its_next_login() {
+    let sim = start_sim(SimConfig::default()).await;
+    let gate = AckGate::closed();
+    let mut client = paired_gated_client(&sim, "15551110020", gate.clone()).await;
+    let sent = sim
+        .send_text("15552220020", "15551110020", "keep me")
+        .expect("phone sends");
+    assert_eq!(sent.delivered.len(), 1);
+    eventually("the client to refuse the message", || {
+        (gate.refused() >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(sim.unacked("15551110020", 1), 1, "WhatsApp still holds it");
+    assert!(
+        !sim.receipts("15552220020").iter().any(|r| r.id == sent.id),
+        "no receipt for a message the client did not keep"
+    );
+
+    gate.open();
+    sim.kick("15551110020", 1, KickKind::Drop);
+    let id = client
+        .events
+        .wait("the message again, after the reconnect", |e| match e {
+            Event::Messages(batch) => batch.iter().find_map(|m| {
+                (m.message.conversation.as_deref() == Some("keep me")).then(|| m.info.id.clone())
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!(id, sent.id, "redelivered under its own id");
+    eventually("the phone to see it delivered", || {
+        sim.receipts("15552220020")
+            .iter()
+            .any(|r| r.id == sent.id && (r.kind == "delivered" || r.kind == "inactive"))
+            .then_some(())
+    })
+    .await;
+    eventually("WhatsApp to drop it from the queue", || {
+        (sim.unacked("15551110020", 1) == 0).then_some(())
+    })
+    .await;
+}
+
+/// An acknowledged message is not sent again: after a reconnect the next text is the only
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_message_is_not_sent_again_after_a_reconnect() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110021").await;
+    sim.send_text("15552220021", "15551110021", "once").unwrap();
+    client.events.wait_text("once").await;
+    eventually("the client's receipt", || {
+        (sim.unacked("15551110021", 1) == 0).then_some(())
+    })
+    .await;
+    sim.kick("15551110021", 1, KickKind::Drop);
+    client.connected().await;
+    sim.send_text("15552220021", "15551110021", "after the reconnect")
+        .unwrap();
+    let texts = client
+        .events
+        .wait("the text after the reconnect", |e| match e {
+            Event::Messages(batch) => {
+                let texts: Vec<String> = batch
+                    .iter()
+                    .filter_map(|m| m.message.conversation.clone())
+                    .collect();
+                (!texts.is_empty()).then_some(texts)
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        texts,
+        ["after the reconnect"],
+        "the acknowledged text came again"
+    );
+}
+
+/// A phone sends one of its messages again (as for a retry receipt): the same id and
+/// content, encrypted anew, which the client decrypts like any message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_can_send_a_message_again_under_its_id() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110022").await;
+    let sent = sim
+        .send_text("15552220022", "15551110022", "twice")
+        .unwrap();
+    client.events.wait_text("twice").await;
+    let again = sim.resend("15552220022", &sent.id).expect("resends");
+    assert_eq!(again.id, sent.id);
+    let id = client
+        .events
+        .wait("the second copy", |e| match e {
+            Event::Messages(batch) => batch.iter().find_map(|m| {
+                (m.message.conversation.as_deref() == Some("twice")).then(|| m.info.id.clone())
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!(id, sent.id);
+    assert!(matches!(
+        sim.resend("15552220022", "3A0000000000000000"),
+        Err(botwave_wa_sim::DeliveryError::UnknownMessage(..))
+    ));
+}
+
+/// Phones send photos and locations as WhatsApp's own `imageMessage` and
+/// `locationMessage`, in `type="media"` stanzas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_sends_a_photo_and_a_location() {
+    let sim = start_sim(SimConfig::default()).await;
+    let mut client = paired_client(&sim, "15551110023").await;
+    sim.send_message(
+        "15552220023",
+        "15551110023",
+        botwave_wa_sim::phone::image_message(Some("the view")),
+    )
+    .unwrap();
+    let image = client
+        .events
+        .wait("the photo", |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .find_map(|m| m.message.image_message.as_option().cloned()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(image.caption.as_deref(), Some("the view"));
+    assert_eq!(image.mimetype.as_deref(), Some("image/jpeg"));
+    assert_eq!(image.media_key.as_ref().map(Vec::len), Some(32));
+    sim.send_message(
+        "15552220023",
+        "15551110023",
+        botwave_wa_sim::phone::location_message(52.37, 4.89, Some("Dam Square")),
+    )
+    .unwrap();
+    let location = client
+        .events
+        .wait("the location", |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .find_map(|m| m.message.location_message.as_option().cloned()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(location.degrees_latitude, Some(52.37));
+    assert_eq!(location.name.as_deref(), Some("Dam Square"));
 }
