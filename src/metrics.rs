@@ -1,8 +1,8 @@
 //! Prometheus metrics, served at `/metrics` behind `metrics.token` (off without one).
 //!
 //! Two kinds: what this node counted itself (HTTP requests and their latency, its sessions'
-//! logins, disconnects, restarts, QR codes and message status changes; summed over the nodes
-//! of a cluster they count each once), and what the shared database holds at the moment of the
+//! logins, disconnects, restarts, QR codes, message status changes and send latencies, its
+//! webhook attempts and their lag; summed over the nodes of a cluster they count each once), and what the shared database holds at the moment of the
 //! scrape (sessions by state, messages by status and source, outbox depth), which every node
 //! reports alike: aggregate those with `max`, not `sum`.
 
@@ -13,10 +13,12 @@ use std::{
 };
 
 use crate::{db::DbError, state::AppState};
-use botwave_actors::telemetry::STATUSES;
+use botwave_actors::telemetry::{
+    LATENCY_BUCKETS as SEND_LATENCY_BUCKETS, LatencyCounts, STATUSES, Stage,
+};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet, text::encode},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -60,6 +62,103 @@ struct MessageLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// How a webhook attempt ended, as the `outcome` label says it.
+#[derive(Clone, Copy, Debug)]
+pub enum WebhookOutcome {
+    Delivered,
+    /// Failed, due again later.
+    Retry,
+    /// Failed for good: into the dead-letter list.
+    Dead,
+}
+
+impl WebhookOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            WebhookOutcome::Delivered => "delivered",
+            WebhookOutcome::Retry => "retry",
+            WebhookOutcome::Dead => "dead",
+        }
+    }
+}
+
+/// Lag buckets of webhook deliveries, in seconds: retries and paused endpoints make minutes
+/// and hours normal.
+const WEBHOOK_LAG_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+
+/// This node's webhook attempts, fed by its delivery worker. Cheap to clone (the series are
+/// shared), so the worker and the scrape hold the same ones.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    attempts: Family<OutcomeLabels, Counter>,
+    lag: Histogram,
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        Self {
+            attempts: Family::default(),
+            lag: Histogram::new(WEBHOOK_LAG_BUCKETS),
+        }
+    }
+}
+
+impl WebhookMetrics {
+    /// An attempt ended with `outcome`; a delivered event took `lag` from being written to
+    /// the receiver's answer.
+    pub fn attempted(&self, outcome: WebhookOutcome, lag: Duration) {
+        self.attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+        if matches!(outcome, WebhookOutcome::Delivered) {
+            self.lag.observe(lag.as_secs_f64());
+        }
+    }
+}
+
+/// The send latencies the node's sessions timed, one histogram per stage, encoded from a
+/// reading of their counters (they live in the actors, which know nothing of Prometheus).
+#[derive(Debug)]
+struct SendLatency(Vec<(Stage, LatencyCounts)>);
+
+impl EncodeMetric for SendLatency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (stage, counts) in &self.0 {
+            let labels = StageLabels {
+                stage: stage.as_str(),
+            };
+            let buckets: Vec<(f64, u64)> = SEND_LATENCY_BUCKETS
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .zip(counts.buckets)
+                .collect();
+            encoder
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(counts.sum_seconds, counts.count, &buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Latency buckets of HTTP requests, in seconds: 1 ms to 10 s.
@@ -226,6 +325,27 @@ pub async fn render(state: &AppState) -> Result<String, MetricsError> {
         "message_status_changes",
         "Messages this node's sessions moved to each status",
         changes,
+    );
+    let latency = Stage::ALL
+        .iter()
+        .copied()
+        .zip(counts.send_latency.iter().cloned())
+        .collect();
+    registry.register(
+        "message_send_latency_seconds",
+        "Time messages of this node's sessions took per stage: accepted by the API to sent \
+         to WhatsApp, and sent to delivered to the recipient",
+        SendLatency(latency),
+    );
+    registry.register(
+        "webhook_attempts",
+        "Webhook delivery attempts this node made, by outcome",
+        state.webhook_metrics.attempts.clone(),
+    );
+    registry.register(
+        "webhook_delivery_lag_seconds",
+        "Time from an event being written to its receiver's successful answer",
+        state.webhook_metrics.lag.clone(),
     );
 
     let pool = state.pool.state();

@@ -191,6 +191,7 @@ impl Application {
             settings: hooks.clone(),
             client: webhook_client.clone(),
             events: events.clone(),
+            metrics: crate::metrics::WebhookMetrics::default(),
         };
         let mut state = AppState::new(
             settings,
@@ -205,6 +206,7 @@ impl Application {
             },
         );
         state.demo_simulator = demo_simulator;
+        state.webhook_metrics = webhook_worker.metrics.clone();
         if settings.http.public_url.is_none() {
             // The address actually bound (`listen` may say port 0).
             state.public_url = format!("http://{local_addr}");

@@ -49,6 +49,8 @@ pub struct AppState {
     pub mailer: Mailer,
     /// HTTP request counts and latencies, for `/metrics`.
     pub http_metrics: crate::metrics::HttpMetrics,
+    /// The webhook worker's attempts and lag, for `/metrics` (the worker holds a clone).
+    pub webhook_metrics: crate::metrics::WebhookMetrics,
     /// The bearer token `/metrics` wants; `None`: metrics are off.
     pub metrics_token: Option<String>,
     pub body_limits: BodyLimits,
@@ -126,6 +128,7 @@ impl AppState {
                 .to_owned(),
             mailer,
             http_metrics: crate::metrics::HttpMetrics::default(),
+            webhook_metrics: crate::metrics::WebhookMetrics::default(),
             metrics_token: settings.metrics.token.clone(),
             lease_ttl: settings.cluster.lease_ttl(),
             stopping: tokio::sync::watch::Sender::new(false),

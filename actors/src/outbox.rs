@@ -4,6 +4,8 @@
 //! queued → sending → sent → delivered → read, or → failed. Moving a message along is
 //! the session owner's write, made under its lease ([`Fence`]).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -314,18 +316,28 @@ pub async fn claim_batch(
     Ok(claimed.into_iter().map(|(_, claimed)| claimed).collect())
 }
 
-/// A message whose status moved, and when.
-pub type Moved = (Uuid, MessageStatus, DateTime<Utc>);
+/// A message whose status a statement moved, and when.
+pub struct Moved {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub at: DateTime<Utc>,
+    /// How long the stage that ended here took, for the stages that are timed (the
+    /// statement's `took` column, in seconds; measured on the database's clock, on which
+    /// the stage also began).
+    pub took: Option<Duration>,
+}
 
 fn moved(rows: &[Row]) -> Vec<Moved> {
     rows.iter()
         .map(|row| {
             let status: &str = row.get("status");
-            (
-                row.get("id"),
-                MessageStatus::parse(status).unwrap_or(MessageStatus::Failed),
-                row.get("at"),
-            )
+            let took: Option<f64> = row.get("took");
+            Moved {
+                id: row.get("id"),
+                status: MessageStatus::parse(status).unwrap_or(MessageStatus::Failed),
+                at: row.get("at"),
+                took: took.and_then(|seconds| Duration::try_from_secs_f64(seconds).ok()),
+            }
         })
         .collect()
 }
@@ -341,7 +353,8 @@ pub async fn mark_sent(
         fence,
         "UPDATE messages SET status = 'sent', sent_at = now(), error = NULL, updated_at = now()
          WHERE id = ANY($1) AND status = 'sending'
-         RETURNING id, status, sent_at AS at",
+         RETURNING id, status, sent_at AS at,
+                   extract(epoch FROM sent_at - created_at)::float8 AS took",
         &[(&ids, Type::UUID_ARRAY)],
     )
     .await?;
@@ -363,7 +376,7 @@ pub async fn requeue(
         "UPDATE messages SET status = 'queued', updated_at = now(),
                 attempts = attempts - CASE WHEN $2 THEN 0 ELSE 1 END
          WHERE id = ANY($1) AND status = 'sending'
-         RETURNING id, status, updated_at AS at",
+         RETURNING id, status, updated_at AS at, NULL::float8 AS took",
         &[(&ids, Type::UUID_ARRAY), (&attempted, Type::BOOL)],
     )
     .await?;
@@ -385,7 +398,7 @@ pub async fn mark_failed(
                 updated_at = now()
          FROM unnest($1::uuid[], $2::text[]) AS f(id, reason)
          WHERE m.id = f.id AND m.status IN ('queued', 'sending')
-         RETURNING m.id, m.status, m.failed_at AS at",
+         RETURNING m.id, m.status, m.failed_at AS at, NULL::float8 AS took",
         &[(&ids, Type::UUID_ARRAY), (&reasons, Type::TEXT_ARRAY)],
     )
     .await?;
@@ -429,7 +442,8 @@ pub async fn apply_receipts(
              FROM unnest($2::text[], $3::timestamptz[]) AS r(wa_id, at)
              WHERE m.user_id = $1 AND m.wa_message_id = r.wa_id
                AND m.status IN ('sending', 'sent')
-             RETURNING m.id, m.status, m.delivered_at AS at"
+             RETURNING m.id, m.status, m.delivered_at AS at,
+                       extract(epoch FROM now() - m.sent_at)::float8 AS took"
         }
         Receipt::Read => {
             "UPDATE messages m SET status = 'read',
@@ -439,7 +453,7 @@ pub async fn apply_receipts(
              FROM unnest($2::text[], $3::timestamptz[]) AS r(wa_id, at)
              WHERE m.user_id = $1 AND m.wa_message_id = r.wa_id
                AND m.status IN ('sending', 'sent', 'delivered')
-             RETURNING m.id, m.status, m.read_at AS at"
+             RETURNING m.id, m.status, m.read_at AS at, NULL::float8 AS took"
         }
     };
     let ids: Vec<&str> = receipts.iter().map(|(id, _)| id.as_str()).collect();

@@ -103,18 +103,22 @@ pub async fn status(pool: &PgPool, user_id: Uuid) -> Result<Option<SessionStatus
 }
 
 /// The session id (device-state namespace) of `user_id`, creating the row on first use.
+/// Every request for a session (each send's notice among them) asks, so the usual answer is
+/// one read; only a user's first session is written.
 pub async fn ensure(pool: &PgPool, user_id: Uuid) -> Result<Uuid, SessionError> {
     let conn = pool.get().await?;
-    let exists = conn
+    let known = conn
         .query_typed_opt(
-            "SELECT 1 FROM users WHERE id = $1",
+            "SELECT s.id FROM users u LEFT JOIN wa_sessions s ON s.user_id = u.id
+              WHERE u.id = $1",
             &[(&user_id, Type::UUID)],
         )
-        .await?;
-    if exists.is_none() {
-        return Err(SessionError::UnknownUser);
+        .await?
+        .ok_or(SessionError::UnknownUser)?;
+    if let Some(session_id) = known.get::<_, Option<Uuid>>(0) {
+        return Ok(session_id);
     }
-    // The no-op update makes RETURNING give the existing row's id too.
+    // Two first requests may race: the no-op update makes RETURNING give the winner's id.
     let row = conn
         .query_typed_one(
             "INSERT INTO wa_sessions (id, user_id) VALUES ($1, $2)

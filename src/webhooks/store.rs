@@ -2,6 +2,8 @@
 //! reads or changes another's), their deliveries (written by the triggers of
 //! `migrations/0011_webhooks.sql`, claimed and settled by the workers) and the attempt log.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Row;
@@ -411,6 +413,8 @@ pub struct Claimed {
     pub secret: String,
     /// The replaced secret, while its grace period runs.
     pub previous_secret: Option<String>,
+    /// How long ago the event was written (its delivery row made), when it was claimed.
+    pub waited: Duration,
 }
 
 /// The claim statement of [`claim`], public so a test can look at its plan. Parameters:
@@ -448,7 +452,8 @@ pub const CLAIM_SQL: &str = "WITH busy AS (
              RETURNING d.id, d.endpoint_id, d.user_id, d.event_id, d.event_type, d.body,
                        d.attempts, d.seq, e.url, e.secret,
                        CASE WHEN e.previous_secret_until > now() THEN e.previous_secret END
-                           AS previous_secret";
+                           AS previous_secret,
+                       extract(epoch FROM now() - d.created_at)::float8 AS waited";
 
 /// Takes up to `limit` due deliveries for node `node`, locking each for `lock_secs`. Only
 /// deliveries that are not `held` (a paused endpoint's) are read, through the partial index
@@ -499,6 +504,7 @@ pub async fn claim(
                     url: row.get("url"),
                     secret: row.get("secret"),
                     previous_secret: row.get("previous_secret"),
+                    waited: Duration::try_from_secs_f64(row.get("waited")).unwrap_or_default(),
                 },
             )
         })

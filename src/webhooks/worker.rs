@@ -16,7 +16,7 @@ use super::{
     client::{Delivery, DeliveryClient, Outcome},
     store::{self, Claimed, EndpointAfter, Settle},
 };
-use crate::{config::WebhookSettings, db::DbPool};
+use crate::{config::WebhookSettings, db::DbPool, metrics::WebhookOutcome};
 
 pub const CHANNEL: &str = "botwave_webhooks";
 /// How often a node deletes delivered events past their retention (every node may; the
@@ -34,6 +34,7 @@ pub struct Worker {
     pub settings: WebhookSettings,
     pub client: DeliveryClient,
     pub events: EventHub,
+    pub metrics: crate::metrics::WebhookMetrics,
 }
 
 impl Worker {
@@ -144,6 +145,13 @@ impl Worker {
             })
             .await;
         let settle = self.decide(&claimed, &outcome);
+        let counted = match settle {
+            Settle::Delivered => WebhookOutcome::Delivered,
+            Settle::Retry { .. } => WebhookOutcome::Retry,
+            Settle::Dead => WebhookOutcome::Dead,
+        };
+        self.metrics
+            .attempted(counted, claimed.waited + outcome.latency);
         tracing::debug!(
             endpoint = %claimed.endpoint_id,
             event = %claimed.event_id,

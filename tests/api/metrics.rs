@@ -3,6 +3,9 @@
 use reqwest::Method;
 
 use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
+use crate::webhook_receiver::Receiver;
+use crate::webhooks::create_endpoint;
+use crate::whatsapp_helpers::PATIENCE;
 
 const TOKEN: &str = "metrics-token-for-the-test-0123";
 const OWN_PHONE: &str = "15550007001";
@@ -26,9 +29,16 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn after_linking_and_sending_the_metrics_show_the_matching_counts() {
-    let app = spawn_app_with(|settings| settings.metrics.token = Some(TOKEN.into())).await;
+    let app = spawn_app_with(|settings| {
+        settings.metrics.token = Some(TOKEN.into());
+        settings.webhooks.allow_private_targets = true;
+        settings.webhooks.poll_interval_ms = 100;
+    })
+    .await;
     app.create_phone(FRIEND).await;
     let account = app.new_account().await;
+    let receiver = Receiver::start().await;
+    create_endpoint(&app, &account.token, &receiver.url, &["message.status"]).await;
     app.link(&account, OWN_PHONE).await;
     let sent = app.send_web(&account.token, FRIEND, "counted").await;
     assert_eq!(sent.status(), 202);
@@ -37,6 +47,11 @@ async fn after_linking_and_sending_the_metrics_show_the_matching_counts() {
         .unwrap()
         .to_owned();
     app.wait_for_message_status(&account.token, &id, "read")
+        .await;
+    receiver
+        .wait_for("queued, sent, delivered and read", PATIENCE, |received| {
+            received.len() >= 4
+        })
         .await;
 
     let answer = scrape(&app, Some(TOKEN)).await;
@@ -79,6 +94,23 @@ async fn after_linking_and_sending_the_metrics_show_the_matching_counts() {
         1.0
     );
     assert_eq!(value("botwave_outbox_depth"), 0.0);
+    // The one message was timed once per stage, and its time is in the sums.
+    for stage in ["accepted_to_sent", "sent_to_delivered"] {
+        let series = format!("botwave_message_send_latency_seconds_count{{stage=\"{stage}\"}}");
+        assert_eq!(value(&series), 1.0, "{series}");
+        let every =
+            format!("botwave_message_send_latency_seconds_bucket{{le=\"+Inf\",stage=\"{stage}\"}}");
+        assert_eq!(value(&every), 1.0, "{every}");
+        let sum = format!("botwave_message_send_latency_seconds_sum{{stage=\"{stage}\"}}");
+        assert!(value(&sum) > 0.0 && value(&sum) < 60.0, "{sum}");
+    }
+    // Its four status events reached the receiver, each at the first attempt.
+    assert_eq!(
+        value("botwave_webhook_attempts_total{outcome=\"delivered\"}"),
+        4.0
+    );
+    assert_eq!(value("botwave_webhook_delivery_lag_seconds_count"), 4.0);
+    assert!(sample(&text, "botwave_webhook_attempts_total{outcome=\"retry\"}").is_none());
     assert!(
         value("botwave_http_request_duration_seconds_count{route=\"/api/messages/send\"}") >= 1.0
     );

@@ -32,6 +32,7 @@ use crate::lease::Fence;
 use crate::outbox::{MessageStatus, Moved};
 use crate::sessions::{self, SessionState, Transition};
 use crate::store::PgStore;
+use crate::telemetry::Stage;
 use client::RunningClient;
 
 /// Stop reason of a session that ended on purpose (logout, replaced, QR not scanned,
@@ -117,10 +118,23 @@ impl Writer {
         });
     }
 
-    /// Announces every move a statement made.
+    /// Announces every move a statement made, and times the stages that ended with it.
     fn publish_moved(&self, moved: &[Moved], error: Option<&str>) {
-        for (message_id, status, at) in moved {
-            self.publish(*message_id, *status, *at, error.map(str::to_owned));
+        for message in moved {
+            let stage = match message.status {
+                MessageStatus::Sent => Some(Stage::AcceptedToSent),
+                MessageStatus::Delivered => Some(Stage::SentToDelivered),
+                _ => None,
+            };
+            if let (Some(stage), Some(took)) = (stage, message.took) {
+                self.events.telemetry().timed(stage, took);
+            }
+            self.publish(
+                message.id,
+                message.status,
+                message.at,
+                error.map(str::to_owned),
+            );
         }
     }
 }

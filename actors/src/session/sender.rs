@@ -234,8 +234,9 @@ async fn record(writer: &Writer, outcomes: Vec<(Uuid, Outcome)>) -> Result<Pass,
             .iter()
             .map(|(id, reason)| (*id, reason.as_str()))
             .collect();
-        for (id, status, at) in outbox::mark_failed(pool, fence, &failed).await? {
-            writer.publish(id, status, at, reasons.get(&id).map(|r| r.to_string()));
+        for moved in outbox::mark_failed(pool, fence, &failed).await? {
+            let reason = reasons.get(&moved.id).map(|r| r.to_string());
+            writer.publish(moved.id, moved.status, moved.at, reason);
         }
     }
     let interrupted = !retry.is_empty() || !not_tried.is_empty();
