@@ -228,3 +228,90 @@ async fn without_an_smtp_relay_the_route_says_so() {
     assert_eq!(answer.status(), 503);
     assert_eq!(error_code(answer).await, "password_reset_unavailable");
 }
+
+/// `botwave demo` has no SMTP relay: the reset email goes to its log, and the link there
+/// works. The real binary, as a user starts it (on the test's database, any free port).
+#[tokio::test]
+async fn the_demo_logs_the_reset_email_and_its_link_resets_the_password() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let db = crate::common::TestDatabase::create().await;
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_botwave"))
+        .arg("demo")
+        .env("BOTWAVE_DATABASE_URL", &db.url)
+        .env("BOTWAVE_LISTEN", "127.0.0.1:0")
+        .env(
+            "BOTWAVE_DATA_DIR",
+            std::env::temp_dir().join(format!("botwave-demo-{}", uuid::Uuid::new_v4())),
+        )
+        .env("RUST_LOG", "botwave=info,warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("botwave demo starts");
+    let (lines, mut read) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for stream in [
+        Box::new(demo.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+        Box::new(demo.stderr.take().unwrap()),
+    ] {
+        let lines = lines.clone();
+        tokio::spawn(async move {
+            let mut stream = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = stream.next_line().await {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    let mut next_line_with = async |needle: &str| -> String {
+        tokio::time::timeout(Duration::from_secs(90), async {
+            loop {
+                let line = read.recv().await.expect("the demo runs");
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the demo never printed {needle:?}"))
+    };
+    let running = next_line_with("botwave demo is running at ").await;
+    let address = running
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .expect("the demo's address")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let asked = http
+        .post(format!("{address}/api/auth/forgot-password"))
+        .json(&json!({ "email": "admin@demo.botwave.local" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+
+    let logged = next_line_with("/reset-password?token=").await;
+    let token: String = logged
+        .split("/reset-password?token=")
+        .nth(1)
+        .expect("a token after the link")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    assert!(token.len() >= 20, "a token in {logged:?}");
+    let reset = http
+        .post(format!("{address}/api/auth/reset-password"))
+        .json(&json!({ "token": token, "new_password": NEW_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200, "{}", reset.text().await.unwrap());
+    let login = http
+        .post(format!("{address}/api/auth/login"))
+        .json(&json!({ "email": "admin@demo.botwave.local", "password": NEW_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    demo.start_kill().unwrap();
+}
