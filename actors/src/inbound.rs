@@ -61,7 +61,8 @@ pub struct Received<'a> {
     pub sent_at: DateTime<Utc>,
 }
 
-/// Stores `received` for `user_id`; `None` if this WhatsApp id was stored already.
+/// Stores `received` for `user_id`; `None` if this sender already sent a message under this
+/// WhatsApp id in this chat.
 pub async fn record(
     pool: &PgPool,
     fence: &Fence,
@@ -71,7 +72,7 @@ pub async fn record(
     let sql = format!(
         "INSERT INTO inbound_messages (id, user_id, wa_message_id, sender, chat, kind, body, sent_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (user_id, wa_message_id) DO NOTHING
+         ON CONFLICT (user_id, chat, sender, wa_message_id) DO NOTHING
          RETURNING {INBOUND_COLUMNS}"
     );
     let id = Uuid::new_v4();

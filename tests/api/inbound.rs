@@ -264,6 +264,49 @@ async fn a_message_the_phone_sends_again_under_its_id_is_stored_and_announced_on
 }
 
 #[tokio::test]
+async fn two_contacts_who_pick_the_same_message_id_are_both_stored() {
+    let (app, receiver, account, _) = linked("15550007031", "15550007032").await;
+    app.create_phone("15550007033").await;
+    // Ids are chosen by the sending device; WhatsApp keeps messages apart by chat, sender
+    // and id, so the second contact's message is not a repeat of the first one's.
+    for (from, text) in [
+        ("15550007032", "from the first"),
+        ("15550007033", "from the second"),
+    ] {
+        let id = phone_sends(
+            &app,
+            from,
+            json!({ "to": "15550007031", "text": text, "id": "3A00000000000000SAME" }),
+        )
+        .await;
+        assert_eq!(id, "3A00000000000000SAME");
+    }
+    receiver
+        .wait_for("both webhooks", PATIENCE, |r| {
+            of_type(r, "message.received").len() >= 2
+        })
+        .await;
+    let mut stored: Vec<(String, String)> = inbound(&app, &account)
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m["from"].as_str().unwrap().to_owned(),
+                m["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            ("15550007032".to_owned(), "from the first".to_owned()),
+            ("15550007033".to_owned(), "from the second".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_photo_and_a_location_are_stored_with_their_type_and_a_placeholder() {
     let (app, receiver, account, secret) = linked("15550007031", "15550007032").await;
     let photo = phone_sends(

@@ -128,6 +128,10 @@ pub struct SendRequest {
     /// LID-migrated chats; `"pn"` (the default) by phone number.
     #[serde(default)]
     pub addressing: delivery::Addressing,
+    /// The message id the phone gives its message (1 to 64 letters and digits); a new random
+    /// one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -567,7 +571,20 @@ fn phone_send(number: String, shared: Arc<Shared>, request: SendRequest) -> Repl
             "give exactly one of text, image and location",
         );
     };
-    match delivery::send_message(&shared, &number, &to, message, request.addressing) {
+    let id = match request.id {
+        Some(id)
+            if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_id",
+                "a message id is 1 to 64 ASCII letters and digits",
+            );
+        }
+        Some(id) => id,
+        None => delivery::new_message_id(),
+    };
+    match delivery::send_message_as(&shared, &number, &to, &id, message, request.addressing) {
         Ok(sent) => ok::<SentText>(StatusCode::OK, &sent),
         Err(e) => delivery_error(e),
     }

@@ -172,11 +172,23 @@ pub fn send_message(
     message: wa::Message,
     addressing: Addressing,
 ) -> Result<SentText, DeliveryError> {
+    send_message_as(shared, from, to, &new_message_id(), message, addressing)
+}
+
+/// [`send_message`] under the id `id`, which the sending device chooses: two phones may
+/// pick the same one, and WhatsApp tells messages apart by chat, sender and id together.
+pub fn send_message_as(
+    shared: &Shared,
+    from: &str,
+    to: &str,
+    id: &str,
+    message: wa::Message,
+    addressing: Addressing,
+) -> Result<SentText, DeliveryError> {
     let (sender, _) = shared.create_account(from, 1)?;
-    let id = new_message_id();
-    let sent = deliver(shared, &sender, to, &id, &message, addressing)?;
+    let sent = deliver(shared, &sender, to, id, &message, addressing)?;
     lock(&sender).remember_sent(
-        &id,
+        id,
         SentMessage {
             to: to.to_owned(),
             message,
