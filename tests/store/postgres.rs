@@ -34,8 +34,15 @@ async fn delete_all_forgets_only_its_own_session() {
     let device = fill_one_of_everything(&staying).await;
 
     leaving.delete_all().await.unwrap();
-    assert_holds_nothing(&leaving).await;
+    let reopened = PgStore::new(db.pool.clone(), leaving.fence().clone());
+    assert_holds_nothing(&reopened).await;
     assert_holds_everything(&staying, &device).await;
+
+    // A write still on its way from the logged-out client (its background saver) is
+    // refused: the device must not come back after it was forgotten.
+    let late = leaving.save(&device).await.unwrap_err();
+    assert!(format!("{late:?}").contains("forgotten"), "{late:?}");
+    assert!(reopened.load().await.unwrap().is_none());
 
     // No row of the session is left behind in any table, including ones the trait
     // cannot list. The lease is not the store's: it outlives a logout so that its epoch
@@ -64,9 +71,9 @@ async fn delete_all_forgets_only_its_own_session() {
         assert_eq!(left, 0, "{table} still holds rows of the deleted session");
     }
 
-    // The session can start over.
-    leaving.create().await.unwrap();
-    assert!(leaving.exists().await.unwrap());
+    // The session can start over, on a store of its own.
+    reopened.create().await.unwrap();
+    assert!(reopened.exists().await.unwrap());
 }
 
 #[tokio::test]

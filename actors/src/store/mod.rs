@@ -30,12 +30,17 @@ mod msg_secret;
 mod protocol;
 mod signal;
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
 use bb8::PooledConnection;
 use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
-use wacore::store::error::Result;
+use wacore::store::error::{Result, StoreError};
 
 use crate::PgPool;
 use crate::lease::Fence;
@@ -76,6 +81,9 @@ pub struct PgStore {
     pool: PgPool,
     session_id: Uuid,
     fence: Fence,
+    /// Set by [`PgStore::delete_all`]: the device is gone, and a write still on its way from
+    /// the stopped client (its background saver) must not bring it back.
+    forgotten: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -94,6 +102,7 @@ impl PgStore {
             pool,
             session_id: fence.session_id(),
             fence,
+            forgotten: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -110,8 +119,12 @@ impl PgStore {
     /// Forgets everything stored for this session (device, keys, Signal sessions, app
     /// state, caches), atomically. Used on logout; the next client built on this store
     /// starts unpaired.
+    ///
+    /// From then on the store (and every clone of it) refuses to touch the database.
     pub async fn delete_all(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
+        self.forgotten.store(true, Ordering::SeqCst);
+        self.fence.check().map_err(fence_err)?;
+        let mut conn = self.pool.get().await.map_err(pool_err)?;
         let tx = conn.transaction().await.map_err(db_err)?;
         tx.execute_typed(
             "SELECT set_config('botwave.fence', $1, true)",
@@ -138,7 +151,20 @@ impl PgStore {
     /// A connection, once the lease is known to be still ours.
     async fn conn(&self) -> Result<Conn<'_>> {
         self.fence.check().map_err(fence_err)?;
-        self.pool.get().await.map_err(pool_err)
+        self.refuse_if_forgotten()?;
+        let conn = self.pool.get().await.map_err(pool_err)?;
+        // Checked again: waiting for a connection can outlast a logout.
+        self.refuse_if_forgotten()?;
+        Ok(conn)
+    }
+
+    fn refuse_if_forgotten(&self) -> Result<()> {
+        if self.forgotten.load(Ordering::SeqCst) {
+            return Err(StoreError::Validation(
+                "this session's device was forgotten (logged out)".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     /// Runs `sql` (session id as `$1`, then `params`) under the fence and returns every
