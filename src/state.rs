@@ -12,7 +12,7 @@ use crate::{
     },
     config::Settings,
     db::DbPool,
-    http::{BodyLimits, WsLimits, ws::Slots},
+    http::{BodyLimits, WsLimits, live::Slots},
     mail::Mailer,
     webhooks::client::DeliveryClient,
 };

@@ -153,13 +153,23 @@ pub fn client_ip(
     warp::ext::optional::<ClientAddr>()
         .and(warp::header::optional::<String>("x-forwarded-for"))
         .map(move |peer: Option<ClientAddr>, forwarded: Option<String>| {
-            let forwarded = forwarded
-                .filter(|_| trust_forwarded_for)
-                .and_then(|list| list.rsplit(',').next()?.trim().parse().ok());
-            forwarded
-                .or(peer.map(|ClientAddr(addr)| addr.ip()))
-                .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+            client_ip_of(trust_forwarded_for, peer, forwarded.as_deref())
         })
+}
+
+/// The client's address: the connection's peer, or the last hop of `X-Forwarded-For` when
+/// the node is told to trust its proxy.
+pub fn client_ip_of(
+    trust_forwarded_for: bool,
+    peer: Option<ClientAddr>,
+    forwarded: Option<&str>,
+) -> IpAddr {
+    let forwarded = forwarded
+        .filter(|_| trust_forwarded_for)
+        .and_then(|list| list.rsplit(',').next()?.trim().parse().ok());
+    forwarded
+        .or(peer.map(|ClientAddr(addr)| addr.ip()))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 /// Any caller: a login token (`Authorization: Bearer <jwt>`) or an API key

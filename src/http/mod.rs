@@ -9,6 +9,7 @@ pub mod error;
 mod filters;
 mod health;
 mod keys;
+pub mod live;
 mod messages;
 mod metrics;
 pub mod openapi;
@@ -16,6 +17,7 @@ pub mod password_reset;
 mod query;
 pub mod routing;
 pub mod server;
+pub mod socket_io;
 mod webhooks;
 mod whatsapp;
 pub mod ws;
@@ -28,8 +30,8 @@ use crate::state::AppState;
 
 pub use error::ApiError;
 pub use filters::BodyLimits;
+pub use live::WsLimits;
 pub use routing::Route;
-pub use ws::WsLimits;
 
 /// The route table: every operation the node serves, in the order they are tried.
 pub fn table(state: &Arc<AppState>) -> Vec<Route> {

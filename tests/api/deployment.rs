@@ -233,18 +233,24 @@ fn string_at<'a>(table: &'a toml::Table, path: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no string at `{path}`"))
 }
 
-/// The `server ADDRESS …;` lines of the nginx site's upstream block.
-fn upstream_servers(site: &str) -> BTreeSet<String> {
-    let block = site
-        .split_once("upstream ")
-        .and_then(|(_, rest)| rest.split_once('}'))
-        .map(|(block, _)| block)
-        .expect("the site has an upstream block");
-    block
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("server "))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(|address| address.trim_end_matches(';').to_owned())
+/// The `server ADDRESS …;` lines of each upstream block of the nginx site.
+fn upstream_servers(site: &str) -> Vec<BTreeSet<String>> {
+    let blocks: Vec<&str> = site
+        .split("\nupstream ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(block, _)| block))
+        .collect();
+    assert!(!blocks.is_empty(), "the site has an upstream block");
+    blocks
+        .iter()
+        .map(|block| {
+            block
+                .lines()
+                .filter_map(|line| line.trim().strip_prefix("server "))
+                .filter_map(|rest| rest.split_whitespace().next())
+                .map(|address| address.trim_end_matches(';').to_owned())
+                .collect()
+        })
         .collect()
 }
 
@@ -311,7 +317,8 @@ fn the_cluster_example_nodes_agree_with_each_other_nginx_and_the_unit() {
     }
 
     let site = read(&repo_file("config/nginx-botwave-cluster.conf"));
-    let upstream = upstream_servers(&site);
     let http_addresses: BTreeSet<String> = http_addresses.into_iter().map(String::from).collect();
-    assert_eq!(upstream, http_addresses, "nginx balances over every node");
+    for upstream in upstream_servers(&site) {
+        assert_eq!(upstream, http_addresses, "nginx balances over every node");
+    }
 }

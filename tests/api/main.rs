@@ -2,6 +2,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/socket_io_client.rs"]
+mod socket_io_client;
 
 mod accounts;
 mod admin;
@@ -24,6 +26,7 @@ mod migrations;
 mod openapi;
 mod password_reset;
 mod smtp_sink;
+mod socket_io;
 mod webhook_receiver;
 mod webhooks;
 mod websocket;

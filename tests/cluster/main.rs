@@ -6,6 +6,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/socket_io_client.rs"]
+mod socket_io_client;
 
 mod database_cut;
 mod db_proxy;

@@ -1,12 +1,16 @@
-//! Three nodes, thirty sessions: any node serves any session, events reach every node, a
-//! killed node's sessions come back on the others without a QR code, and a fourth node
-//! takes its share, all without WhatsApp ever seeing one device connected twice.
+//! Three nodes, thirty sessions: any node serves any session, events reach every node (over
+//! `/ws` and `/socket.io/`), a killed node's sessions come back on the others without a QR
+//! code, and a fourth node takes its share, all without WhatsApp ever seeing one device
+//! connected twice.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::harness::{Cluster, User};
+use crate::{
+    harness::{Cluster, User},
+    socket_io_client::SocketIoClient,
+};
 
 const SESSIONS: usize = 30;
 
@@ -60,6 +64,10 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         .find(|&i| cluster.nodes[i].name != owner)
         .expect("another node");
     let mut dashboard = cluster.dashboard(watcher, watched).await;
+    // So does a Socket.IO client there, on long-polling (every request to that one node).
+    let mut socket_io =
+        SocketIoClient::connect(&cluster.nodes[watcher].http, "polling", &watched.token).await;
+    socket_io.next("authenticated").await;
     let id = cluster
         .send(
             (watcher + 1) % 3,
@@ -72,6 +80,12 @@ async fn three_nodes_share_sessions_route_requests_and_survive_a_killed_node() {
         dashboard.delivered(&id, Duration::from_secs(60)).await,
         "no delivered event on node {watcher}"
     );
+    socket_io
+        .next_where("message_status", |line| {
+            line["payload"]["message_id"] == id.as_str() && line["payload"]["status"] == "delivered"
+        })
+        .await;
+    socket_io.close().await;
 
     // kill -9 a node right after it accepted messages.
     let victim = 2;

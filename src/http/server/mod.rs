@@ -20,14 +20,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use futures_util::FutureExt;
+use http_body_util::{BodyExt, combinators::BoxBody};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::TokioIo;
 use tokio::{io::AsyncWriteExt, net::TcpListener, task::JoinSet};
-use warp::{
-    http::{HeaderValue, Request, StatusCode, header},
-    reply::Response,
-};
+use warp::http::{HeaderValue, Request, StatusCode, header};
 
 use self::{
     io::MeteredIo,
@@ -118,29 +117,49 @@ fn raise_open_files_limit() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
-/// What the listener serves: the node's warp routes as a service (`warp::service`).
-pub trait Routes:
-    tower_service::Service<
-        Request<Incoming>,
-        Response = Response,
-        Error = Infallible,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
+/// Any error of an answer's body.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An answer, whichever service made it (the warp routes, or Socket.IO in front of them).
+pub type Response = warp::http::Response<BoxBody<Bytes, BoxError>>;
+
+/// What the listener serves: the node's warp routes as a service (`warp::service`), possibly
+/// behind another service (Socket.IO) with answers of its own body type.
+pub trait Routes: Clone + Send + 'static {
+    type Body: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + 'static;
+    type Future: Future<Output = Result<warp::http::Response<Self::Body>, Infallible>>
+        + Send
+        + 'static;
+
+    fn answer(&mut self, request: Request<Incoming>) -> Self::Future;
 }
 
-impl<S> Routes for S where
+impl<S, B> Routes for S
+where
     S: tower_service::Service<
             Request<Incoming>,
-            Response = Response,
+            Response = warp::http::Response<B>,
             Error = Infallible,
             Future: Send + 'static,
         > + Clone
         + Send
-        + 'static
+        + 'static,
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + 'static,
 {
+    type Body = B;
+    type Future = S::Future;
+
+    fn answer(&mut self, request: Request<Incoming>) -> Self::Future {
+        tower_service::Service::call(self, request)
+    }
+}
+
+/// `response` with its body boxed into the listener's one body type.
+fn boxed<B>(response: warp::http::Response<B>) -> Response
+where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + 'static,
+{
+    response.map(|body| body.map_err(Into::into).boxed())
 }
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then lets open requests finish
@@ -294,11 +313,11 @@ where
         self.conn.request_started();
         request.extensions_mut().insert(self.client);
         let is_api = request.uri().path().starts_with("/api/");
-        let answer = self.routes.clone().call(request);
+        let answer = self.routes.clone().answer(request);
         let conn = self.conn.clone();
         Box::pin(async move {
             let mut response = match AssertUnwindSafe(answer).catch_unwind().await {
-                Ok(Ok(response)) => response,
+                Ok(Ok(response)) => boxed(response),
                 Ok(Err(never)) => match never {},
                 Err(panic) => {
                     let what = panic
@@ -306,7 +325,10 @@ where
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
-                    ApiError::Internal(format!("request handler panicked: {what}")).into_response()
+                    boxed(
+                        ApiError::Internal(format!("request handler panicked: {what}"))
+                            .into_response(),
+                    )
                 }
             };
             secure_headers(&mut response, is_api);
