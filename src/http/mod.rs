@@ -14,6 +14,7 @@ mod metrics;
 pub mod openapi;
 pub mod password_reset;
 mod query;
+mod rate_headers;
 pub mod routing;
 pub mod server;
 mod webhooks;
@@ -50,6 +51,11 @@ pub fn table(state: &Arc<AppState>) -> Vec<Route> {
     .into_iter()
     .flatten()
     .collect()
+}
+
+/// The node's routes as the service the listener serves, with rate-limit headers.
+pub fn service(state: Arc<AppState>) -> impl server::Routes {
+    rate_headers::WithRateHeaders(warp::service(routes(state)))
 }
 
 /// Every route of the node, answered in one error format.
