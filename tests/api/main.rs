@@ -18,6 +18,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod inbound;
+mod limits;
 mod live_authorization;
 mod metrics;
 mod migrations;
