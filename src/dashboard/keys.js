@@ -8,7 +8,7 @@ const SCOPES = ["messages:send", "messages:read", "webhooks:manage", "session:re
 const scopeBox = (scope) => $(`key-scope-${scope.replace(":", "-")}`);
 
 function rateText(rate) {
-  return rate ? `${rate.requests_per_second}/s, burst ${rate.burst}` : "Account's";
+  return rate ? `${rate.requests_per_second}/s, burst ${rate.burst}` : "account's rate";
 }
 
 export function createKeys() {
@@ -40,8 +40,7 @@ export function createKeys() {
       { "data-id": key.id },
       el("td", { class: "name", text: key.name }),
       el("td", {}, el("code", { text: `${key.prefix}…` })),
-      el("td", { class: "scopes" }),
-      el("td", { class: "rate" }),
+      el("td", {}, el("span", { class: "scopes" }), el("span", { class: "rate hint" })),
       el("td", { text: formatTime(key.created_at) }),
       el("td", { class: "last-used" }),
       el("td", { class: "row-actions" }, revoke),
