@@ -8,7 +8,8 @@ const SCOPES = ["messages:send", "messages:read", "webhooks:manage", "session:re
 const scopeBox = (scope) => $(`key-scope-${scope.replace(":", "-")}`);
 
 function rateText(rate) {
-  return rate ? `${rate.requests_per_second}/s, burst ${rate.burst}` : "account's rate";
+  // Without one of its own, the account's rate applies: nothing to add.
+  return rate ? `${rate.requests_per_second}/s, burst ${rate.burst}` : "";
 }
 
 export function createKeys() {
@@ -38,9 +39,9 @@ export function createKeys() {
     return el(
       "tr",
       { "data-id": key.id },
-      el("td", { class: "name", text: key.name }),
+      // What the key may do goes under its name: the table stays narrow enough for the card.
+      el("td", {}, el("span", { class: "name", text: key.name }), el("span", { class: "scopes hint" }), el("span", { class: "rate hint" })),
       el("td", {}, el("code", { text: `${key.prefix}…` })),
-      el("td", {}, el("span", { class: "scopes" }), el("span", { class: "rate hint" })),
       el("td", { text: formatTime(key.created_at) }),
       el("td", { class: "last-used" }),
       el("td", { class: "row-actions" }, revoke),
@@ -58,7 +59,7 @@ export function createKeys() {
         tr = row(key);
         rows.set(key.id, tr);
       }
-      tr.querySelector(".scopes").textContent = key.scopes.length === SCOPES.length ? "All" : key.scopes.join(", ");
+      tr.querySelector(".scopes").textContent = key.scopes.length === SCOPES.length ? "All scopes" : key.scopes.join(", ");
       tr.querySelector(".rate").textContent = rateText(key.rate_limit);
       tr.querySelector(".last-used").textContent = key.last_used_at ? formatTime(key.last_used_at) : "Never";
       return tr;
