@@ -230,7 +230,9 @@ pub struct Authenticated {
 ///
 /// One statement, so one round trip per request: the key and account rows are locked while it
 /// runs (`FOR NO KEY UPDATE`, which inserts referencing them do not wait for), so concurrent
-/// requests of one account — on any node — spend from the buckets one after the other. A
+/// requests of one account — on any node — spend from the buckets one after the other. The
+/// account row is locked first, as every transaction that writes both (password changes and
+/// resets, deletion) does, so that none of them can deadlock with a request. A
 /// bucket is its tokens at a time; it is refilled by the time passed since, up to its size.
 /// `last_used_at` is kept to the minute, so a key without a rate of its own is written at
 /// most once a minute.
@@ -261,9 +263,9 @@ pub async fn authenticate(
                                          * $2,
                                        $3)) AS user_tokens,
                         k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute' AS stale
-                 FROM api_keys k JOIN users u ON u.id = k.user_id
+                 FROM users u JOIN api_keys k ON k.user_id = u.id
                  WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-                 FOR NO KEY UPDATE OF k, u),
+                 FOR NO KEY UPDATE OF u, k),
              decided AS (
                  SELECT found.*, COALESCE(key_tokens >= 1, true) AND user_tokens >= 1 AS allowed
                  FROM found),

@@ -278,3 +278,61 @@ async fn two_nodes_on_one_database_spend_from_the_same_bucket() {
     assert_passed_about(passed, 8, SLOW, started.elapsed());
     peer.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_request_waiting_on_a_password_change_does_not_deadlock_with_it() {
+    let app = crate::helpers::spawn_app().await;
+    let account = app.new_account().await;
+    let key = new_key(&app, &account, Value::Null).await;
+
+    // A password change: the account row first, then its keys, in one transaction.
+    let mut conn = app.db.pool.get().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.execute(
+        "UPDATE users SET updated_at = now() WHERE id = $1::text::uuid",
+        &[&account.id],
+    )
+    .await
+    .unwrap();
+    let request = tokio::spawn({
+        let client = app.client.clone();
+        let url = format!("{}/api/messages", app.address);
+        let key = secret(&key).to_owned();
+        async move {
+            client
+                .get(url)
+                .header("X-Api-Key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // The request now waits for the account row; the transaction goes on to the keys.
+    let observer = app.db.pool.get().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'WITH found AS%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.execute(
+        "UPDATE api_keys SET name = 'renamed' WHERE user_id = $1::text::uuid",
+        &[&account.id],
+    )
+    .await
+    .expect("no deadlock");
+    tx.commit().await.unwrap();
+    assert_eq!(request.await.unwrap(), 200);
+}
