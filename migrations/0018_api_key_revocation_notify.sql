@@ -1,5 +1,5 @@
--- A revoked (or deleted) API key ends what it opened: live feeds authenticated with it
--- (`/ws`, `/socket.io/`) re-check it at once. Same channel and payload (the owner's account
+-- A revoked (or deleted) API key ends what it opened, and one whose scopes change is checked
+-- again: live feeds authenticated with it (`/ws`, `/socket.io/`) re-check it at once. Same channel and payload (the owner's account
 -- id) as the account changes of 0006.
 CREATE FUNCTION notify_api_key_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -8,10 +8,10 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER api_keys_revoked
-    AFTER UPDATE OF revoked_at ON api_keys
+CREATE TRIGGER api_keys_rights_changed
+    AFTER UPDATE OF revoked_at, scopes ON api_keys
     FOR EACH ROW
-    WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at)
+    WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at OR OLD.scopes IS DISTINCT FROM NEW.scopes)
     EXECUTE FUNCTION notify_api_key_changed();
 
 CREATE TRIGGER api_keys_deleted

@@ -41,6 +41,36 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
+    pub limits: LimitSettings,
+}
+
+/// Request rate limits on the API: every account's token bucket, which all its API keys spend
+/// from (a key may have a lower rate of its own). Held across the cluster, in the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Requests per second an account's API keys may make together, sustained.
+    pub requests_per_second: f64,
+    /// Requests they may make at once, after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 20.0,
+            burst: 100,
+        }
+    }
+}
+
+impl LimitSettings {
+    pub fn account_rate(&self) -> crate::auth::request_limit::Rate {
+        crate::auth::request_limit::Rate {
+            per_second: self.requests_per_second,
+            burst: self.burst,
+        }
+    }
 }
 
 /// Prometheus metrics at `/metrics` on the main listener, for scrapers that present `token`
@@ -277,6 +307,7 @@ impl Default for Settings {
             smtp: SmtpSettings::default(),
             metrics: MetricsSettings::default(),
             webhooks: WebhookSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -411,6 +442,8 @@ impl Settings {
             "BOTWAVE_WEBHOOKS_SECRET_GRACE_SECS" => webhooks.secret_grace_secs;
             "BOTWAVE_WEBHOOKS_MAX_BACKLOG" => webhooks.max_backlog;
             "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
+            "BOTWAVE_LIMITS_REQUESTS_PER_SECOND" => limits.requests_per_second;
+            "BOTWAVE_LIMITS_BURST" => limits.burst;
         }
         if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
             self.cluster.node_name = set(v);
@@ -504,6 +537,12 @@ impl Settings {
         }
         if self.whatsapp.resume_rate == 0 {
             return invalid("whatsapp.resume_rate", "must be at least 1");
+        }
+        if !(self.limits.requests_per_second.is_finite() && self.limits.requests_per_second > 0.0) {
+            return invalid("limits.requests_per_second", "must be a number above 0");
+        }
+        if self.limits.burst == 0 {
+            return invalid("limits.burst", "must be at least 1");
         }
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");
@@ -692,6 +731,38 @@ mod tests {
     fn the_shipped_config_file_is_valid() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/botwave.toml");
         Settings::load(Some(std::path::Path::new(path)), |_| None).unwrap();
+    }
+
+    #[test]
+    fn request_limits_come_from_the_file_and_the_environment_and_must_be_positive() {
+        let settings = load(
+            "[limits]\nrequests_per_second = 5.5\nburst = 20\n",
+            &[("BOTWAVE_LIMITS_BURST", "30")],
+        )
+        .unwrap();
+        assert_eq!(settings.limits.requests_per_second, 5.5);
+        assert_eq!(settings.limits.burst, 30);
+        for (file, key) in [
+            (
+                "[limits]\nrequests_per_second = 0.0\n",
+                "limits.requests_per_second",
+            ),
+            (
+                "[limits]\nrequests_per_second = -1.0\n",
+                "limits.requests_per_second",
+            ),
+            ("[limits]\nburst = 0\n", "limits.burst"),
+        ] {
+            let error = load(file, &[]).unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
+        let error = load("", &[("BOTWAVE_LIMITS_REQUESTS_PER_SECOND", "fast")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("BOTWAVE_LIMITS_REQUESTS_PER_SECOND"),
+            "{error}"
+        );
     }
 
     #[test]

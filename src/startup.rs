@@ -282,10 +282,7 @@ impl Application {
                 );
             }
         };
-        let routes = http::socket_io::service(
-            warp::service(http::routes(self.state.clone())),
-            self.state.clone(),
-        );
+        let routes = http::service(self.state.clone());
         tracing::info!(addr = %self.local_addr, "botwave is listening");
         let serve =
             http::server::serve(self.listener, routes, self.limits, shutdown, SHUTDOWN_GRACE);

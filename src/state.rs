@@ -75,6 +75,8 @@ pub struct AppState {
     pub webhook_allow_private: bool,
     /// How long a rotated-out webhook secret still signs (`webhooks.secret_grace_secs`).
     pub webhook_secret_grace: Duration,
+    /// Every account's request rate (`limits.*`), which its API keys spend from together.
+    pub account_rate: crate::auth::request_limit::Rate,
 }
 
 impl AppState {
@@ -147,6 +149,7 @@ impl AppState {
             webhook_client,
             webhook_allow_private: settings.webhooks.allow_private_targets,
             webhook_secret_grace: Duration::from_secs(settings.webhooks.secret_grace_secs),
+            account_rate: settings.limits.account_rate(),
         }
     }
 }

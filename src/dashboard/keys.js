@@ -1,8 +1,16 @@
-// API keys: create (the secret is shown once, with a copy button and a curl example), list,
-// revoke (a second click confirms).
+// API keys: create (with its scopes and an optional rate of its own; the secret is shown once,
+// with a copy button and a curl example), list, revoke (a second click confirms).
 
 import { api, ApiError } from "./api.js";
 import { $, busy, el, fieldError, formatTime, setText } from "./dom.js";
+
+const SCOPES = ["messages:send", "messages:read", "webhooks:manage", "session:read"];
+const scopeBox = (scope) => $(`key-scope-${scope.replace(":", "-")}`);
+
+function rateText(rate) {
+  // Without one of its own, the account's rate applies: nothing to add.
+  return rate ? `${rate.requests_per_second}/s, burst ${rate.burst}` : "";
+}
 
 export function createKeys() {
   function row(key) {
@@ -31,7 +39,8 @@ export function createKeys() {
     return el(
       "tr",
       { "data-id": key.id },
-      el("td", { class: "name", text: key.name }),
+      // What the key may do goes under its name: the table stays narrow enough for the card.
+      el("td", {}, el("span", { class: "name", text: key.name }), el("span", { class: "scopes hint" }), el("span", { class: "rate hint" })),
       el("td", {}, el("code", { text: `${key.prefix}…` })),
       el("td", { text: formatTime(key.created_at) }),
       el("td", { class: "last-used" }),
@@ -50,6 +59,8 @@ export function createKeys() {
         tr = row(key);
         rows.set(key.id, tr);
       }
+      tr.querySelector(".scopes").textContent = key.scopes.length === SCOPES.length ? "All scopes" : key.scopes.join(", ");
+      tr.querySelector(".rate").textContent = rateText(key.rate_limit);
       tr.querySelector(".last-used").textContent = key.last_used_at ? formatTime(key.last_used_at) : "Never";
       return tr;
     });
@@ -86,17 +97,43 @@ export function createKeys() {
   $("key-form").onsubmit = (submit) => {
     submit.preventDefault();
     busy(submit.submitter || $("key-form").querySelector("button"), async () => {
-      fieldError("key-name", "");
+      const fields = {
+        name: "key-name",
+        scopes: "key-scopes",
+        "rate_limit.requests_per_second": "key-rate",
+        "rate_limit.burst": "key-burst",
+      };
+      for (const id of Object.values(fields)) fieldError(id, "");
       setText("key-error", "");
+      const body = {
+        name: $("key-name").value,
+        scopes: SCOPES.filter((scope) => scopeBox(scope).checked),
+      };
+      const rate = $("key-rate").value.trim();
+      const burst = $("key-burst").value.trim();
+      if (burst && !rate) {
+        fieldError("key-rate", "give the requests per second with a burst");
+        $("key-rate").focus();
+        return;
+      }
+      if (rate) {
+        // Sent as typed: the server says what is wrong with it, field by field.
+        body.rate_limit = { requests_per_second: Number(rate) };
+        if (burst) body.rate_limit.burst = Number(burst);
+      }
       try {
-        const created = await api("POST", "/api/keys", { name: $("key-name").value });
+        const created = await api("POST", "/api/keys", body);
         $("key-name").value = "";
+        $("key-rate").value = "";
+        $("key-burst").value = "";
+        for (const scope of SCOPES) scopeBox(scope).checked = true;
         showSecret(created.key);
         await load();
       } catch (error) {
-        if (error instanceof ApiError && error.field === "name") {
-          fieldError("key-name", error.message);
-          $("key-name").focus();
+        const field = error instanceof ApiError && fields[error.field];
+        if (field) {
+          fieldError(field, error.message);
+          (field === "key-scopes" ? scopeBox(SCOPES[0]) : $(field)).focus();
         } else {
           setText("key-error", error.message);
         }

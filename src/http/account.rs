@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     api_keys,
-    auth::password,
+    auth::{password, scope::Scope},
     domain::{Email, NewPassword, Role},
     state::AppState,
     users::{self, User},
@@ -68,7 +68,11 @@ struct Me {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum AuthenticatedWith {
     Token,
-    ApiKey { key_id: Uuid },
+    /// An API key, and what it may do.
+    ApiKey {
+        key_id: Uuid,
+        scopes: Vec<Scope>,
+    },
 }
 
 pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
@@ -216,14 +220,18 @@ async fn check_password(
 
 /// The caller's account
 ///
-/// Works with a login token or an API key, and says which one the request came with.
+/// Works with a login token or an API key (of any scope), and says which one the request came
+/// with: for a key, its scopes.
 #[utoipa::path(get, path = "/api/auth/me", tag = "account", operation_id = "me",
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, description = "The account", body = Me)))]
+    responses(
+        (status = 200, description = "The account", body = Me),
+        (status = 429, description = "`rate_limited`: over the account's or the API key's request rate (`Retry-After`, `RateLimit-*`)", body = ErrorBody),
+    ))]
 fn me(caller: Caller) -> impl Reply {
     let authenticated_with = match caller.credential {
         Credential::Token => AuthenticatedWith::Token,
-        Credential::ApiKey { key_id } => AuthenticatedWith::ApiKey { key_id },
+        Credential::ApiKey { key_id, scopes } => AuthenticatedWith::ApiKey { key_id, scopes },
     };
     warp::reply::json(&Me {
         user: caller.user,

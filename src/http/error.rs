@@ -13,7 +13,11 @@ use warp::{
     reply::Response,
 };
 
-use crate::{auth::password::PasswordError, db::DbError, users::UserError};
+use crate::{
+    auth::{password::PasswordError, request_limit::RateStatus, scope::Scope},
+    db::DbError,
+    users::UserError,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -48,6 +52,15 @@ pub enum ApiError {
     EmailNotConfigured,
     #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
     TooManyRequests(Duration),
+    /// Over the request rate of the account or of the API key (`RateLimit-*` headers).
+    #[error(
+        "too many requests for this account or API key; retry in {} s",
+        .0.retry_after_secs
+    )]
+    RateLimited(RateStatus),
+    /// An API key used outside its scopes.
+    #[error("this API key does not have the {0} scope this request needs")]
+    InsufficientScope(Scope),
     #[error("request body is larger than this server accepts")]
     PayloadTooLarge,
     #[error("send the request body as JSON, with Content-Type: application/json")]
@@ -86,6 +99,9 @@ struct ErrorDetail<'a> {
     /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// The scope the API key lacks, for `insufficient_scope`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
 }
 
 impl ApiError {
@@ -111,7 +127,10 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::TooManyRequests(_) | ApiError::RateLimited(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            }
+            ApiError::InsufficientScope(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
             ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
@@ -141,11 +160,16 @@ impl ApiError {
             ApiError::Validation { field, .. } => Some(field.as_ref()),
             _ => None,
         };
+        let scope = match &self {
+            ApiError::InsufficientScope(scope) => Some(scope.as_str()),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
                 message,
                 field,
+                scope,
             },
         };
         let mut response =
@@ -160,6 +184,9 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited(status) = &self {
+            status.insert_headers(response.headers_mut());
         }
         if let ApiError::TooManyRequests(retry_after) = self {
             let seconds = retry_after.as_secs().max(1).to_string();
@@ -261,6 +288,7 @@ pub fn raw_error_response(status: StatusCode, code: &str, message: &str) -> Vec<
             code,
             message: message.to_owned(),
             field: None,
+            scope: None,
         },
     })
     .unwrap_or_default();
@@ -288,6 +316,7 @@ fn method_not_allowed() -> Response {
             code: "method_not_allowed",
             message: "this route does not take that method".into(),
             field: None,
+            scope: None,
         },
     };
     warp::reply::with_status(warp::reply::json(&body), StatusCode::METHOD_NOT_ALLOWED)

@@ -1,5 +1,5 @@
 //! Request extractors shared by the routes: JSON bodies, the client's address and the caller's
-//! identity (login token or API key).
+//! identity (login token or API key, with the key's scopes and request rate checked).
 
 use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
 
@@ -7,10 +7,10 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
-use super::{error::ApiError, server::ClientAddr};
+use super::{error::ApiError, rate_headers, server::ClientAddr};
 use crate::{
     api_keys,
-    auth::{api_key, jwt::TokenError},
+    auth::{api_key, jwt::TokenError, scope::Scope},
     state::AppState,
     users::{self, User},
 };
@@ -19,7 +19,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub enum Credential {
     Token,
-    ApiKey { key_id: Uuid },
+    ApiKey { key_id: Uuid, scopes: Vec<Scope> },
 }
 
 /// An authenticated caller whose account is enabled.
@@ -27,6 +27,18 @@ pub enum Credential {
 pub struct Caller {
     pub user: User,
     pub credential: Credential,
+}
+
+impl Caller {
+    /// Whether the caller may do what `scope` covers: a login token may do everything, an
+    /// API key what its scopes say.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        match &self.credential {
+            Credential::Token => Ok(()),
+            Credential::ApiKey { scopes, .. } if scopes.contains(&scope) => Ok(()),
+            Credential::ApiKey { .. } => Err(ApiError::InsufficientScope(scope)),
+        }
+    }
 }
 
 pub fn with_state(
@@ -185,6 +197,20 @@ pub fn caller(state: Arc<AppState>) -> impl Filter<Extract = (Caller,), Error = 
         })
 }
 
+/// A caller with a login token, or with an API key that has `scope` (403
+/// `insufficient_scope` otherwise).
+pub fn scoped_caller(
+    state: Arc<AppState>,
+    scope: Scope,
+) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    caller(state).and_then(move |caller: Caller| async move {
+        caller
+            .require(scope)
+            .map(|()| caller)
+            .map_err(warp::reject::custom)
+    })
+}
+
 /// A caller logged in with a token; API keys may not manage the account itself.
 pub fn session_caller(
     state: Arc<AppState>,
@@ -226,19 +252,28 @@ async fn identify(
     }
 }
 
+/// The caller an API key names, if the key is live, its account enabled, and the request
+/// within the account's and the key's request rates (429 `rate_limited` otherwise).
 pub(super) async fn identify_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
-    let (key, user) = api_keys::authenticate(&state.pool, &api_key::digest(key))
+    let found = api_keys::authenticate(&state.pool, &api_key::digest(key), state.account_rate)
         .await?
         .ok_or(ApiError::Unauthorized(
             "invalid_api_key",
             "the API key is unknown or has been revoked",
         ))?;
-    if user.disabled {
+    if found.user.disabled {
         return Err(ApiError::AccountDisabled);
     }
+    if !found.rate.allowed {
+        return Err(ApiError::RateLimited(found.rate));
+    }
+    rate_headers::record(found.rate);
     Ok(Caller {
-        user,
-        credential: Credential::ApiKey { key_id: key.id },
+        user: found.user,
+        credential: Credential::ApiKey {
+            key_id: found.key.id,
+            scopes: found.key.scopes,
+        },
     })
 }
 

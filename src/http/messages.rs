@@ -19,11 +19,12 @@ use warp::{Filter, Rejection, Reply, http::StatusCode};
 
 use super::{
     error::{ApiError, ErrorBody, respond},
-    filters::{Caller, Credential, caller, json_body, session_caller, with_state},
+    filters::{Caller, Credential, caller, json_body, scoped_caller, session_caller, with_state},
     query,
     routing::Route,
 };
 use crate::{
+    auth::scope::Scope,
     domain::PhoneNumber,
     message_log::{self, Cursor, LogFilter},
     state::AppState,
@@ -88,7 +89,7 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
         }),
         Route::new::<__path_list>(|at| {
             at.and(with_state(state.clone()))
-                .and(caller(state.clone()))
+                .and(scoped_caller(state.clone(), Scope::MessagesRead))
                 .and(query::query())
                 .then(
                     |state, caller, query| async move { respond(list(state, caller, query).await) },
@@ -97,7 +98,7 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
         }),
         Route::with::<__path_get, String>(|at| {
             at.and(with_state(state.clone()))
-                .and(caller(state.clone()))
+                .and(scoped_caller(state.clone(), Scope::MessagesRead))
                 .then(|id, state, caller| async move { respond(get(id, state, caller).await) })
                 .boxed()
         }),
@@ -129,7 +130,8 @@ async fn web_send(
 
 /// Send a message (integrations)
 ///
-/// As `POST /api/messages/send`, for API keys (`X-Api-Key`, or `Authorization: Bearer bw_…`).
+/// As `POST /api/messages/send`, for API keys (`X-Api-Key`, or `Authorization: Bearer bw_…`)
+/// with the `messages:send` scope.
 #[utoipa::path(post, path = "/api/send", tag = "messages", operation_id = "send_message_with_api_key",
     security(("api_key" = []), ("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, max_length = 200, description = "Up to 200 characters: a retry with the same key answers the first request's message")),
@@ -148,13 +150,17 @@ async fn api_send(
     respond(send(state, caller, MessageSource::Api, idempotency_key, body).await)
 }
 
-/// The send API is for API keys; a login token belongs on `/api/messages/send`.
+/// The send API is for API keys with `messages:send`; a login token belongs on
+/// `/api/messages/send`.
 fn api_key_caller(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
     caller(state).and_then(|caller: Caller| async move {
         match caller.credential {
-            Credential::ApiKey { .. } => Ok(caller),
+            Credential::ApiKey { .. } => caller
+                .require(Scope::MessagesSend)
+                .map(|()| caller)
+                .map_err(warp::reject::custom),
             Credential::Token => Err(warp::reject::custom(ApiError::Forbidden(
                 "this endpoint takes an API key; use /api/messages/send with a login token",
             ))),
@@ -191,7 +197,7 @@ async fn send(
         )));
     }
     let api_key_id = match caller.credential {
-        Credential::ApiKey { key_id } => Some(key_id),
+        Credential::ApiKey { key_id, .. } => Some(key_id),
         Credential::Token => None,
     };
     let enqueued = outbox::enqueue_for_linked(
@@ -231,7 +237,8 @@ async fn send(
 /// Send a message from a URL
 ///
 /// `GET /api/send?api_key=…&to=…&text=…` (or `message=…`) for integrations that can only fetch
-/// a URL. The key travels in the URL, so prefer the POST form where possible.
+/// a URL; the key needs the `messages:send` scope. The key travels in the URL, so prefer the
+/// POST form where possible.
 #[utoipa::path(get, path = "/api/send", tag = "messages", operation_id = "send_message_from_url",
     security(("api_key_query" = [])),
     params(
@@ -245,7 +252,7 @@ async fn send(
             headers(("idempotent-replayed" = String, description = "`true` when this is the first request's message"))),
         (status = 400, description = "`validation_failed`: `to` or the text is missing or wrong", body = ErrorBody),
         (status = 401, description = "No or an unknown `api_key`", body = ErrorBody),
-        (status = 403, description = "`account_disabled`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`, or `insufficient_scope`: the key lacks `messages:send`", body = ErrorBody),
         (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
@@ -259,6 +266,7 @@ async fn send_from_query(
         "pass the API key as api_key=…",
     ))?;
     let caller = super::filters::identify_key(&state, &key).await?;
+    caller.require(Scope::MessagesSend)?;
     let to = query
         .remove("to")
         .ok_or_else(|| ApiError::validation("to", "to is required"))?;
@@ -279,7 +287,7 @@ async fn send_from_query(
 /// The message log
 ///
 /// The caller's sent messages, newest first; with `direction=in`, what contacts sent to the
-/// linked number (`contact` then names one sender).
+/// linked number (`contact` then names one sender). API keys need the `messages:read` scope.
 #[utoipa::path(get, path = "/api/messages", tag = "messages", operation_id = "list_messages",
     security(("bearer" = []), ("api_key" = [])),
     params(
@@ -392,6 +400,8 @@ pub(super) enum Direction {
 }
 
 /// One sent message
+///
+/// API keys need the `messages:read` scope.
 #[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", operation_id = "get_message",
     security(("bearer" = []), ("api_key" = [])),
     params(("id" = String, Path, description = "The message's id")),

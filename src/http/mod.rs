@@ -15,6 +15,7 @@ mod metrics;
 pub mod openapi;
 pub mod password_reset;
 mod query;
+mod rate_headers;
 pub mod routing;
 pub mod server;
 pub mod socket_io;
@@ -52,6 +53,13 @@ pub fn table(state: &Arc<AppState>) -> Vec<Route> {
     .into_iter()
     .flatten()
     .collect()
+}
+
+/// What the listener serves: the node's routes with rate-limit headers, and Socket.IO in front
+/// of them.
+pub fn service(state: Arc<AppState>) -> impl server::Routes {
+    let routes = rate_headers::WithRateHeaders(warp::service(routes(state.clone())));
+    socket_io::service(routes, state)
 }
 
 /// Every route of the node, answered in one error format.

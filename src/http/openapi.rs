@@ -47,6 +47,7 @@ const DOCS_HTML: &str = include_str!("../dashboard/api-docs.html");
         password_reset::reset,
         keys::create,
         keys::list,
+        keys::change,
         keys::revoke,
         whatsapp::initialize,
         whatsapp::status,
@@ -188,14 +189,34 @@ impl Modify for SharedErrors {
                         ParameterIn::Query | ParameterIn::Header
                     )
                 });
+                let takes_api_key = operation.security.iter().flatten().any(|requirement| {
+                    serde_json::to_value(requirement).is_ok_and(|names| {
+                        ["api_key", "api_key_query"]
+                            .iter()
+                            .any(|name| names.get(name).is_some())
+                    })
+                });
                 let mut shared = Vec::new();
                 if authenticated {
                     shared.push(("401", "No credentials, or unknown, expired or revoked ones"));
                     shared.push((
                         "403",
-                        "`account_disabled`, or `forbidden`: this operation takes another \
-                         credential or role",
+                        if takes_api_key {
+                            "`account_disabled`, `forbidden` (this operation takes another \
+                             credential or role), or `insufficient_scope`: the API key lacks \
+                             the scope this operation needs (named in `scope`)"
+                        } else {
+                            "`account_disabled`, or `forbidden`: this operation takes another \
+                             credential or role"
+                        },
                     ));
+                    // Any request with an API key spends from the rate buckets, even one to
+                    // an operation that then refuses keys.
+                    operation
+                        .responses
+                        .responses
+                        .entry("429".to_owned())
+                        .or_insert_with(rate_limited_response);
                 }
                 if has_body {
                     shared.push((
@@ -230,6 +251,40 @@ impl Modify for SharedErrors {
             }
         }
     }
+}
+
+/// 429 `rate_limited`, with the headers that say when to come back.
+fn rate_limited_response() -> RefOr<Response> {
+    let header = |description: &str| {
+        openapi::header::HeaderBuilder::new()
+            .schema(openapi::ObjectBuilder::new().schema_type(openapi::schema::Type::Integer))
+            .description(Some(description))
+            .build()
+    };
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(
+                "`rate_limited`: an API key's request over the account's or the key's own \
+                 request rate",
+            )
+            .header(
+                "Retry-After",
+                header("Seconds until a request passes again"),
+            )
+            .header("RateLimit-Limit", header("The size of the tightest bucket"))
+            .header(
+                "RateLimit-Remaining",
+                header("Requests it still allows at once"),
+            )
+            .header("RateLimit-Reset", header("Seconds until it is full again"))
+            .content(
+                "application/json",
+                openapi::ContentBuilder::new()
+                    .schema(Some(openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 fn error_response(description: &str) -> RefOr<Response> {

@@ -1,7 +1,7 @@
 //! `/api/webhooks`: a user's webhook endpoints (create — the secret is shown in that answer
 //! only —, list, read, change, delete, rotate the secret, test ping), their deliveries (the
-//! dead-letter list, replay of one or all) and their last attempts. Login token or API key;
-//! every query is scoped to the caller, so another user's endpoint is simply not found.
+//! dead-letter list, replay of one or all) and their last attempts. Login token or API key
+//! with the `webhooks:manage` scope; every query is scoped to the caller, so another user's endpoint is simply not found.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -13,11 +13,12 @@ use warp::{Filter, Reply, http::StatusCode};
 
 use super::{
     error::{ApiError, ErrorBody, respond},
-    filters::{Caller, caller, json_body, with_state},
+    filters::{Caller, json_body, scoped_caller, with_state},
     query,
     routing::Route,
 };
 use crate::{
+    auth::scope::Scope,
     state::AppState,
     webhooks::{
         EVENT_TYPES,
@@ -108,8 +109,9 @@ struct AttemptList {
 }
 
 pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
-    // Every route: the state and the authenticated caller (login token or API key).
-    let who = || with_state(state.clone()).and(caller(state.clone()));
+    // Every route: the state and the authenticated caller (login token, or API key with
+    // `webhooks:manage`).
+    let who = || with_state(state.clone()).and(scoped_caller(state.clone(), Scope::WebhooksManage));
     vec![
         Route::new::<__path_create>(|at| {
             at.and(who())

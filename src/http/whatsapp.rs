@@ -13,10 +13,10 @@ use warp::{Filter, Reply, http::StatusCode};
 
 use super::{
     error::{ApiError, ErrorBody, respond},
-    filters::{Caller, caller, json_body, session_caller, with_state},
+    filters::{Caller, json_body, scoped_caller, session_caller, with_state},
     routing::Route,
 };
-use crate::{domain::PhoneNumber, qr, state::AppState};
+use crate::{auth::scope::Scope, domain::PhoneNumber, qr, state::AppState};
 
 #[derive(Deserialize)]
 struct QrQuery {
@@ -95,13 +95,13 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
         }),
         Route::new::<__path_status>(|at| {
             at.and(with_state(state.clone()))
-                .and(caller(state.clone()))
+                .and(scoped_caller(state.clone(), Scope::SessionRead))
                 .then(|state, caller| async move { respond(status(state, caller).await) })
                 .boxed()
         }),
         Route::new::<__path_qr_code>(|at| {
             at.and(with_state(state.clone()))
-                .and(caller(state.clone()))
+                .and(scoped_caller(state.clone(), Scope::SessionRead))
                 .and(warp::query::<QrQuery>())
                 .then(|state, caller, query| async move { respond(qr_code(state, caller, query).await) })
                 .boxed()
@@ -162,6 +162,8 @@ async fn initialize(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, 
 }
 
 /// The WhatsApp session's state
+///
+/// API keys need the `session:read` scope.
 #[utoipa::path(get, path = "/api/whatsapp/status", tag = "whatsapp", operation_id = "whatsapp_status",
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, description = "The session", body = SessionView)))]
@@ -172,7 +174,7 @@ async fn status(state: Arc<AppState>, caller: Caller) -> Result<impl Reply, ApiE
 /// The QR code to scan
 ///
 /// As JSON (with SVG markup and a base64 PNG), or with `format=png` or `format=svg` the image
-/// itself.
+/// itself. API keys need the `session:read` scope.
 #[utoipa::path(get, path = "/api/whatsapp/qr", tag = "whatsapp", operation_id = "whatsapp_qr_code",
     security(("bearer" = []), ("api_key" = [])),
     params(("format" = Option<QrFormat>, Query, description = "`json` (default), `png` or `svg`")),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use botwave::{
-    config::{DatabaseSettings, Settings, WhatsappSettings},
+    config::{DatabaseSettings, LimitSettings, Settings, WhatsappSettings},
     startup::Application,
 };
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
@@ -46,8 +46,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// Request rate limits no test trips by sending fast (the fuzz and contract tests send
+/// thousands of requests with one key); the limit tests set small ones.
+pub const GENEROUS_LIMITS: LimitSettings = LimitSettings {
+    requests_per_second: 1_000_000.0,
+    burst: 1_000_000,
+};
+
 /// Settings for a test node: port 0, a private data directory, this test's database and
-/// simulator.
+/// simulator, and generous request rate limits.
 pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -60,6 +67,7 @@ pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
             url: Some(sim.ws_url()),
             ..WhatsappSettings::default()
         },
+        limits: GENEROUS_LIMITS,
         ..Settings::default()
     }
 }
@@ -171,6 +179,7 @@ impl TestApp {
         settings.cluster = self.settings.cluster.clone();
         settings.cluster.node_name = Some(name.to_owned());
         settings.webhooks = self.settings.webhooks.clone();
+        settings.limits = self.settings.limits.clone();
         let (address, _, _, node) = RunningNode::start(&settings).await;
         PeerNode {
             address,

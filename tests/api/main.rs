@@ -20,6 +20,7 @@ mod hardening;
 mod health;
 mod helpers;
 mod inbound;
+mod limits;
 mod live_authorization;
 mod metrics;
 mod migrations;

@@ -117,13 +117,13 @@ async fn a_client_that_never_authenticates_is_disconnected() {
     client.next("disconnect").await;
 }
 
-async fn create_key(app: &TestApp, account: &Account) -> (String, String) {
+async fn create_key(app: &TestApp, account: &Account, scopes: &[&str]) -> (String, String) {
     let created: Value = app
         .api(
             Method::POST,
             "/api/keys",
             &account.token,
-            Some(json!({ "name": "socket.io" })),
+            Some(json!({ "name": "socket.io", "scopes": scopes })),
         )
         .await
         .json()
@@ -139,7 +139,7 @@ async fn create_key(app: &TestApp, account: &Account) -> (String, String) {
 async fn an_api_key_opens_the_feed_and_revoking_it_closes_the_socket() {
     let app = spawn_app().await;
     let account = app.new_account().await;
-    let (key_id, key) = create_key(&app, &account).await;
+    let (key_id, key) = create_key(&app, &account, &["session:read"]).await;
     let mut client = SocketIoClient::connect(&app.address, "websocket", &key).await;
     let hello = client.next("authenticated").await;
     assert_eq!(hello["payload"]["user"]["id"], account.id.as_str());
@@ -175,4 +175,39 @@ async fn an_oversized_message_closes_the_connection() {
         assert_ne!(gone["reason"], "io client disconnect", "{gone}");
         assert_never_authenticated(&client);
     }
+}
+
+#[tokio::test]
+async fn an_api_key_needs_the_session_read_scope_and_losing_it_closes_the_socket() {
+    let app = spawn_app().await;
+    let account = app.new_account().await;
+    let (_, sender_only) = create_key(&app, &account, &["messages:send"]).await;
+    let mut refused = SocketIoClient::connect(&app.address, "websocket", &sender_only).await;
+    let answer = refused.next("unauthorized").await;
+    assert!(
+        answer["payload"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("session:read")),
+        "{answer}"
+    );
+    assert_never_authenticated(&refused);
+
+    let (key_id, reader) = create_key(&app, &account, &["session:read", "messages:send"]).await;
+    let mut client = SocketIoClient::connect(&app.address, "polling", &reader).await;
+    client.next("authenticated").await;
+    let narrowed = app
+        .api(
+            Method::PATCH,
+            &format!("/api/keys/{key_id}"),
+            &account.token,
+            Some(json!({ "scopes": ["messages:send"] })),
+        )
+        .await;
+    assert!(narrowed.status().is_success(), "{}", narrowed.status());
+    let closed = client.next("unauthorized").await;
+    assert_eq!(
+        closed["payload"]["message"], "insufficient_scope",
+        "{closed}"
+    );
+    client.next("disconnect").await;
 }

@@ -105,3 +105,67 @@ async fn a_key_created_in_the_page_sends_with_the_shown_curl_command_until_revok
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+#[tokio::test]
+async fn the_create_form_chooses_scopes_and_an_own_rate_and_the_list_shows_them() {
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.limits.requests_per_second = 10.0;
+        settings.limits.burst = 50;
+    })
+    .await;
+    let account = app.new_account().await;
+    let page = Page::open(&app).await;
+    page.login(&account.email, crate::helpers::PASSWORD).await;
+    page.wait_for_dashboard(&account.email).await;
+    page.click("nav a[href='#/keys']").await;
+    page.wait_until(
+        "the keys view shows",
+        "document.getElementById('key-form').offsetParent !== null",
+    )
+    .await;
+
+    // A rate above the account's is refused at its field.
+    page.fill("#key-name", "reporting").await;
+    page.click("#key-scope-messages-send").await;
+    page.click("#key-scope-webhooks-manage").await;
+    page.click("#key-scope-session-read").await;
+    page.fill("#key-rate", "25").await;
+    page.click("#key-form button[type=submit]").await;
+    let error = page.wait_for_any_text("#key-rate-error").await;
+    assert!(error.contains("at most the account's 10"), "{error}");
+
+    page.fill("#key-rate", "2").await;
+    page.fill("#key-burst", "5").await;
+    page.click("#key-form button[type=submit]").await;
+    let secret = page.wait_for_any_text("#key-secret").await;
+    page.wait_for_text("#keys-body", "reporting").await;
+    assert_eq!(
+        page.text("#keys-body tr:first-child .scopes").await,
+        "messages:read"
+    );
+    assert_eq!(
+        page.text("#keys-body tr:first-child .rate").await,
+        "2/s, burst 5"
+    );
+    assert_eq!(page.text("#key-rate-error").await, "");
+
+    // The key does what the form chose, and no more.
+    let send = app
+        .client
+        .post(format!("{}/api/send", app.address))
+        .header("X-Api-Key", &secret)
+        .json(&serde_json::json!({ "to": FRIEND, "text": "not allowed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(send.status(), 403);
+    let read = app
+        .client
+        .get(format!("{}/api/messages", app.address))
+        .header("X-Api-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["ratelimit-limit"], "5");
+}

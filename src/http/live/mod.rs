@@ -10,9 +10,10 @@
 //!
 //! The feed stays bound to what authorized it: it ends when its token expires, and whenever
 //! the account changes (see [`crate::auth::account_watch`]: a password change or reset, a
-//! disable, a deletion, a role change, a revoked API key) it re-checks the credential before
-//! delivering anything else. A subscriber too slow to keep up is ended rather than allowed to
-//! hold events back.
+//! disable, a deletion, a role change, a revoked API key or a change of its scopes) it
+//! re-checks the credential before delivering anything else. An API key needs the
+//! `session:read` scope. A subscriber too slow to keep up is ended rather than allowed to hold
+//! events back.
 
 pub mod catch_up;
 
@@ -35,7 +36,7 @@ use super::{
     filters::{Caller, identify_key, identify_token},
 };
 use crate::{
-    auth::{account_watch::AccountChanges, api_key},
+    auth::{account_watch::AccountChanges, api_key, scope::Scope},
     domain::Role,
     state::AppState,
     users::User,
@@ -194,9 +195,16 @@ impl<'a> Pending<'a> {
         since: Option<DateTime<Utc>>,
     ) -> Result<(Feed<'a>, Vec<Value>), Close> {
         let state = self.state;
-        let (caller, credential, expires_at) = identify(state, credential)
-            .await
-            .map_err(|_| Close(CLOSE_AUTH_FAILED, "invalid or expired token"))?;
+        let (caller, credential, expires_at) =
+            identify(state, credential)
+                .await
+                .map_err(|error| match error {
+                    ApiError::InsufficientScope(_) => Close(
+                        CLOSE_AUTH_FAILED,
+                        "insufficient_scope: the key lacks session:read",
+                    ),
+                    _ => Close(CLOSE_AUTH_FAILED, "invalid or expired token"),
+                })?;
         let account_slot = state
             .ws_by_user
             .take(caller.user.id)
@@ -290,7 +298,7 @@ impl Feed<'_> {
             Credential::Token(token) => identify_token(self.state, token)
                 .await
                 .map(|(caller, _)| caller),
-            Credential::ApiKey(key) => identify_key(self.state, key).await,
+            Credential::ApiKey(key) => identify_feed_key(self.state, key).await,
         };
         match checked {
             Ok(caller) if caller.user.role == self.user.role => Ok(()),
@@ -303,6 +311,9 @@ impl Feed<'_> {
             }
             Err(ApiError::Unauthorized("invalid_api_key", _)) => {
                 Err(Close(CLOSE_TOKEN_REVOKED, "api_key_revoked"))
+            }
+            Err(ApiError::InsufficientScope(_)) => {
+                Err(Close(CLOSE_TOKEN_REVOKED, "insufficient_scope"))
             }
             Err(ApiError::AccountDisabled) => {
                 Err(Close(CLOSE_ACCOUNT_DISABLED, "account_disabled"))
@@ -326,12 +337,20 @@ async fn identify(
 ) -> Result<(Caller, Credential, Option<DateTime<Utc>>), ApiError> {
     let credential = credential.trim();
     if api_key::looks_like_key(credential) {
-        let caller = identify_key(state, credential).await?;
+        let caller = identify_feed_key(state, credential).await?;
         return Ok((caller, Credential::ApiKey(credential.to_owned()), None));
     }
     let (caller, expires_at) = identify_token(state, credential).await?;
     let token = Credential::Token(credential.to_owned());
     Ok((caller, token, Some(expires_at)))
+}
+
+/// The owner of API key `key`, which must have the `session:read` scope: the feed shows the
+/// session (QR codes, its state) and the statuses of its messages.
+async fn identify_feed_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    let caller = identify_key(state, key).await?;
+    caller.require(Scope::SessionRead)?;
+    Ok(caller)
 }
 
 fn until(at: DateTime<Utc>) -> Duration {
