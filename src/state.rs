@@ -75,6 +75,10 @@ pub struct AppState {
     pub webhook_allow_private: bool,
     /// How long a rotated-out webhook secret still signs (`webhooks.secret_grace_secs`).
     pub webhook_secret_grace: Duration,
+    /// Plans' quotas and limits refuse what passes them (`plans.enforce`).
+    pub plans_enforced: bool,
+    /// Stripe billing, when configured.
+    pub billing: Option<crate::billing::Billing>,
 }
 
 impl AppState {
@@ -147,6 +151,8 @@ impl AppState {
             webhook_client,
             webhook_allow_private: settings.webhooks.allow_private_targets,
             webhook_secret_grace: Duration::from_secs(settings.webhooks.secret_grace_secs),
+            plans_enforced: settings.plans.enforce,
+            billing: None,
         }
     }
 }

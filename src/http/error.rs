@@ -65,6 +65,23 @@ pub enum ApiError {
     /// The node running the session did not answer; whether it acted is unknown.
     #[error("{0}")]
     OwnerUnreachable(String),
+    /// A send over the plan's message quota; `resets_at` is when one passes again.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        resets_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// One more API key or webhook endpoint than the plan allows.
+    #[error("{0}")]
+    PlanLimitReached(String),
+    /// A Stripe webhook whose signature does not check out.
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("billing is not configured on this server")]
+    BillingDisabled,
+    /// Stripe failed or answered something unusable.
+    #[error("{0}")]
+    BillingProvider(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -86,6 +103,9 @@ struct ErrorDetail<'a> {
     /// The request field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    /// For `quota_exceeded`: when a send passes again (also as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ApiError {
@@ -116,6 +136,11 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::OwnerUnreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "owner_unreachable"),
+            ApiError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            ApiError::PlanLimitReached(_) => (StatusCode::FORBIDDEN, "plan_limit_reached"),
+            ApiError::BillingDisabled => (StatusCode::NOT_FOUND, "billing_disabled"),
+            ApiError::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "invalid_signature"),
+            ApiError::BillingProvider(_) => (StatusCode::BAD_GATEWAY, "billing_provider_error"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -141,11 +166,16 @@ impl ApiError {
             ApiError::Validation { field, .. } => Some(field.as_ref()),
             _ => None,
         };
+        let resets_at = match &self {
+            ApiError::QuotaExceeded { resets_at, .. } => Some(*resets_at),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
                 message,
                 field,
+                resets_at,
             },
         };
         let mut response =
@@ -160,6 +190,15 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::QuotaExceeded { resets_at, .. } = &self {
+            let seconds = (*resets_at - chrono::Utc::now()).num_seconds().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+        }
+        if let ApiError::BillingProvider(detail) = &self {
+            tracing::warn!(%detail, "Stripe request failed");
         }
         if let ApiError::TooManyRequests(retry_after) = self {
             let seconds = retry_after.as_secs().max(1).to_string();
@@ -261,6 +300,7 @@ pub fn raw_error_response(status: StatusCode, code: &str, message: &str) -> Vec<
             code,
             message: message.to_owned(),
             field: None,
+            resets_at: None,
         },
     })
     .unwrap_or_default();
@@ -288,6 +328,7 @@ fn method_not_allowed() -> Response {
             code: "method_not_allowed",
             message: "this route does not take that method".into(),
             field: None,
+            resets_at: None,
         },
     };
     warp::reply::with_status(warp::reply::json(&body), StatusCode::METHOD_NOT_ALLOWED)

@@ -74,7 +74,10 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
 #[utoipa::path(post, path = "/api/keys", tag = "api keys", operation_id = "create_api_key",
     security(("bearer" = [])),
     request_body = NewKey,
-    responses((status = 201, description = "Created; `key` is shown only here", body = CreatedKey)))]
+    responses(
+        (status = 201, description = "Created; `key` is shown only here", body = CreatedKey),
+        (status = 403, description = "`plan_limit_reached`: the plan allows no more API keys", body = ErrorBody),
+    ))]
 async fn create(
     state: Arc<AppState>,
     caller: Caller,
@@ -87,6 +90,8 @@ async fn create(
             format!("name must be 1 to {MAX_NAME_LEN} characters"),
         ));
     }
+    crate::http::usage::ensure_room(&state, caller.user.id, crate::plans::Resource::ApiKeys)
+        .await?;
     let key = api_key::generate();
     let stored = api_keys::create(&state.pool, caller.user.id, name, &key).await?;
     Ok(warp::reply::with_status(

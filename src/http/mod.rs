@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod billing;
 mod dashboard;
 pub mod error;
 mod filters;
@@ -16,6 +17,7 @@ pub mod password_reset;
 mod query;
 pub mod routing;
 pub mod server;
+mod usage;
 mod webhooks;
 mod whatsapp;
 pub mod ws;
@@ -43,6 +45,8 @@ pub fn table(state: &Arc<AppState>) -> Vec<Route> {
         whatsapp::routes(state),
         messages::routes(state),
         webhooks::routes(state),
+        usage::routes(state),
+        billing::routes(state),
         admin::routes(state),
         ws::routes(state),
         dashboard::routes(state),

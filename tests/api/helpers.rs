@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use botwave::{
-    config::{DatabaseSettings, Settings, WhatsappSettings},
+    config::{DatabaseSettings, PlanSettings, Settings, WhatsappSettings},
     startup::Application,
 };
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
@@ -60,6 +60,9 @@ pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
             url: Some(sim.ws_url()),
             ..WhatsappSettings::default()
         },
+        // Tests send far more than the default plan's quotas allow; the plan tests turn
+        // enforcement on (`plans.enforce = true`, the production default) for themselves.
+        plans: PlanSettings { enforce: false },
         ..Settings::default()
     }
 }
