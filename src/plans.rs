@@ -105,18 +105,43 @@ pub async fn list(pool: &DbPool) -> Result<Vec<Plan>, PlanError> {
     Ok(rows.iter().map(Plan::from_row).collect())
 }
 
-/// Every plan with how many accounts are on it now.
-pub async fn list_with_members(pool: &DbPool) -> Result<Vec<(Plan, i64)>, PlanError> {
+/// A plan's accounts and what they sent, for admins.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlanMembers {
+    /// Accounts on the plan now.
+    pub members: i64,
+    /// Messages its accounts sent today and this month (UTC), under any plan.
+    pub messages_today: i64,
+    pub messages_this_month: i64,
+}
+
+/// Every plan with its accounts and their use.
+pub async fn list_with_members(pool: &DbPool) -> Result<Vec<(Plan, PlanMembers)>, PlanError> {
     let conn = pool.get().await?;
     let sql = format!(
-        "SELECT {PLAN_COLUMNS},
-                (SELECT count(*) FROM effective_plans e WHERE e.plan_id = p.id) AS members
-         FROM plans p ORDER BY p.is_default DESC, p.price_amount, p.name"
+        "SELECT {PLAN_COLUMNS}, m.members, m.today, m.month
+         FROM plans p
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS members,
+                    coalesce(sum(u.day_count) FILTER (WHERE u.day = usage_day()), 0)::int8
+                        AS today,
+                    coalesce(sum(u.month_count) FILTER (WHERE u.month = usage_month()), 0)::int8
+                        AS month
+             FROM effective_plans e LEFT JOIN plan_usage u ON u.user_id = e.user_id
+             WHERE e.plan_id = p.id) m
+         ORDER BY p.is_default DESC, p.price_amount, p.name"
     );
     let rows = conn.query_typed(&sql, &[]).await?;
     Ok(rows
         .iter()
-        .map(|row| (Plan::from_row(row), row.get("members")))
+        .map(|row| {
+            let members = PlanMembers {
+                members: row.get("members"),
+                messages_today: row.get("today"),
+                messages_this_month: row.get("month"),
+            };
+            (Plan::from_row(row), members)
+        })
         .collect())
 }
 
@@ -225,10 +250,7 @@ pub async fn update(
                     .unwrap_or(current.stripe_price_id.clone()),
                 Type::TEXT,
             ),
-            (
-                &fields.is_default.unwrap_or(current.is_default),
-                Type::BOOL,
-            ),
+            (&fields.is_default.unwrap_or(current.is_default), Type::BOOL),
         ],
     )
     .await?;
@@ -261,7 +283,9 @@ pub async fn default_plan(client: &impl GenericClient) -> Result<Uuid, PlanError
     let rows = client
         .query_typed("SELECT id FROM plans WHERE is_default", &[])
         .await?;
-    rows.first().map(|row| row.get(0)).ok_or(PlanError::NotFound)
+    rows.first()
+        .map(|row| row.get(0))
+        .ok_or(PlanError::NotFound)
 }
 
 /// Account `id`, locked for the rest of `tx` (for a plan change and its audit row).
@@ -269,7 +293,10 @@ pub async fn lock_user(
     tx: &tokio_postgres::Transaction<'_>,
     id: Uuid,
 ) -> Result<Option<crate::users::User>, PlanError> {
-    let sql = format!("SELECT {} FROM users WHERE id = $1 FOR UPDATE", crate::users::COLUMNS);
+    let sql = format!(
+        "SELECT {} FROM users WHERE id = $1 FOR UPDATE",
+        crate::users::COLUMNS
+    );
     let rows = tx.query_typed(&sql, &[(&id, Type::UUID)]).await?;
     Ok(rows.first().map(crate::users::from_row))
 }
@@ -310,7 +337,11 @@ pub struct Usage {
 }
 
 /// The plan `user_id` is on now, with its usage. `None`: no such account.
-pub async fn usage(pool: &DbPool, user_id: Uuid, enforced: bool) -> Result<Option<Usage>, PlanError> {
+pub async fn usage(
+    pool: &DbPool,
+    user_id: Uuid,
+    enforced: bool,
+) -> Result<Option<Usage>, PlanError> {
     let conn = pool.get().await?;
     let sql = format!(
         "SELECT {PLAN_COLUMNS},

@@ -208,8 +208,8 @@ impl Application {
             },
         );
         state.demo_simulator = demo_simulator;
-        state.billing =
-            crate::billing::Billing::from_settings(&settings.billing).map_err(StartupError::Billing)?;
+        state.billing = crate::billing::Billing::from_settings(&settings.billing)
+            .map_err(StartupError::Billing)?;
         state.webhook_metrics = webhook_worker.metrics.clone();
         if settings.http.public_url.is_none() {
             // The address actually bound (`listen` may say port 0).

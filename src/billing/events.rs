@@ -103,9 +103,9 @@ pub async fn apply(pool: &DbPool, body: &[u8], grace: Duration) -> Result<Outcom
                 .and_then(|v| Uuid::parse_str(&v).ok())
                 .or_else(|| metadata("botwave_user_id"));
             let known = match (user, customer.as_deref()) {
-                (Some(user), Some(customer)) => ensure_account(&tx, user, customer)
-                    .await?
-                    .then_some(user),
+                (Some(user), Some(customer)) => {
+                    ensure_account(&tx, user, customer).await?.then_some(user)
+                }
                 _ => None,
             };
             if let Some(user) = known {

@@ -33,10 +33,9 @@ pub struct Billing {
 impl Billing {
     /// `None` when billing is not configured.
     pub fn from_settings(settings: &BillingSettings) -> Result<Option<Self>, String> {
-        let (Some(key), Some(secret)) = (
-            &settings.stripe_secret_key,
-            &settings.stripe_webhook_secret,
-        ) else {
+        let (Some(key), Some(secret)) =
+            (&settings.stripe_secret_key, &settings.stripe_webhook_secret)
+        else {
             return Ok(None);
         };
         Ok(Some(Self {
@@ -111,7 +110,10 @@ pub async fn checkout(
         Some(found) => found,
         None => (create_customer(billing, pool, user).await?, None),
     };
-    if status.as_deref().is_some_and(|s| LIVE_STATUSES.contains(&s)) {
+    if status
+        .as_deref()
+        .is_some_and(|s| LIVE_STATUSES.contains(&s))
+    {
         return Err(BillingError::AlreadySubscribed);
     }
     let user_id = user.id.to_string();

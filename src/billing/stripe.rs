@@ -90,8 +90,14 @@ impl StripeClient {
                     ("client_reference_id", checkout.user_id),
                     ("metadata[botwave_user_id]", checkout.user_id),
                     ("metadata[botwave_plan_id]", checkout.plan_id),
-                    ("subscription_data[metadata][botwave_user_id]", checkout.user_id),
-                    ("subscription_data[metadata][botwave_plan_id]", checkout.plan_id),
+                    (
+                        "subscription_data[metadata][botwave_user_id]",
+                        checkout.user_id,
+                    ),
+                    (
+                        "subscription_data[metadata][botwave_plan_id]",
+                        checkout.plan_id,
+                    ),
                     ("success_url", checkout.success_url),
                     ("cancel_url", checkout.cancel_url),
                 ],

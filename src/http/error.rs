@@ -192,7 +192,10 @@ impl ApiError {
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let ApiError::QuotaExceeded { resets_at, .. } = &self {
-            let seconds = (*resets_at - chrono::Utc::now()).num_seconds().max(1).to_string();
+            let seconds = (*resets_at - chrono::Utc::now())
+                .num_seconds()
+                .max(1)
+                .to_string();
             if let Ok(value) = HeaderValue::from_str(&seconds) {
                 response.headers_mut().insert(RETRY_AFTER, value);
             }

@@ -230,7 +230,9 @@ async fn send(
                     "your plan allows {} messages {period} and {} were sent; sending is possible again at {}",
                     quota.limit,
                     quota.used,
-                    quota.resets_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    quota
+                        .resets_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
                 resets_at: quota.resets_at,
             });

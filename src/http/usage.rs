@@ -101,7 +101,9 @@ impl From<PlanError> for ApiError {
             PlanError::NotFound => ApiError::NotFound("plan"),
             PlanError::NameTaken => ApiError::Conflict("plan_name_taken", error.to_string()),
             PlanError::PriceTaken => ApiError::Conflict("stripe_price_taken", error.to_string()),
-            PlanError::DefaultNeeded => ApiError::Conflict("default_plan_needed", error.to_string()),
+            PlanError::DefaultNeeded => {
+                ApiError::Conflict("default_plan_needed", error.to_string())
+            }
             PlanError::Db(error) => error.into(),
         }
     }

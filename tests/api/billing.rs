@@ -70,8 +70,11 @@ impl TestApp {
 
     async fn signed_event(&self, body: &str) -> (u16, Value) {
         let now = Utc::now().timestamp();
-        self.stripe_event(body, Some(stripe_standin::signature(WEBHOOK_SECRET, now, body)))
-            .await
+        self.stripe_event(
+            body,
+            Some(stripe_standin::signature(WEBHOOK_SECRET, now, body)),
+        )
+        .await
     }
 }
 
@@ -89,7 +92,13 @@ fn completed(event_id: &str, account: &Account, plan_id: &str, customer: &str) -
     )
 }
 
-fn subscription_event(event_id: &str, kind: &str, created: i64, customer: &str, status: &str) -> String {
+fn subscription_event(
+    event_id: &str,
+    kind: &str,
+    created: i64,
+    customer: &str,
+    status: &str,
+) -> String {
     stripe_standin::event(
         event_id,
         kind,
@@ -130,7 +139,13 @@ async fn checkout_and_signed_events_move_the_account_between_plans_once_each() {
         .await
         .unwrap();
     assert_eq!(plans["billing_enabled"], true);
-    assert!(plans["plans"].as_array().unwrap().iter().any(|p| p["stripe_price_id"] == PRICE));
+    assert!(
+        plans["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["stripe_price_id"] == PRICE)
+    );
 
     let checkout = app
         .api(
@@ -162,6 +177,7 @@ async fn checkout_and_signed_events_move_the_account_between_plans_once_each() {
     assert_eq!(session["customer"], "cus_standin1");
     assert_eq!(session["client_reference_id"], alice.id);
     assert!(session["success_url"].starts_with(&app.address));
+    assert_eq!(url, sessions[0].answer["url"].as_str().unwrap());
     assert_eq!(url, format!("{}/checkout/cs_test_standin2", standin.base));
 
     // A second checkout reuses the customer.
@@ -203,12 +219,20 @@ async fn checkout_and_signed_events_move_the_account_between_plans_once_each() {
         "ab".repeat(32)
     );
     let (status, answer) = app.stripe_event(&body, Some(signed)).await;
-    assert_eq!((status, answer["duplicate"].clone()), (200, json!(false)), "{answer}");
+    assert_eq!(
+        (status, answer["duplicate"].clone()),
+        (200, json!(false)),
+        "{answer}"
+    );
     let usage = app.plan_of(&alice).await;
     assert_eq!(usage["plan"]["name"], "pro");
     assert_eq!(usage["messages_today"]["limit"], 10000);
     assert_eq!(usage["subscription_status"], "active");
-    assert_eq!(app.plan_of(&bob).await["plan"]["name"], "free", "only Alice moved");
+    assert_eq!(
+        app.plan_of(&bob).await["plan"]["name"],
+        "free",
+        "only Alice moved"
+    );
 
     // Already subscribed: the portal, not a second checkout.
     let third = app
@@ -234,7 +258,9 @@ async fn checkout_and_signed_events_move_the_account_between_plans_once_each() {
     assert_eq!(portals[0].form["customer"], "cus_standin1");
     assert_eq!(portal_url, format!("{}/portal/bps_standin4", standin.base));
     assert!(standin.calls().iter().all(|call| call.method == "POST"));
-    let bobs_portal = app.api(Method::POST, "/api/billing/portal", &bob.token, None).await;
+    let bobs_portal = app
+        .api(Method::POST, "/api/billing/portal", &bob.token, None)
+        .await;
     assert_eq!(bobs_portal.status(), 409);
     assert_eq!(error_code(bobs_portal).await, "no_subscription");
 
@@ -308,23 +334,38 @@ async fn a_failed_payment_keeps_the_plan_through_the_grace_period() {
 
     let failed_at = Utc::now();
     let (status, _) = app
-        .signed_event(&invoice_event("evt_failed", "invoice.payment_failed", "cus_standin1"))
+        .signed_event(&invoice_event(
+            "evt_failed",
+            "invoice.payment_failed",
+            "cus_standin1",
+        ))
         .await;
     assert_eq!(status, 200);
     let usage = app.plan_of(&alice).await;
-    assert_eq!(usage["plan"]["name"], "pro", "still within the grace period");
-    let downgrade_at = chrono::DateTime::parse_from_rfc3339(usage["downgrade_at"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&Utc);
+    assert_eq!(
+        usage["plan"]["name"], "pro",
+        "still within the grace period"
+    );
+    let downgrade_at =
+        chrono::DateTime::parse_from_rfc3339(usage["downgrade_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
     let grace = downgrade_at - failed_at;
     assert!(
         (grace.num_seconds() - 24 * 3600).abs() < 60,
         "downgrade {grace} after the failure"
     );
     // A second failure does not push the downgrade further out.
-    app.signed_event(&invoice_event("evt_failed2", "invoice.payment_failed", "cus_standin1"))
-        .await;
-    assert_eq!(app.plan_of(&alice).await["downgrade_at"], usage["downgrade_at"]);
+    app.signed_event(&invoice_event(
+        "evt_failed2",
+        "invoice.payment_failed",
+        "cus_standin1",
+    ))
+    .await;
+    assert_eq!(
+        app.plan_of(&alice).await["downgrade_at"],
+        usage["downgrade_at"]
+    );
 
     // Paid after all: no downgrade pending.
     let (status, _) = app
@@ -354,12 +395,19 @@ async fn a_failed_payment_downgrades_once_the_grace_period_is_over() {
         .await;
     assert_eq!(app.plan_of(&alice).await["plan"]["name"], "pro");
     let (status, _) = app
-        .signed_event(&invoice_event("evt_failed", "invoice.payment_failed", "cus_standin1"))
+        .signed_event(&invoice_event(
+            "evt_failed",
+            "invoice.payment_failed",
+            "cus_standin1",
+        ))
         .await;
     assert_eq!(status, 200);
     let usage = app.plan_of(&alice).await;
     assert_eq!(usage["plan"]["name"], "free");
-    assert_eq!(usage["messages_today"]["limit"], 100, "the free plan's quota holds");
+    assert_eq!(
+        usage["messages_today"]["limit"], 100,
+        "the free plan's quota holds"
+    );
     // A later successful payment restores the paid plan.
     app.signed_event(&invoice_event("evt_paid", "invoice.paid", "cus_standin1"))
         .await;
@@ -389,7 +437,10 @@ async fn without_billing_configured_its_routes_say_so() {
     assert_eq!(checkout.status(), 404);
     assert_eq!(error_code(checkout).await, "billing_disabled");
     let (status, answer) = app.stripe_event("{}", Some("t=1,v1=00".into())).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("billing_disabled")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("billing_disabled"))
+    );
 
     // With billing on, a plan without a Stripe price cannot be bought, and a bad id is 400.
     let standin = StripeStandIn::start().await;
@@ -408,7 +459,12 @@ async fn without_billing_configured_its_routes_say_so() {
         (json!({}), None),
     ] {
         let response = app
-            .api(Method::POST, "/api/billing/checkout", &alice.token, Some(body.clone()))
+            .api(
+                Method::POST,
+                "/api/billing/checkout",
+                &alice.token,
+                Some(body.clone()),
+            )
             .await;
         assert_eq!(response.status(), 400, "{body}");
         let answer: Value = response.json().await.unwrap();

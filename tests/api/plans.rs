@@ -136,7 +136,11 @@ async fn over_quota_a_send_is_refused_and_stored_nowhere_until_the_admin_raises_
     assert_eq!(error_code(by_key).await, "quota_exceeded");
     let by_url = app
         .request(Method::GET, "/api/send")
-        .query(&[("api_key", key.as_str()), ("to", RECIPIENT), ("text", "by url")])
+        .query(&[
+            ("api_key", key.as_str()),
+            ("to", RECIPIENT),
+            ("text", "by url"),
+        ])
         .send()
         .await
         .unwrap();
@@ -147,7 +151,10 @@ async fn over_quota_a_send_is_refused_and_stored_nowhere_until_the_admin_raises_
     assert_eq!(usage["plan"]["name"], "free");
     assert_eq!(usage["messages_today"]["used"], 2);
     assert_eq!(usage["messages_today"]["limit"], 2);
-    assert_eq!(time(&usage["messages_today"]["resets_at"]), next_utc_midnight());
+    assert_eq!(
+        time(&usage["messages_today"]["resets_at"]),
+        next_utc_midnight()
+    );
     assert_eq!(usage["messages_this_month"]["used"], 2);
     assert_eq!(usage["messages_this_month"]["limit"], 1000);
     assert_eq!(
@@ -202,6 +209,12 @@ async fn over_quota_a_send_is_refused_and_stored_nowhere_until_the_admin_raises_
     assert_eq!(row(&alice.id)["plan"]["messages_today"], 3);
     assert_eq!(row(&alice.id)["plan"]["messages_per_day"], 3);
     assert_eq!(row(&bob.id)["plan"]["messages_today"], 1);
+    // And per plan, what its accounts sent.
+    let plans = app.admin_get("/api/admin/plans", &admin.token).await;
+    assert_eq!(plans["plans"][0]["name"], "free");
+    assert_eq!(plans["plans"][0]["members"], 3);
+    assert_eq!(plans["plans"][0]["messages_today"], 4);
+    assert_eq!(plans["plans"][0]["messages_this_month"], 4);
 }
 
 #[tokio::test]
@@ -271,8 +284,12 @@ async fn api_keys_and_webhook_endpoints_are_held_to_the_plan_at_creation() {
     let admin = app.new_admin().await;
     let alice = app.new_account().await;
     let free = app.free_plan_id(&admin).await;
-    app.patch_plan(&admin, &free, json!({ "api_keys": 1, "webhook_endpoints": 1 }))
-        .await;
+    app.patch_plan(
+        &admin,
+        &free,
+        json!({ "api_keys": 1, "webhook_endpoints": 1 }),
+    )
+    .await;
 
     let key = app.create_api_key(&alice).await;
     assert!(key.starts_with("bw_"));
@@ -361,10 +378,19 @@ async fn plan_admin_routes_are_for_admins_and_refuse_bad_input() {
     };
     for (body, field) in [
         (json!({ "name": "  " }), "name"),
-        (json!({ "name": "x", "messages_per_day": -1 }), "messages_per_day"),
-        (json!({ "name": "x", "price_currency": "dollars" }), "price_currency"),
+        (
+            json!({ "name": "x", "messages_per_day": -1 }),
+            "messages_per_day",
+        ),
+        (
+            json!({ "name": "x", "price_currency": "dollars" }),
+            "price_currency",
+        ),
         (json!({ "name": "x", "price_amount": -5 }), "price_amount"),
-        (json!({ "name": "x", "stripe_price_id": "price 1; drop" }), "stripe_price_id"),
+        (
+            json!({ "name": "x", "stripe_price_id": "price 1; drop" }),
+            "stripe_price_id",
+        ),
         (json!({ "messages_per_day": 5 }), "name"),
     ] {
         let (status, answer) = create(body.clone()).await;
@@ -372,11 +398,20 @@ async fn plan_admin_routes_are_for_admins_and_refuse_bad_input() {
         assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
     }
     let (status, answer) = create(json!({ "name": "x", "messages_per_day": "many" })).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_body")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
     let (status, answer) = create(json!({ "name": "x", "colour": "red" })).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_body")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
     let (status, answer) = create(json!({ "name": "free" })).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("plan_name_taken")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("plan_name_taken"))
+    );
 
     let (status, pro) = create(json!({
         "name": "pro", "messages_per_day": 5000, "messages_per_month": 100000,
@@ -384,11 +419,17 @@ async fn plan_admin_routes_are_for_admins_and_refuse_bad_input() {
     }))
     .await;
     assert_eq!(status, 201, "{pro}");
-    assert_eq!(pro["plan"]["price"], json!({ "amount": 1900, "currency": "eur" }));
+    assert_eq!(
+        pro["plan"]["price"],
+        json!({ "amount": 1900, "currency": "eur" })
+    );
     assert_eq!(pro["plan"]["api_keys"], Value::Null);
     let pro_id = pro["plan"]["id"].as_str().unwrap();
     let (status, answer) = create(json!({ "name": "pro 2", "stripe_price_id": "price_pro" })).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("stripe_price_taken")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("stripe_price_taken"))
+    );
 
     // Exactly one default: moving it takes it from the free plan; it cannot be just dropped.
     let (status, answer) = app
@@ -399,7 +440,10 @@ async fn plan_admin_routes_are_for_admins_and_refuse_bad_input() {
             Some(json!({ "is_default": false })),
         )
         .await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("default_plan_needed")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("default_plan_needed"))
+    );
     app.patch_plan(&admin, pro_id, json!({ "is_default": true }))
         .await;
     assert_eq!(app.usage(&user.token).await["plan"]["name"], "pro");
@@ -445,7 +489,10 @@ async fn plan_admin_routes_are_for_admins_and_refuse_bad_input() {
             Some(json!({ "plan_id": "not-a-uuid" })),
         )
         .await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("invalid_body")));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_body"))
+    );
 
     // Every change is in the audit log.
     let audit = app.admin_get("/api/admin/audit", &admin.token).await;

@@ -27,6 +27,8 @@ pub struct Call {
     pub path: String,
     pub authorization: String,
     pub form: HashMap<String, String>,
+    /// What the stand-in answered.
+    pub answer: Value,
 }
 
 #[derive(Default)]
@@ -71,7 +73,10 @@ impl StripeStandIn {
     }
 
     pub fn calls_to(&self, path: &str) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.path == path).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == path)
+            .collect()
     }
 }
 
@@ -106,15 +111,15 @@ async fn answer(
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let (status, answer) = {
         let mut state = state.lock().unwrap();
-        state.calls.push(Call {
-            method: method.clone(),
-            path: path.clone(),
-            authorization: authorization.clone(),
-            form: form.clone(),
-        });
+        let state = &mut *state;
         state.next_id += 1;
         let n = state.next_id;
-        let field = |name: &str| form.get(name).cloned().map(Value::String).unwrap_or(Value::Null);
+        let field = |name: &str| {
+            form.get(name)
+                .cloned()
+                .map(Value::String)
+                .unwrap_or(Value::Null)
+        };
         let metadata = |prefix: &str| {
             let mut metadata = serde_json::Map::new();
             for (key, value) in &form {
@@ -127,7 +132,7 @@ async fn answer(
             }
             Value::Object(metadata)
         };
-        if authorization != format!("Bearer {SECRET_KEY}") {
+        let answered = if authorization != format!("Bearer {SECRET_KEY}") {
             (
                 401,
                 json!({"error": {"type": "invalid_request_error",
@@ -169,7 +174,15 @@ async fn answer(
                                      "message": format!("Unrecognized request URL ({method}: {path})")}}),
                 ),
             }
-        }
+        };
+        state.calls.push(Call {
+            method: method.clone(),
+            path: path.clone(),
+            authorization: authorization.clone(),
+            form: form.clone(),
+            answer: answered.1.clone(),
+        });
+        answered
     };
     Ok(Response::builder()
         .status(status)
@@ -193,7 +206,10 @@ pub fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
 pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     format!(
         "t={timestamp},v1={}",
-        hex(&hmac_sha256(secret.as_bytes(), format!("{timestamp}.{body}").as_bytes()))
+        hex(&hmac_sha256(
+            secret.as_bytes(),
+            format!("{timestamp}.{body}").as_bytes()
+        ))
     )
 }
 

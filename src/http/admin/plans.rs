@@ -18,7 +18,7 @@ use crate::{
         filters::{Caller, json_body, with_state},
         routing::Route,
     },
-    plans::{self, Plan, PlanFields},
+    plans::{self, Plan, PlanFields, PlanMembers},
     state::AppState,
 };
 
@@ -82,8 +82,8 @@ struct PlanAssignment {
 struct AdminPlan {
     #[serde(flatten)]
     plan: Plan,
-    /// Accounts on this plan now.
-    members: i64,
+    #[serde(flatten)]
+    members: PlanMembers,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -225,9 +225,22 @@ fn validate(input: PlanInput) -> Result<PlanFields, ApiError> {
     })
 }
 
+/// What the audit log keeps of a plan: its values after the change, flat.
+fn audit_details(plan: &Plan) -> serde_json::Value {
+    json!({
+        "plan": plan.name, "plan_id": plan.id,
+        "messages_per_day": plan.messages_per_day, "messages_per_month": plan.messages_per_month,
+        "linked_numbers": plan.linked_numbers, "api_keys": plan.api_keys,
+        "webhook_endpoints": plan.webhook_endpoints,
+        "price": format!("{} {}", plan.price.amount, plan.price.currency),
+        "stripe_price_id": plan.stripe_price_id, "default": plan.is_default,
+    })
+}
+
 /// Plans
 ///
-/// Every plan, the default first, with how many accounts are on each.
+/// Every plan, the default first, with how many accounts are on each and what they sent
+/// today and this month.
 #[utoipa::path(get, path = "/api/admin/plans", tag = "admin", operation_id = "admin_list_plans",
     security(("bearer" = [])),
     responses((status = 200, description = "The plans", body = AdminPlanList)))]
@@ -248,7 +261,11 @@ async fn list(state: Arc<AppState>) -> Result<Response, ApiError> {
         (status = 201, description = "Created", body = OnePlan),
         (status = 409, description = "`plan_name_taken` or `stripe_price_taken`", body = ErrorBody),
     ))]
-async fn create(state: Arc<AppState>, caller: Caller, body: PlanInput) -> Result<Response, ApiError> {
+async fn create(
+    state: Arc<AppState>,
+    caller: Caller,
+    body: PlanInput,
+) -> Result<Response, ApiError> {
     if body.name.is_none() {
         return Err(ApiError::validation("name", "name is required"));
     }
@@ -256,7 +273,7 @@ async fn create(state: Arc<AppState>, caller: Caller, body: PlanInput) -> Result
     let mut conn = state.pool.get().await.map_err(crate::db::DbError::from)?;
     let tx = conn.transaction().await.map_err(crate::db::DbError::from)?;
     let plan = plans::create(&tx, &fields).await?;
-    audit::record(&tx, &caller.user, "plan.create", None, json!({ "plan": plan })).await?;
+    audit::record(&tx, &caller.user, "plan.create", None, audit_details(&plan)).await?;
     tx.commit().await.map_err(crate::db::DbError::from)?;
     Ok(json_reply(&OnePlan { plan }, StatusCode::CREATED))
 }
@@ -282,16 +299,8 @@ async fn update(
     let fields = validate(body)?;
     let mut conn = state.pool.get().await.map_err(crate::db::DbError::from)?;
     let tx = conn.transaction().await.map_err(crate::db::DbError::from)?;
-    let before = plans::get(&tx, id).await?;
     let plan = plans::update(&tx, id, &fields).await?;
-    audit::record(
-        &tx,
-        &caller.user,
-        "plan.update",
-        None,
-        json!({ "before": before, "after": plan }),
-    )
-    .await?;
+    audit::record(&tx, &caller.user, "plan.update", None, audit_details(&plan)).await?;
     tx.commit().await.map_err(crate::db::DbError::from)?;
     Ok(json_reply(&OnePlan { plan }, StatusCode::OK))
 }
