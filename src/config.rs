@@ -528,10 +528,8 @@ impl Settings {
         if let Some(v) = env("BOTWAVE_BILLING_STRIPE_WEBHOOK_SECRET") {
             self.billing.stripe_webhook_secret = set(v);
         }
-        if let Some(v) = env("BOTWAVE_BILLING_STRIPE_API_BASE") {
-            if let Some(v) = set(v) {
-                self.billing.stripe_api_base = v;
-            }
+        if let Some(v) = env("BOTWAVE_BILLING_STRIPE_API_BASE").and_then(set) {
+            self.billing.stripe_api_base = v;
         }
         if let Some(v) = env("BOTWAVE_WHATSAPP_URL") {
             self.whatsapp.url = set(v);
@@ -779,6 +777,35 @@ mod tests {
         assert_eq!(settings.listen.port(), 9000);
         assert_eq!(settings.database.pool_size, 7);
         assert_eq!(settings.data_dir, PathBuf::from("/srv/bw"));
+    }
+
+    #[test]
+    fn billing_and_plans_come_from_the_file_and_the_environment() {
+        let off = load("", &[]).unwrap();
+        assert!(!off.billing.enabled());
+        assert!(off.plans.enforce);
+        assert_eq!(off.billing.stripe_api_base, "https://api.stripe.com");
+        let on = load(
+            "[billing]\nstripe_secret_key = \"sk_test_1\"\ngrace_period_secs = 60\n",
+            &[
+                ("BOTWAVE_BILLING_STRIPE_WEBHOOK_SECRET", "whsec_1"),
+                ("BOTWAVE_BILLING_STRIPE_API_BASE", "http://127.0.0.1:12111"),
+                ("BOTWAVE_PLANS_ENFORCE", "false"),
+            ],
+        )
+        .unwrap();
+        assert!(on.billing.enabled());
+        assert!(!on.plans.enforce);
+        assert_eq!(on.billing.grace_period_secs, 60);
+        assert_eq!(on.billing.stripe_api_base, "http://127.0.0.1:12111");
+        let half = load("[billing]\nstripe_secret_key = \"sk_test_1\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(half.contains("stripe_webhook_secret"), "{half}");
+        let bad_base = load("[billing]\nstripe_api_base = \"ftp://x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_base.contains("stripe_api_base"), "{bad_base}");
     }
 
     #[test]

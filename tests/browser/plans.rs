@@ -85,3 +85,57 @@ async fn the_usage_bar_shows_the_quota_and_upgrade_leads_to_stripe_checkout() {
     let at = page.eval("location.href").await;
     assert_eq!(at.as_str(), Some(answered.as_str()));
 }
+
+#[tokio::test]
+async fn an_admin_creates_a_plan_and_moves_an_account_onto_it_from_the_pages() {
+    let app = spawn_app_with(|settings| settings.plans.enforce = true).await;
+    let admin = app.new_admin().await;
+    let account = app.new_account().await;
+
+    let page = Page::open(&app).await;
+    page.login(&admin.email, crate::helpers::PASSWORD).await;
+    page.wait_for_dashboard(&admin.email).await;
+    page.goto("#/admin/plans").await;
+    page.wait_for_text("#admin-plans-body", "free").await;
+    page.fill("#admin-plan-name", "team").await;
+    page.fill("#admin-plan-messages_per_day", "7").await;
+    page.fill("#admin-plan-api_keys", "5").await;
+    page.click("#admin-plan-save").await;
+    page.wait_for_text("#admin-plans-body", "team").await;
+    // A bad value is explained at its field.
+    page.fill("#admin-plan-name", "free").await;
+    page.click("#admin-plan-save").await;
+    page.wait_for_text("#admin-plan-error", "already exists")
+        .await;
+
+    page.goto("#/admin/users").await;
+    page.wait_for_text("#admin-users-body", &account.email)
+        .await;
+    let selector = format!("tr[data-user-id='{}'] select.plan-select", account.id);
+    page.wait_until(
+        "the account's plan select lists the new plan",
+        &format!(
+            "[...document.querySelector(\"{selector}\").options].some(o => o.text === 'team')"
+        ),
+    )
+    .await;
+    page.eval(&format!(
+        "(() => {{ const s = document.querySelector(\"{selector}\"); \
+           s.value = [...s.options].find(o => o.text === 'team').value; \
+           s.dispatchEvent(new Event('change')); return true; }})()"
+    ))
+    .await;
+    page.wait_for_text(
+        &format!("tr[data-user-id='{}'] .plan-usage", account.id),
+        "today 0/7",
+    )
+    .await;
+    let usage: serde_json::Value = app
+        .api(Method::GET, "/api/usage", &account.token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["plan"]["name"], "team");
+    assert_eq!(usage["api_keys"]["limit"], 5);
+}
