@@ -283,12 +283,9 @@ async fn insert(
     }
     let counted: bool = row.get("counted");
     let linked: bool = row.get("linked");
-    if !linked {
-        return Ok(Enqueued::NotLinked);
-    }
     // Not inserted: the key was used before (then nothing was counted, unless a concurrent
-    // request with the same key inserted first: that count is given back here), or the quota
-    // is used up.
+    // request with the same key inserted first: that count is given back here), nothing is
+    // linked, or the quota is used up.
     let existing = match &message.idempotency_key {
         Some(key) => {
             let sql = format!(
@@ -312,6 +309,9 @@ async fn insert(
     };
     if let Some(row) = existing.first() {
         return Ok(Enqueued::Replayed(Message::from_row(row)));
+    }
+    if !linked {
+        return Ok(Enqueued::NotLinked);
     }
     if counted {
         // Counted but neither inserted nor found: cannot happen (the conflict is the key's).

@@ -174,6 +174,7 @@ impl TestApp {
         settings.cluster = self.settings.cluster.clone();
         settings.cluster.node_name = Some(name.to_owned());
         settings.webhooks = self.settings.webhooks.clone();
+        settings.plans = self.settings.plans.clone();
         let (address, _, _, node) = RunningNode::start(&settings).await;
         PeerNode {
             address,

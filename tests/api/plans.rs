@@ -218,7 +218,7 @@ async fn over_quota_a_send_is_refused_and_stored_nowhere_until_the_admin_raises_
 }
 
 #[tokio::test]
-async fn concurrent_sends_never_pass_the_quota() {
+async fn concurrent_sends_on_two_nodes_never_pass_the_quota() {
     let app = enforcing_app().await;
     let admin = app.new_admin().await;
     let alice = app.new_account().await;
@@ -245,15 +245,22 @@ async fn concurrent_sends_never_pass_the_quota() {
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["plan"]["name"], "five a month");
 
+    // Half the sends reach a second node on the same database (with an API key: the nodes
+    // here have login-token secrets of their own): the quota is one for both.
+    let peer = app.spawn_peer("node-b").await;
+    let key = app.create_api_key(&alice).await;
     let sends = (0..20).map(|n| {
-        let app = &app;
-        let token = alice.token.clone();
-        async move {
-            app.send_web(&token, RECIPIENT, &format!("burst {n}"))
-                .await
-                .status()
-                .as_u16()
-        }
+        let node = if n % 2 == 0 {
+            &app.address
+        } else {
+            &peer.address
+        };
+        let request = app
+            .client
+            .post(format!("{node}/api/send"))
+            .header("X-Api-Key", &key)
+            .json(&json!({ "to": RECIPIENT, "text": format!("burst {n}") }));
+        async move { request.send().await.unwrap().status().as_u16() }
     });
     let statuses = futures_util::future::join_all(sends).await;
     let accepted = statuses.iter().filter(|s| **s == 202).count();
@@ -264,6 +271,7 @@ async fn concurrent_sends_never_pass_the_quota() {
     assert_eq!(usage["plan"]["name"], "five a month");
     assert_eq!(usage["messages_this_month"]["used"], 5);
     assert_eq!(usage["messages_today"]["limit"], Value::Null);
+    peer.stop().await;
 
     // Back on the default plan (`plan_id: null`).
     let (status, moved) = app
