@@ -42,6 +42,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
     pub limits: LimitSettings,
+    pub plans: PlanSettings,
+    pub billing: BillingSettings,
 }
 
 /// Request rate limits on the API: every account's token bucket, which all its API keys spend
@@ -64,12 +66,65 @@ impl Default for LimitSettings {
     }
 }
 
+/// Plans and quotas (`src/plans.rs`): the plans themselves are in the database, edited by
+/// admins; this only says whether their limits hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanSettings {
+    /// Refuse sends over a plan's message quotas (429 `quota_exceeded`) and new API keys and
+    /// webhook endpoints over its limits (403 `plan_limit_reached`). Off: usage is still
+    /// counted and shown, nothing is refused (an installation that does not sell access).
+    pub enforce: bool,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        Self { enforce: true }
+    }
+}
+
+/// Subscription billing through Stripe (`src/billing/`): off unless both secrets are set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingSettings {
+    /// The Stripe secret API key (`sk_live_…`, `sk_test_…` or a restricted `rk_…`).
+    pub stripe_secret_key: Option<String>,
+    /// The signing secret of the webhook endpoint set up in Stripe (`whsec_…`).
+    pub stripe_webhook_secret: Option<String>,
+    /// Where Stripe's API is; tests point it at a local stand-in.
+    pub stripe_api_base: String,
+    /// After a failed payment the account keeps its paid plan this long, then falls back to
+    /// the default plan (until a payment succeeds).
+    pub grace_period_secs: u64,
+    /// A webhook whose signed timestamp is further than this from now is refused (replays).
+    pub webhook_tolerance_secs: u64,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_api_base: "https://api.stripe.com".into(),
+            grace_period_secs: 3 * 24 * 3600,
+            webhook_tolerance_secs: 300,
+        }
+    }
+}
+
 impl LimitSettings {
     pub fn account_rate(&self) -> crate::auth::request_limit::Rate {
         crate::auth::request_limit::Rate {
             per_second: self.requests_per_second,
             burst: self.burst,
         }
+    }
+}
+
+impl BillingSettings {
+    /// Billing is on: both secrets are set.
+    pub fn enabled(&self) -> bool {
+        self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_some()
     }
 }
 
@@ -308,6 +363,8 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             webhooks: WebhookSettings::default(),
             limits: LimitSettings::default(),
+            plans: PlanSettings::default(),
+            billing: BillingSettings::default(),
         }
     }
 }
@@ -444,6 +501,9 @@ impl Settings {
             "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
             "BOTWAVE_LIMITS_REQUESTS_PER_SECOND" => limits.requests_per_second;
             "BOTWAVE_LIMITS_BURST" => limits.burst;
+            "BOTWAVE_PLANS_ENFORCE" => plans.enforce;
+            "BOTWAVE_BILLING_GRACE_PERIOD_SECS" => billing.grace_period_secs;
+            "BOTWAVE_BILLING_WEBHOOK_TOLERANCE_SECS" => billing.webhook_tolerance_secs;
         }
         if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
             self.cluster.node_name = set(v);
@@ -495,6 +555,15 @@ impl Settings {
         if let Some(v) = env("BOTWAVE_SMTP_FROM") {
             self.smtp.from = set(v);
         }
+        if let Some(v) = env("BOTWAVE_BILLING_STRIPE_SECRET_KEY") {
+            self.billing.stripe_secret_key = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_BILLING_STRIPE_WEBHOOK_SECRET") {
+            self.billing.stripe_webhook_secret = set(v);
+        }
+        if let Some(v) = env("BOTWAVE_BILLING_STRIPE_API_BASE").and_then(set) {
+            self.billing.stripe_api_base = v;
+        }
         if let Some(v) = env("BOTWAVE_WHATSAPP_URL") {
             self.whatsapp.url = set(v);
         }
@@ -534,6 +603,28 @@ impl Settings {
         }
         if let Err(message) = crate::mail::check_settings(&self.smtp) {
             return invalid("smtp", &message);
+        }
+        let billing = &self.billing;
+        if billing.stripe_secret_key.is_some() != billing.stripe_webhook_secret.is_some() {
+            return invalid(
+                "billing.stripe_secret_key",
+                "set both billing.stripe_secret_key and billing.stripe_webhook_secret, or neither",
+            );
+        }
+        match url::Url::parse(&billing.stripe_api_base) {
+            Ok(base) if matches!(base.scheme(), "http" | "https") && base.host().is_some() => {}
+            _ => {
+                return invalid(
+                    "billing.stripe_api_base",
+                    "must be an http:// or https:// URL",
+                );
+            }
+        }
+        if !(1..=3600).contains(&billing.webhook_tolerance_secs) {
+            return invalid("billing.webhook_tolerance_secs", "must be 1 to 3600");
+        }
+        if billing.grace_period_secs > 365 * 24 * 3600 {
+            return invalid("billing.grace_period_secs", "must be at most a year");
         }
         if self.whatsapp.resume_rate == 0 {
             return invalid("whatsapp.resume_rate", "must be at least 1");
@@ -725,6 +816,35 @@ mod tests {
         assert_eq!(settings.listen.port(), 9000);
         assert_eq!(settings.database.pool_size, 7);
         assert_eq!(settings.data_dir, PathBuf::from("/srv/bw"));
+    }
+
+    #[test]
+    fn billing_and_plans_come_from_the_file_and_the_environment() {
+        let off = load("", &[]).unwrap();
+        assert!(!off.billing.enabled());
+        assert!(off.plans.enforce);
+        assert_eq!(off.billing.stripe_api_base, "https://api.stripe.com");
+        let on = load(
+            "[billing]\nstripe_secret_key = \"sk_test_1\"\ngrace_period_secs = 60\n",
+            &[
+                ("BOTWAVE_BILLING_STRIPE_WEBHOOK_SECRET", "whsec_1"),
+                ("BOTWAVE_BILLING_STRIPE_API_BASE", "http://127.0.0.1:12111"),
+                ("BOTWAVE_PLANS_ENFORCE", "false"),
+            ],
+        )
+        .unwrap();
+        assert!(on.billing.enabled());
+        assert!(!on.plans.enforce);
+        assert_eq!(on.billing.grace_period_secs, 60);
+        assert_eq!(on.billing.stripe_api_base, "http://127.0.0.1:12111");
+        let half = load("[billing]\nstripe_secret_key = \"sk_test_1\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(half.contains("stripe_webhook_secret"), "{half}");
+        let bad_base = load("[billing]\nstripe_api_base = \"ftp://x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_base.contains("stripe_api_base"), "{bad_base}");
     }
 
     #[test]

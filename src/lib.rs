@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
@@ -16,6 +17,7 @@ pub mod mail;
 pub mod message_log;
 pub mod metrics;
 pub mod password_reset;
+pub mod plans;
 pub mod qr;
 pub mod startup;
 pub mod state;

@@ -40,6 +40,8 @@ pub enum StartupError {
     Sessions(String),
     #[error("cannot join the cluster: {0}")]
     Cluster(String),
+    #[error("cannot set up billing: {0}")]
+    Billing(String),
     #[error("cannot set up webhook deliveries: {0}")]
     Webhooks(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -206,6 +208,8 @@ impl Application {
             },
         );
         state.demo_simulator = demo_simulator;
+        state.billing = crate::billing::Billing::from_settings(&settings.billing)
+            .map_err(StartupError::Billing)?;
         state.webhook_metrics = webhook_worker.metrics.clone();
         if settings.http.public_url.is_none() {
             // The address actually bound (`listen` may say port 0).

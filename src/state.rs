@@ -77,6 +77,10 @@ pub struct AppState {
     pub webhook_secret_grace: Duration,
     /// Every account's request rate (`limits.*`), which its API keys spend from together.
     pub account_rate: crate::auth::request_limit::Rate,
+    /// Plans' quotas and limits refuse what passes them (`plans.enforce`).
+    pub plans_enforced: bool,
+    /// Stripe billing, when configured.
+    pub billing: Option<crate::billing::Billing>,
 }
 
 impl AppState {
@@ -150,6 +154,8 @@ impl AppState {
             webhook_allow_private: settings.webhooks.allow_private_targets,
             webhook_secret_grace: Duration::from_secs(settings.webhooks.secret_grace_secs),
             account_rate: settings.limits.account_rate(),
+            plans_enforced: settings.plans.enforce,
+            billing: None,
         }
     }
 }

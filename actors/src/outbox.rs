@@ -162,46 +162,105 @@ pub enum Enqueued {
     Replayed(Message),
     /// The user has no linked WhatsApp account; nothing was queued.
     NotLinked,
+    /// The user's plan allows no more messages in this day or month; nothing was stored.
+    OverQuota(QuotaExceeded),
 }
 
-/// Queues `message`. With an idempotency key already used by this user, nothing is
-/// inserted and the existing row comes back with `false`.
+/// Which quota a refused send ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    Day,
+    Month,
+}
+
+/// A send refused for the plan's quota: the limit, what was used, and when a send passes again
+/// (the end of the UTC day or month, by the database's clock).
+#[derive(Debug, Clone)]
+pub struct QuotaExceeded {
+    pub period: QuotaPeriod,
+    pub limit: i32,
+    pub used: i32,
+    pub resets_at: DateTime<Utc>,
+}
+
+/// Queues `message` (no quota applies: the session tests and tools use it). With an
+/// idempotency key already used by this user, nothing is inserted and the existing row comes
+/// back with `false`.
 pub async fn enqueue(pool: &PgPool, message: NewMessage) -> Result<(Message, bool), SessionError> {
-    match insert(pool, message, false).await? {
+    match insert(pool, message, false, false).await? {
         Enqueued::Created(message) => Ok((message, true)),
         Enqueued::Replayed(message) => Ok((message, false)),
-        Enqueued::NotLinked => Err(SessionError::NotQueued),
+        Enqueued::NotLinked | Enqueued::OverQuota(_) => Err(SessionError::NotQueued),
     }
 }
 
-/// Queues `message` if its user has a linked WhatsApp account, in one statement on the
-/// way of every send request (a second one only to find an idempotent request's original).
+/// Queues `message` if its user has a linked WhatsApp account and, when `enforce_quota`, if the
+/// user's plan allows one more message today and this month: checked, counted and stored in
+/// one statement on the way of every send request (a second one only to find an idempotent
+/// request's original).
 pub async fn enqueue_for_linked(
     pool: &PgPool,
     message: NewMessage,
+    enforce_quota: bool,
 ) -> Result<Enqueued, SessionError> {
-    insert(pool, message, true).await
+    insert(pool, message, true, enforce_quota).await
 }
+
+/// The send statement. `plan_usage` is counted by a conditional upsert whose row lock makes
+/// concurrent sends of one user take turns (on every node: the lock is in PostgreSQL), and the
+/// message is inserted only from the counted row, so a send over quota stores nothing. An
+/// idempotent retry (the key exists) and a send without a linked account count nothing.
+const SEND_SQL: &str = "
+WITH plan AS (
+    SELECT p.messages_per_day AS day_limit, p.messages_per_month AS month_limit
+    FROM effective_plans e JOIN plans p ON p.id = e.plan_id WHERE e.user_id = $2),
+gate AS (
+    SELECT (NOT $8 OR EXISTS (
+                SELECT 1 FROM wa_sessions s JOIN wa_device d ON d.session_id = s.id
+                WHERE s.user_id = $2 AND d.pn IS NOT NULL)) AS linked,
+           ($7::text IS NULL OR NOT EXISTS (
+                SELECT 1 FROM messages WHERE user_id = $2 AND idempotency_key = $7)) AS fresh),
+counted AS (
+    INSERT INTO plan_usage AS u (user_id, day, day_count, month, month_count)
+    SELECT $2, usage_day(), 1, usage_month(), 1 FROM plan, gate
+    WHERE gate.linked AND gate.fresh
+      AND (NOT $9 OR (coalesce(plan.day_limit, 1) >= 1 AND coalesce(plan.month_limit, 1) >= 1))
+    ON CONFLICT (user_id) DO UPDATE SET
+        day_count = CASE WHEN u.day = EXCLUDED.day THEN u.day_count + 1 ELSE 1 END,
+        month_count = CASE WHEN u.month = EXCLUDED.month THEN u.month_count + 1 ELSE 1 END,
+        day = EXCLUDED.day, month = EXCLUDED.month
+    WHERE NOT $9 OR (
+        (CASE WHEN u.day = EXCLUDED.day THEN u.day_count ELSE 0 END)
+            < coalesce((SELECT day_limit FROM plan), 2147483647)
+        AND (CASE WHEN u.month = EXCLUDED.month THEN u.month_count ELSE 0 END)
+            < coalesce((SELECT month_limit FROM plan), 2147483647))
+    RETURNING 1),
+inserted AS (
+    INSERT INTO messages (id, user_id, recipient, body, source, api_key_id, idempotency_key)
+    SELECT $1, $2, $3, $4, $5, $6, $7 FROM counted
+    ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *)
+SELECT inserted.*, EXISTS (SELECT 1 FROM counted) AS counted, gate.linked,
+       plan.day_limit, plan.month_limit,
+       coalesce((SELECT CASE WHEN day = usage_day() THEN day_count ELSE 0 END
+                 FROM plan_usage WHERE user_id = $2), 0) AS day_used,
+       coalesce((SELECT CASE WHEN month = usage_month() THEN month_count ELSE 0 END
+                 FROM plan_usage WHERE user_id = $2), 0) AS month_used,
+       (usage_day() + 1)::timestamp AT TIME ZONE 'UTC' AS day_resets_at,
+       (usage_month() + interval '1 month')::timestamp AT TIME ZONE 'UTC' AS month_resets_at
+FROM gate CROSS JOIN plan LEFT JOIN inserted ON true";
 
 async fn insert(
     pool: &PgPool,
     message: NewMessage,
     linked_only: bool,
+    enforce_quota: bool,
 ) -> Result<Enqueued, SessionError> {
     let conn = pool.get().await?;
     // A linked account is a stored device with a phone number, as `sessions::status` has it.
-    let insert = format!(
-        "INSERT INTO messages (id, user_id, recipient, body, source, api_key_id, idempotency_key)
-         SELECT $1, $2, $3, $4, $5, $6, $7
-         WHERE NOT $8 OR EXISTS (
-             SELECT 1 FROM wa_sessions s JOIN wa_device d ON d.session_id = s.id
-             WHERE s.user_id = $2 AND d.pn IS NOT NULL)
-         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING {MESSAGE_COLUMNS}"
-    );
-    let inserted = conn
+    let rows = conn
         .query_typed(
-            insert.as_str(),
+            SEND_SQL,
             &[
                 (&Uuid::new_v4(), Type::UUID),
                 (&message.user_id, Type::UUID),
@@ -211,31 +270,85 @@ async fn insert(
                 (&message.api_key_id, Type::UUID),
                 (&message.idempotency_key, Type::TEXT),
                 (&linked_only, Type::BOOL),
+                (&enforce_quota, Type::BOOL),
             ],
         )
         .await?;
-    if let Some(row) = inserted.first() {
+    // No row: the user does not exist (the plan join found nothing).
+    let Some(row) = rows.first() else {
+        return Err(SessionError::NotQueued);
+    };
+    if row.get::<_, Option<Uuid>>("id").is_some() {
         return Ok(Enqueued::Created(Message::from_row(row)));
     }
-    // Not inserted: the key was used before, or (only when checking) nothing is linked.
+    let counted: bool = row.get("counted");
+    let linked: bool = row.get("linked");
+    // Not inserted: the key was used before (then nothing was counted, unless a concurrent
+    // request with the same key inserted first: that count is given back here), nothing is
+    // linked, or the quota is used up.
     let existing = match &message.idempotency_key {
         Some(key) => {
             let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND idempotency_key = $2"
+                "WITH given_back AS (
+                     UPDATE plan_usage SET day_count = greatest(day_count - 1, 0),
+                                           month_count = greatest(month_count - 1, 0)
+                     WHERE user_id = $1 AND $3)
+                 SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1 AND idempotency_key = $2"
             );
             conn.query_typed(
                 sql.as_str(),
-                &[(&message.user_id, Type::UUID), (key, Type::TEXT)],
+                &[
+                    (&message.user_id, Type::UUID),
+                    (key, Type::TEXT),
+                    (&counted, Type::BOOL),
+                ],
             )
             .await?
         }
         None => Vec::new(),
     };
-    match existing.first() {
-        Some(row) => Ok(Enqueued::Replayed(Message::from_row(row))),
-        None if linked_only => Ok(Enqueued::NotLinked),
-        None => Err(SessionError::NotQueued),
+    if let Some(row) = existing.first() {
+        return Ok(Enqueued::Replayed(Message::from_row(row)));
     }
+    if !linked {
+        return Ok(Enqueued::NotLinked);
+    }
+    if counted {
+        // Counted but neither inserted nor found: cannot happen (the conflict is the key's).
+        return Err(SessionError::NotQueued);
+    }
+    Ok(Enqueued::OverQuota(quota_exceeded(row)))
+}
+
+/// Which limit refused the send, from the send statement's row.
+fn quota_exceeded(row: &Row) -> QuotaExceeded {
+    let day_limit: Option<i32> = row.get("day_limit");
+    let month_limit: Option<i32> = row.get("month_limit");
+    let day_used: i32 = row.get("day_used");
+    let month_used: i32 = row.get("month_used");
+    let month = month_limit
+        .filter(|limit| month_used >= *limit)
+        .map(|limit| QuotaExceeded {
+            period: QuotaPeriod::Month,
+            limit,
+            used: month_used,
+            resets_at: row.get("month_resets_at"),
+        });
+    let day = day_limit
+        .filter(|limit| day_used >= *limit)
+        .map(|limit| QuotaExceeded {
+            period: QuotaPeriod::Day,
+            limit,
+            used: day_used,
+            resets_at: row.get("day_resets_at"),
+        });
+    // The month's reset is the later one: a send passes only once every used-up quota resets.
+    month.or(day).unwrap_or(QuotaExceeded {
+        period: QuotaPeriod::Day,
+        limit: day_limit.unwrap_or(0),
+        used: day_used,
+        resets_at: row.get("day_resets_at"),
+    })
 }
 
 /// One message by id, for its owner.

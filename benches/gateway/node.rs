@@ -14,7 +14,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use botwave::{
-    config::{AuthSettings, DatabaseSettings, HttpSettings, Settings, WhatsappSettings},
+    config::{
+        AuthSettings, DatabaseSettings, HttpSettings, PlanSettings, Settings, WhatsappSettings,
+    },
     db::DbPool,
     startup::Application,
 };
@@ -63,6 +65,9 @@ impl InProcessNode {
                 max_websockets_per_user: CONNECTION_CAP,
                 ..HttpSettings::default()
             },
+            // The bench measures the pipeline, not a plan's quotas: the default plan's 100
+            // messages a day would stop it at once. Usage is still counted, as in production.
+            plans: PlanSettings { enforce: false },
             ..Settings::default()
         };
         // As many worker threads as `botwave serve` gets (one per core), apart from the
@@ -138,6 +143,7 @@ impl NodeProcess {
             ("BOTWAVE_MAX_CONNECTIONS_PER_IP", cap.clone()),
             ("BOTWAVE_MAX_WEBSOCKETS_PER_IP", cap.clone()),
             ("BOTWAVE_MAX_WEBSOCKETS_PER_USER", cap),
+            ("BOTWAVE_PLANS_ENFORCE", "false".to_owned()),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))

@@ -39,6 +39,18 @@ pub struct UserSummary {
     /// The WhatsApp session, if the user ever started one.
     pub session: Option<SessionSummary>,
     pub messages: MessageCounts,
+    /// The plan the account is on now, and its use of the message quotas.
+    pub plan: PlanUsageSummary,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlanUsageSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub messages_today: i32,
+    pub messages_per_day: Option<i32>,
+    pub messages_this_month: i32,
+    pub messages_per_month: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -87,8 +99,17 @@ pub async fn list(
                  LIMIT $2 OFFSET $3
              )
              SELECT p.*, s.state AS session_state, s.phone AS session_phone,
-                    m.total, m.failed, m.last_at
+                    m.total, m.failed, m.last_at,
+                    pl.id AS plan_id, pl.name AS plan_name, pl.messages_per_day,
+                    pl.messages_per_month,
+                    coalesce(CASE WHEN u.day = usage_day() THEN u.day_count END, 0)
+                        AS messages_today,
+                    coalesce(CASE WHEN u.month = usage_month() THEN u.month_count END, 0)
+                        AS messages_this_month
              FROM page p
+             JOIN effective_plans e ON e.user_id = p.id
+             JOIN plans pl ON pl.id = e.plan_id
+             LEFT JOIN plan_usage u ON u.user_id = p.id
              LEFT JOIN wa_sessions s ON s.user_id = p.id
              CROSS JOIN LATERAL (
                  SELECT count(*) AS total,
@@ -122,6 +143,14 @@ pub async fn list(
                 total: row.get("total"),
                 failed: row.get("failed"),
                 last_at: row.get("last_at"),
+            },
+            plan: PlanUsageSummary {
+                id: row.get("plan_id"),
+                name: row.get("plan_name"),
+                messages_today: row.get("messages_today"),
+                messages_per_day: row.get("messages_per_day"),
+                messages_this_month: row.get("messages_this_month"),
+                messages_per_month: row.get("messages_per_month"),
             },
         })
         .collect();

@@ -48,13 +48,37 @@ export function createAnalyticsView() {
   );
   const charts = el("div", { class: "charts", id: "admin-charts" });
   const { wrap, body } = table("Top senders", ["User", "Messages", "Web", "API", "Failed", "Delivery rate"], "admin-top-body");
+  const byPlan = table("Usage by plan", ["Plan", "Accounts", "Sent today", "Sent this month", "Quota per account (day / month)"], "admin-plan-usage-body");
   const root = el(
     "div",
     { class: "admin-stack" },
     card("admin-analytics-title", "Analytics", form, errorLine("admin-analytics-error"), numbers, el("p", { class: "hint", id: "admin-analytics-note" })),
     card("admin-charts-title", "Charts", charts),
     card("admin-top-title", "Top senders", wrap, el("p", { id: "admin-top-empty", class: "hint", hidden: true, text: "No messages in this range." })),
+    card("admin-plan-usage-title", "Usage by plan (today and this month, UTC)", byPlan.wrap),
   );
+
+  async function loadPlans() {
+    const limit = (value) => (value === null ? "∞" : formatCount(value));
+    try {
+      const answer = await api("GET", "/api/admin/plans");
+      byPlan.body.replaceChildren(
+        ...answer.plans.map((plan) =>
+          el(
+            "tr",
+            { "data-plan-id": plan.id },
+            el("td", { text: plan.name }),
+            el("td", { class: "num", text: formatCount(plan.members) }),
+            el("td", { class: "num", text: formatCount(plan.messages_today) }),
+            el("td", { class: "num", text: formatCount(plan.messages_this_month) }),
+            el("td", { class: "num", text: `${limit(plan.messages_per_day)} / ${limit(plan.messages_per_month)}` }),
+          ),
+        ),
+      );
+    } catch (error) {
+      setText("admin-analytics-error", error.message);
+    }
+  }
 
   function query() {
     return new URLSearchParams({ from: from.value, until: until.value });
@@ -162,7 +186,7 @@ export function createAnalyticsView() {
 
   return {
     root,
-    show: load,
+    show: () => Promise.all([load(), loadPlans()]),
     hide() {},
     onEvent() {},
     onResync() {},

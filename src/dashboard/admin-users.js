@@ -25,6 +25,7 @@ export function createUsersView({ selfId }) {
   let page = 1;
   let search = "";
   let visible = false;
+  let plans = []; // for the plan select of each row, loaded with the list
 
   // Create form
   const email = el("input", { id: "admin-new-email", type: "email", autocomplete: "off", required: true, "aria-describedby": "admin-new-email-error" });
@@ -50,7 +51,7 @@ export function createUsersView({ selfId }) {
 
   // List
   const searchInput = el("input", { id: "admin-users-search", type: "search", placeholder: "Search by email", autocomplete: "off" });
-  const { wrap, body } = table("Accounts", ["Email", "Role", "Status", "WhatsApp", "Messages", "Created", "Actions"], "admin-users-body");
+  const { wrap, body } = table("Accounts", ["Email", "Role", "Status", "WhatsApp", "Messages", "Plan", "Created", "Actions"], "admin-users-body");
   const prev = el("button", { type: "button", id: "admin-users-prev", class: "secondary small", text: "Previous" });
   const next = el("button", { type: "button", id: "admin-users-next", class: "secondary small", text: "Next" });
   const pageInfo = el("span", { id: "admin-users-page", class: "hint", "aria-live": "polite" });
@@ -117,12 +118,28 @@ export function createUsersView({ selfId }) {
       : ["—"];
     const status = user.disabled ? "Disabled" : "Active";
     const messages = `${formatCount(user.messages.total)}${user.messages.failed ? ` (${formatCount(user.messages.failed)} failed)` : ""}`;
+    const quota = (used, limit) => (limit === null ? formatCount(used) : `${formatCount(used)}/${formatCount(limit)}`);
+    const planSelect = el(
+      "select",
+      { class: "plan-select", "aria-label": `Plan of ${user.email}` },
+      ...plans.map((plan) => el("option", { value: plan.id, text: plan.name, selected: plan.id === user.plan.id })),
+    );
+    planSelect.onchange = () => busy(planSelect, change("PUT", "/plan", { plan_id: planSelect.value }));
     tr.append(
       el("td", { class: "email" }, user.email, self ? el("span", { class: "tag", text: "you" }) : null),
       el("td", { class: "role", text: user.role === "admin" ? "Admin" : "User" }),
       el("td", { class: "status-cell" }, el("span", { class: "status", "data-status": user.disabled ? "failed" : "delivered", text: status })),
       el("td", { class: "whatsapp" }, ...whatsapp),
       el("td", { class: "num", text: messages }),
+      el(
+        "td",
+        { class: "plan" },
+        planSelect,
+        el("span", {
+          class: "hint plan-usage",
+          text: ` today ${quota(user.plan.messages_today, user.plan.messages_per_day)} · month ${quota(user.plan.messages_this_month, user.plan.messages_per_month)}`,
+        }),
+      ),
       el("td", { class: "time", text: formatTime(user.created_at) }),
       el(
         "td",
@@ -171,8 +188,9 @@ export function createUsersView({ selfId }) {
     if (search) query.set("search", search);
     const request = ++latest;
     try {
-      const answer = await api("GET", `/api/admin/users?${query}`);
+      const [answer, planList] = await Promise.all([api("GET", `/api/admin/users?${query}`), api("GET", "/api/admin/plans")]);
       if (request !== latest) return;
+      plans = planList.plans;
       const pages = Math.max(1, Math.ceil(answer.total / PER_PAGE));
       if (page > pages) {
         // The last page emptied (a delete, a narrower search): show the new last one.

@@ -8,10 +8,12 @@ import { createUsersView } from "./admin-users.js";
 import { createAnalyticsView } from "./admin-analytics.js";
 import { createAuditView } from "./admin-audit.js";
 import { createClusterView } from "./admin-cluster.js";
+import { createPlansView } from "./admin-plans.js";
 
 const TABS = [
   ["sessions", "Sessions"],
   ["users", "Users"],
+  ["plans", "Plans"],
   ["analytics", "Analytics"],
   ["audit", "Audit log"],
   ["cluster", "Cluster"],
@@ -21,6 +23,7 @@ export function createAdmin({ live, selfId }) {
   const views = {
     sessions: createSessionsView(),
     users: createUsersView({ selfId }),
+    plans: createPlansView(),
     analytics: createAnalyticsView(),
     audit: createAuditView(),
     cluster: createClusterView(),

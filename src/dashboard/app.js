@@ -9,6 +9,7 @@ import { createMessages } from "./messages.js";
 import { createKeys } from "./keys.js";
 import { createWebhooks } from "./webhooks.js";
 import { createConversations } from "./conversations.js";
+import { createPlan } from "./plan.js";
 import { createPasswordForm } from "./password.js";
 import { createAdmin } from "./admin.js";
 import { createResetForms, resetToken } from "./reset.js";
@@ -78,17 +79,20 @@ async function start() {
   const keys = createKeys();
   const webhooks = createWebhooks();
   const conversations = createConversations({ userId: user.id });
+  const plan = createPlan();
   const live = new Live({
     onEvent: (event) => {
       connection.onEvent(event);
       messages.onEvent(event);
       conversations.onEvent(event);
       webhooks.onEvent(event);
+      plan.onEvent(event);
     },
     onResync: () => {
       connection.refresh();
       messages.resync();
       conversations.load();
+      plan.load();
     },
     onMode: (mode) => {
       const badge = $("live-mode");
@@ -101,13 +105,13 @@ async function start() {
   });
   createPasswordForm({ live, onKeysChanged: () => keys.load() });
   const admin = user.role === "admin" ? createAdmin({ live, selfId: user.id }) : null;
-  current = { user, connection, messages, keys, webhooks, conversations, live, admin };
+  current = { user, connection, messages, keys, webhooks, conversations, plan, live, admin };
   $("user-email").textContent = user.email;
   $("nav").hidden = false;
   $("session").hidden = false;
   if (location.hash === "#/login" || location.hash === "#/register") location.hash = "#/";
   route();
-  await Promise.all([connection.refresh(), messages.load(), conversations.load()]);
+  await Promise.all([connection.refresh(), messages.load(), conversations.load(), plan.load()]);
   live.start(session.token);
 }
 

@@ -71,6 +71,7 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
             asset(include_bytes!("../dashboard/password.js"), js),
         ),
         ("dom.js", asset(include_bytes!("../dashboard/dom.js"), js)),
+        ("plan.js", asset(include_bytes!("../dashboard/plan.js"), js)),
         (
             "reset.js",
             asset(include_bytes!("../dashboard/reset.js"), js),
@@ -106,6 +107,10 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         (
             "admin-audit.js",
             asset(include_bytes!("../dashboard/admin-audit.js"), js),
+        ),
+        (
+            "admin-plans.js",
+            asset(include_bytes!("../dashboard/admin-plans.js"), js),
         ),
         (
             "admin-cluster.js",

@@ -78,6 +78,23 @@ pub enum ApiError {
     /// The node running the session did not answer; whether it acted is unknown.
     #[error("{0}")]
     OwnerUnreachable(String),
+    /// A send over the plan's message quota; `resets_at` is when one passes again.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        resets_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// One more API key or webhook endpoint than the plan allows.
+    #[error("{0}")]
+    PlanLimitReached(String),
+    /// A Stripe webhook whose signature does not check out.
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("billing is not configured on this server")]
+    BillingDisabled,
+    /// Stripe failed or answered something unusable.
+    #[error("{0}")]
+    BillingProvider(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -102,6 +119,9 @@ struct ErrorDetail<'a> {
     /// The scope the API key lacks, for `insufficient_scope`.
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<&'a str>,
+    /// For `quota_exceeded`: when a send passes again (also as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ApiError {
@@ -135,6 +155,11 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::OwnerUnreachable(_) => (StatusCode::SERVICE_UNAVAILABLE, "owner_unreachable"),
+            ApiError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            ApiError::PlanLimitReached(_) => (StatusCode::FORBIDDEN, "plan_limit_reached"),
+            ApiError::BillingDisabled => (StatusCode::NOT_FOUND, "billing_disabled"),
+            ApiError::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "invalid_signature"),
+            ApiError::BillingProvider(_) => (StatusCode::BAD_GATEWAY, "billing_provider_error"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -164,12 +189,17 @@ impl ApiError {
             ApiError::InsufficientScope(scope) => Some(scope.as_str()),
             _ => None,
         };
+        let resets_at = match &self {
+            ApiError::QuotaExceeded { resets_at, .. } => Some(*resets_at),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code,
                 message,
                 field,
                 scope,
+                resets_at,
             },
         };
         let mut response =
@@ -187,6 +217,18 @@ impl ApiError {
         }
         if let ApiError::RateLimited(status) = &self {
             status.insert_headers(response.headers_mut());
+        }
+        if let ApiError::QuotaExceeded { resets_at, .. } = &self {
+            let seconds = (*resets_at - chrono::Utc::now())
+                .num_seconds()
+                .max(1)
+                .to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+        }
+        if let ApiError::BillingProvider(detail) = &self {
+            tracing::warn!(%detail, "Stripe request failed");
         }
         if let ApiError::TooManyRequests(retry_after) = self {
             let seconds = retry_after.as_secs().max(1).to_string();
@@ -289,6 +331,7 @@ pub fn raw_error_response(status: StatusCode, code: &str, message: &str) -> Vec<
             message: message.to_owned(),
             field: None,
             scope: None,
+            resets_at: None,
         },
     })
     .unwrap_or_default();
@@ -317,6 +360,7 @@ fn method_not_allowed() -> Response {
             message: "this route does not take that method".into(),
             field: None,
             scope: None,
+            resets_at: None,
         },
     };
     warp::reply::with_status(warp::reply::json(&body), StatusCode::METHOD_NOT_ALLOWED)

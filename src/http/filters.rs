@@ -96,7 +96,7 @@ fn is_json_media_type(value: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-async fn collect(
+pub(super) async fn collect(
     body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
 ) -> Result<bytes::Bytes, warp::Error> {
     use futures_util::StreamExt;

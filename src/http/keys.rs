@@ -196,6 +196,7 @@ fn parse_rate(input: RateInput, account: Rate) -> Result<KeyRate, ApiError> {
     responses(
         (status = 201, description = "Created; `key` is shown only here", body = CreatedKey),
         (status = 400, description = "`validation_failed`: `name`, `scopes` (an unknown or no scope) or `rate_limit.*` (not above 0, above the account's)", body = ErrorBody),
+        (status = 403, description = "`plan_limit_reached`: the plan allows no more API keys", body = ErrorBody),
     ))]
 async fn create(
     state: Arc<AppState>,
@@ -217,6 +218,8 @@ async fn create(
         .rate_limit
         .map(|rate| parse_rate(rate, state.account_rate))
         .transpose()?;
+    crate::http::usage::ensure_room(&state, caller.user.id, crate::plans::Resource::ApiKeys)
+        .await?;
     let key = api_key::generate();
     let stored = api_keys::create(
         &state.pool,

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use botwave_actors::{
     inbound::InboundMessage,
-    outbox::{self, Enqueued, Message, MessageSource, MessageStatus, NewMessage},
+    outbox::{self, Enqueued, Message, MessageSource, MessageStatus, NewMessage, QuotaPeriod},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -118,6 +118,8 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
         (status = 202, description = "Queued (or, for a repeated `Idempotency-Key`, the first request's message)", body = Message,
             headers(("idempotent-replayed" = String, description = "`true` when this is the first request's message"))),
         (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's messages for the day or month are used up; nothing was stored. `resets_at` (and `Retry-After`) say when a send passes again", body = ErrorBody,
+            headers(("retry-after" = String, description = "Seconds until the quota resets"))),
     ))]
 async fn web_send(
     state: Arc<AppState>,
@@ -140,6 +142,8 @@ async fn web_send(
         (status = 202, description = "Queued", body = Message,
             headers(("idempotent-replayed" = String, description = "`true` when this is the first request's message"))),
         (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's quota is used up; nothing was stored", body = ErrorBody,
+            headers(("retry-after" = String, description = "Seconds until the quota resets"))),
     ))]
 async fn api_send(
     state: Arc<AppState>,
@@ -210,6 +214,7 @@ async fn send(
             api_key_id,
             idempotency_key,
         },
+        state.plans_enforced,
     )
     .await?;
     let (message, created) = match enqueued {
@@ -220,6 +225,23 @@ async fn send(
                 "not_paired",
                 "no WhatsApp account is linked: POST /api/whatsapp/initialize and scan the QR code first".into(),
             ));
+        }
+        Enqueued::OverQuota(quota) => {
+            let period = match quota.period {
+                QuotaPeriod::Day => "today",
+                QuotaPeriod::Month => "this month",
+            };
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "your plan allows {} messages {period} and {} were sent; sending is possible again at {}",
+                    quota.limit,
+                    quota.used,
+                    quota
+                        .resets_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                resets_at: quota.resets_at,
+            });
         }
     };
     if created {
@@ -254,6 +276,8 @@ async fn send(
         (status = 401, description = "No or an unknown `api_key`", body = ErrorBody),
         (status = 403, description = "`account_disabled`, or `insufficient_scope`: the key lacks `messages:send`", body = ErrorBody),
         (status = 409, description = "`not_paired`: no WhatsApp account is linked", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the plan's quota is used up; nothing was stored", body = ErrorBody,
+            headers(("retry-after" = String, description = "Seconds until the quota resets"))),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     ))]
 async fn send_from_query(

@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod billing;
 mod dashboard;
 pub mod error;
 mod filters;
@@ -19,6 +20,7 @@ mod rate_headers;
 pub mod routing;
 pub mod server;
 pub mod socket_io;
+mod usage;
 mod webhooks;
 mod whatsapp;
 pub mod ws;
@@ -46,6 +48,8 @@ pub fn table(state: &Arc<AppState>) -> Vec<Route> {
         whatsapp::routes(state),
         messages::routes(state),
         webhooks::routes(state),
+        usage::routes(state),
+        billing::routes(state),
         admin::routes(state),
         ws::routes(state),
         dashboard::routes(state),

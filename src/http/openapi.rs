@@ -19,8 +19,8 @@ use utoipa::{
 use warp::{Filter, http::HeaderValue};
 
 use super::{
-    account, admin, dashboard, error::ErrorBody, health, keys, messages, metrics, password_reset,
-    routing::Route, webhooks, whatsapp, ws,
+    account, admin, billing, dashboard, error::ErrorBody, health, keys, messages, metrics,
+    password_reset, routing::Route, usage, webhooks, whatsapp, ws,
 };
 use crate::state::AppState;
 
@@ -70,6 +70,11 @@ const DOCS_HTML: &str = include_str!("../dashboard/api-docs.html");
         webhooks::replay_one,
         webhooks::replay_all,
         webhooks::attempts,
+        usage::usage,
+        usage::plans,
+        billing::checkout,
+        billing::portal,
+        billing::stripe_webhook,
         ws::upgrade,
         dashboard::index,
         dashboard::reset_page,
@@ -88,6 +93,7 @@ const DOCS_HTML: &str = include_str!("../dashboard/api-docs.html");
         (name = "whatsapp", description = "Linking the account's WhatsApp"),
         (name = "messages", description = "Sending, and the message log"),
         (name = "webhooks", description = "Endpoints that receive events, their deliveries and attempts"),
+        (name = "plans", description = "Plans, quotas and usage; upgrading through Stripe"),
         (name = "events", description = "Live events over a websocket"),
         (name = "admin", description = "For administrators: accounts, sessions, analytics, audit log, cluster"),
         (name = "dashboard", description = "The web dashboard and what only it uses"),

@@ -259,6 +259,7 @@ async fn parse_url(state: &AppState, url: &str) -> Result<String, ApiError> {
     request_body = NewEndpoint,
     responses(
         (status = 201, description = "Created; `secret` is shown only here (and on rotating)", body = CreatedEndpoint),
+        (status = 403, description = "`plan_limit_reached`: the plan allows no more webhook endpoints", body = ErrorBody),
         (status = 409, description = "`too_many_webhooks`", body = ErrorBody),
     ))]
 async fn create(
@@ -269,6 +270,12 @@ async fn create(
     let url = parse_url(&state, &body.url).await?;
     let events = parse_events(body.events)?;
     let description = parse_description(body.description)?.unwrap_or_default();
+    crate::http::usage::ensure_room(
+        &state,
+        caller.user.id,
+        crate::plans::Resource::WebhookEndpoints,
+    )
+    .await?;
     let secret = signature::new_secret();
     let endpoint = store::create(
         &state.pool,

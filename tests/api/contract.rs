@@ -9,7 +9,12 @@ use std::{path::Path, time::Duration};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::{helpers::PASSWORD, openapi::test_tool, password_reset::app_with_mail};
+use crate::{
+    helpers::{PASSWORD, spawn_app_with},
+    openapi::test_tool,
+    smtp_sink::SmtpSink,
+    stripe_standin::{self, StripeStandIn},
+};
 
 /// Test cases per operation and phase: enough to reach past the happy path, few enough that
 /// the run stays within a couple of minutes on two cores.
@@ -25,8 +30,21 @@ const CONTACT: &str = "15550002003";
 async fn schemathesis_finds_no_server_error_no_contract_breach_and_no_leak_between_users() {
     let schemathesis = test_tool("schemathesis");
     // Mail goes to a local sink, as a production node's goes to its relay: without one, the
-    // reset route answers 503 by design.
-    let (app, sink) = app_with_mail().await;
+    // reset route answers 503 by design. Billing talks to a Stripe stand-in, so checkout and
+    // the signed webhook are fuzzed past `billing_disabled`; plans are enforced, as in
+    // production, so the quota and limit answers are fuzzed too.
+    let sink = SmtpSink::start().await;
+    let stripe = StripeStandIn::start().await;
+    let (mail_url, stripe_base) = (sink.url.clone(), stripe.base.clone());
+    let app = spawn_app_with(move |settings| {
+        settings.smtp.url = Some(mail_url);
+        settings.smtp.from = Some("botwave <noreply@example.com>".into());
+        settings.billing.stripe_secret_key = Some(stripe_standin::SECRET_KEY.into());
+        settings.billing.stripe_webhook_secret = Some(stripe_standin::WEBHOOK_SECRET.into());
+        settings.billing.stripe_api_base = stripe_base;
+        settings.plans.enforce = true;
+    })
+    .await;
     for phone in [FIRST_PHONE, SECOND_PHONE, CONTACT] {
         app.create_phone(phone).await;
     }

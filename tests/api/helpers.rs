@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use botwave::{
-    config::{DatabaseSettings, LimitSettings, Settings, WhatsappSettings},
+    config::{DatabaseSettings, LimitSettings, PlanSettings, Settings, WhatsappSettings},
     startup::Application,
 };
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
@@ -68,6 +68,9 @@ pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
             ..WhatsappSettings::default()
         },
         limits: GENEROUS_LIMITS,
+        // Tests send far more than the default plan's quotas allow; the plan tests turn
+        // enforcement on (`plans.enforce = true`, the production default) for themselves.
+        plans: PlanSettings { enforce: false },
         ..Settings::default()
     }
 }
@@ -180,6 +183,7 @@ impl TestApp {
         settings.cluster.node_name = Some(name.to_owned());
         settings.webhooks = self.settings.webhooks.clone();
         settings.limits = self.settings.limits.clone();
+        settings.plans = self.settings.plans.clone();
         let (address, _, _, node) = RunningNode::start(&settings).await;
         PeerNode {
             address,

@@ -13,6 +13,9 @@ mod helpers;
 #[path = "../api/smtp_sink.rs"]
 mod smtp_sink;
 #[allow(dead_code)]
+#[path = "../api/stripe_standin.rs"]
+mod stripe_standin;
+#[allow(dead_code)]
 #[path = "../api/webhook_receiver.rs"]
 mod webhook_receiver;
 #[allow(dead_code)]
@@ -32,6 +35,7 @@ mod message_log;
 mod page;
 mod pair_code;
 mod password;
+mod plans;
 mod polling;
 mod send_form;
 mod serving;

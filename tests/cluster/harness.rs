@@ -184,6 +184,8 @@ impl Cluster {
             // Every account of these tests registers from 127.0.0.1.
             .env("BOTWAVE_LOGIN_ATTEMPTS_PER_IP", "100000")
             .env("BOTWAVE_WHATSAPP_URL", self.sim.ws_url())
+            // The tests send more than the default plan's daily quota.
+            .env("BOTWAVE_PLANS_ENFORCE", "false")
             .env("BOTWAVE_CLUSTER_NODE_NAME", &name)
             .env(
                 "BOTWAVE_CLUSTER_LISTEN",

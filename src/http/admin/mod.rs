@@ -5,6 +5,7 @@
 mod analytics;
 mod audit;
 mod cluster;
+mod plans;
 mod sessions;
 mod users;
 
@@ -25,6 +26,7 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
     routes.extend(analytics::routes(state));
     routes.extend(audit::routes(state));
     routes.extend(cluster::routes(state));
+    routes.extend(plans::routes(state));
     routes
 }
 
@@ -48,6 +50,10 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
     cluster::list,
     cluster::drain,
     cluster::undrain,
+    plans::list,
+    plans::create,
+    plans::update,
+    plans::assign,
 ))]
 pub struct AdminApi;
 
