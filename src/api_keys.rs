@@ -228,11 +228,11 @@ pub struct Authenticated {
 /// the account's bucket (at `account_rate`) and from the key's own, if it has one — from both,
 /// or, when either is empty, from neither (the request is then refused).
 ///
-/// One statement, so one round trip per request: the key and account rows are locked while it
-/// runs (`FOR NO KEY UPDATE`, which inserts referencing them do not wait for), so concurrent
-/// requests of one account — on any node — spend from the buckets one after the other. The
-/// account row is locked first, as every transaction that writes both (password changes and
-/// resets, deletion) does, so that none of them can deadlock with a request. A
+/// The key and account rows are locked while it runs (`FOR NO KEY UPDATE`, which inserts
+/// referencing them do not wait for), so concurrent requests of one account — on any node —
+/// spend from the buckets one after the other. The account row is locked first, as every
+/// transaction that writes both (password changes and resets, deletion) does, so that none of
+/// them can deadlock with a request. A
 /// bucket is its tokens at a time; it is refilled by the time passed since, up to its size.
 /// `last_used_at` is kept to the minute, so a key without a rate of its own is written at
 /// most once a minute.
@@ -241,10 +241,22 @@ pub async fn authenticate(
     key_hash: &[u8],
     account_rate: Rate,
 ) -> Result<Option<Authenticated>, DbError> {
-    let conn = pool.get().await?;
+    let mut conn = pool.get().await?;
+    let tx = conn.transaction().await?;
+    // The account row first, in a statement of its own: the one below then reads the rows as
+    // they are once they are this request's to change. Locked and updated in one statement,
+    // a row another request had changed meanwhile was updated through its old version, and
+    // concurrent requests of one key deadlocked on that version's tuple lock.
+    tx.execute_typed(
+        "SELECT 1 FROM users
+         WHERE id = (SELECT user_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL)
+         FOR NO KEY UPDATE",
+        &[(&key_hash, Type::BYTEA)],
+    )
+    .await?;
     let account_per_second = account_rate.per_second;
     let account_burst = f64::from(account_rate.burst);
-    let rows = conn
+    let rows = tx
         .query_typed(
             "WITH found AS (
                  SELECT k.id, k.name, k.prefix, k.created_at, k.last_used_at, k.scopes,
@@ -298,6 +310,7 @@ pub async fn authenticate(
             ],
         )
         .await?;
+    tx.commit().await?;
     let row = rows.into_iter().next();
     Ok(row.map(|row| {
         let user = User {

@@ -315,7 +315,7 @@ async fn a_key_request_waiting_on_a_password_change_does_not_deadlock_with_it() 
         let waiting: i64 = observer
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query LIKE 'WITH found AS%'",
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT 1 FROM users%'",
                 &[],
             )
             .await
