@@ -41,7 +41,12 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub metrics: MetricsSettings,
     pub webhooks: WebhookSettings,
+    /// Per-number pacing (anti-ban) of every account an admin did not give settings of its
+    /// own (`/api/admin/users/{id}/pacing`).
+    pub pacing: PacingSettings,
 }
+
+pub use botwave_actors::pacing::{PacingSettings, QuietHoursSettings};
 
 /// Prometheus metrics at `/metrics` on the main listener, for scrapers that present `token`
 /// as a bearer token. Without a token `/metrics` is off (404).
@@ -277,6 +282,7 @@ impl Default for Settings {
             smtp: SmtpSettings::default(),
             metrics: MetricsSettings::default(),
             webhooks: WebhookSettings::default(),
+            pacing: PacingSettings::default(),
         }
     }
 }
@@ -320,6 +326,21 @@ impl Default for HttpSettings {
             max_websockets_per_user: 16,
             max_websockets_per_ip: 64,
         }
+    }
+}
+
+/// The config key of a pacing setting.
+fn pacing_key(field: &str) -> &'static str {
+    match field {
+        "enabled" => "pacing.enabled",
+        "min_gap_ms" => "pacing.min_gap_ms",
+        "jitter_ms" => "pacing.jitter_ms",
+        "per_minute" => "pacing.per_minute",
+        "per_hour" => "pacing.per_hour",
+        "per_day" => "pacing.per_day",
+        "time_zone" => "pacing.time_zone",
+        "warmup_daily_caps" => "pacing.warmup_daily_caps",
+        _ => "pacing.quiet_hours",
     }
 }
 
@@ -411,6 +432,48 @@ impl Settings {
             "BOTWAVE_WEBHOOKS_SECRET_GRACE_SECS" => webhooks.secret_grace_secs;
             "BOTWAVE_WEBHOOKS_MAX_BACKLOG" => webhooks.max_backlog;
             "BOTWAVE_CLUSTER_SHUTDOWN_TIMEOUT_SECS" => cluster.shutdown_timeout_secs;
+            "BOTWAVE_PACING_ENABLED" => pacing.enabled;
+            "BOTWAVE_PACING_MIN_GAP_MS" => pacing.min_gap_ms;
+            "BOTWAVE_PACING_JITTER_MS" => pacing.jitter_ms;
+            "BOTWAVE_PACING_PER_MINUTE" => pacing.per_minute;
+            "BOTWAVE_PACING_PER_HOUR" => pacing.per_hour;
+            "BOTWAVE_PACING_PER_DAY" => pacing.per_day;
+        }
+        if let Some(v) = env("BOTWAVE_PACING_TIME_ZONE") {
+            self.pacing.time_zone = v.trim().to_owned();
+        }
+        if let Some(v) = env("BOTWAVE_PACING_QUIET_HOURS") {
+            // `22:00-07:00`, or empty for none.
+            self.pacing.quiet_hours = match set(v) {
+                None => None,
+                Some(v) => match v.split_once('-') {
+                    Some((start, end)) => Some(QuietHoursSettings {
+                        start: start.trim().to_owned(),
+                        end: end.trim().to_owned(),
+                    }),
+                    None => {
+                        return Err(ConfigError::Env {
+                            var: "BOTWAVE_PACING_QUIET_HOURS",
+                            key: "pacing.quiet_hours",
+                            message: "expected START-END, e.g. 22:00-07:00, or empty".into(),
+                        });
+                    }
+                },
+            };
+        }
+        if let Some(v) = env("BOTWAVE_PACING_WARMUP_DAILY_CAPS") {
+            self.pacing.warmup_daily_caps = v
+                .split(',')
+                .map(str::trim)
+                .filter(|cap| !cap.is_empty())
+                .map(|cap| {
+                    parse(
+                        "BOTWAVE_PACING_WARMUP_DAILY_CAPS",
+                        "pacing.warmup_daily_caps",
+                        cap,
+                    )
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
             self.cluster.node_name = set(v);
@@ -646,6 +709,12 @@ impl Settings {
         if !(1..=3600).contains(&cluster.shutdown_timeout_secs) {
             return invalid("cluster.shutdown_timeout_secs", "must be 1 to 3600 seconds");
         }
+        if let Err(error) = self.pacing.check() {
+            return Err(ConfigError::Invalid {
+                key: pacing_key(error.field),
+                message: error.message,
+            });
+        }
         Ok(())
     }
 
@@ -754,6 +823,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad_url.contains("whatsapp.url"), "{bad_url}");
+
+        let bad_zone = load("[pacing]\ntime_zone = \"Mars/Olympus\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_zone.contains("pacing.time_zone"), "{bad_zone}");
+        let bad_quiet = load("", &[("BOTWAVE_PACING_QUIET_HOURS", "22:00-7")])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_quiet.contains("pacing.quiet_hours"), "{bad_quiet}");
+        let negative = load("", &[("BOTWAVE_PACING_MIN_GAP_MS", "-5")])
+            .unwrap_err()
+            .to_string();
+        assert!(negative.contains("pacing.min_gap_ms"), "{negative}");
+        let paced = load(
+            "[pacing]\nper_day = 20\nquiet_hours = { start = \"22:00\", end = \"07:00\" }\n",
+            &[
+                ("BOTWAVE_PACING_ENABLED", "false"),
+                ("BOTWAVE_PACING_WARMUP_DAILY_CAPS", "5, 10"),
+            ],
+        )
+        .unwrap();
+        assert!(!paced.pacing.enabled);
+        assert_eq!(paced.pacing.per_day, 20);
+        assert_eq!(paced.pacing.warmup_daily_caps, vec![5, 10]);
+        assert_eq!(paced.pacing.min_gap_ms, PacingSettings::default().min_gap_ms);
 
         let no_cookie = load("", &[("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7001")])
             .unwrap_err()

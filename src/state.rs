@@ -75,6 +75,8 @@ pub struct AppState {
     pub webhook_allow_private: bool,
     /// How long a rotated-out webhook secret still signs (`webhooks.secret_grace_secs`).
     pub webhook_secret_grace: Duration,
+    /// The node's pacing, for accounts without settings of their own (`[pacing]`).
+    pub pacing_defaults: botwave_actors::pacing::PacingSettings,
 }
 
 impl AppState {
@@ -137,6 +139,7 @@ impl AppState {
                 read_timeout: Duration::from_secs(settings.http.body_read_timeout_secs),
             },
             trust_forwarded_for: settings.http.trust_forwarded_for,
+            pacing_defaults: settings.pacing.clone(),
             sessions,
             events,
             accounts,
