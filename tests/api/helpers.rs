@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use botwave::{
-    config::{DatabaseSettings, Settings, WhatsappSettings},
+    config::{DatabaseSettings, PacingSettings, Settings, WhatsappSettings},
     startup::Application,
 };
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
@@ -59,6 +59,11 @@ pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
         whatsapp: WhatsappSettings {
             url: Some(sim.ws_url()),
             ..WhatsappSettings::default()
+        },
+        // Tests send many messages at once; the pacing tests set it per account.
+        pacing: PacingSettings {
+            enabled: false,
+            ..PacingSettings::default()
         },
         ..Settings::default()
     }

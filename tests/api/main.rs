@@ -22,6 +22,7 @@ mod live_authorization;
 mod metrics;
 mod migrations;
 mod openapi;
+mod pacing;
 mod password_reset;
 mod smtp_sink;
 mod webhook_receiver;

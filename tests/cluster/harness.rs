@@ -184,6 +184,7 @@ impl Cluster {
             // Every account of these tests registers from 127.0.0.1.
             .env("BOTWAVE_LOGIN_ATTEMPTS_PER_IP", "100000")
             .env("BOTWAVE_WHATSAPP_URL", self.sim.ws_url())
+            .env("BOTWAVE_PACING_ENABLED", "false")
             .env("BOTWAVE_CLUSTER_NODE_NAME", &name)
             .env(
                 "BOTWAVE_CLUSTER_LISTEN",

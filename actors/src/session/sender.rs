@@ -224,6 +224,13 @@ async fn pass(
             Pass::Drained
         });
     }
+    if settings_changed {
+        // Claimed under the old settings: back to the queue, untried, to be planned under
+        // the new ones (one statement, on a change only).
+        let ids: Vec<Uuid> = batch.claimed.iter().map(|job| job.id).collect();
+        outbox::requeue(&writer.pool, &writer.fence, &ids, false, None).await?;
+        return Ok(Pass::PacingChanged);
+    }
     let claimed = batch.claimed.len();
     for job in &batch.claimed {
         writer.publish(job.id, MessageStatus::Sending, job.at, None);
@@ -240,7 +247,6 @@ async fn pass(
     crate::crash_point::after_send(writer.user_id).await;
     let pass = record(writer, &mut paced.pacer, outcomes).await?;
     Ok(match pass {
-        _ if settings_changed => Pass::PacingChanged,
         // Fewer rows than were due: the queue is empty (what arrives meanwhile wakes the
         // task again).
         Pass::More if claimed < due => Pass::Drained,
@@ -341,9 +347,6 @@ async fn record(
         }
     }
     let now = clock::now(writer.user_id);
-    for _ in &sent {
-        pacer.record_sent(now);
-    }
     let resume_at = (!refused.is_empty()).then(|| {
         let until = pacer.rate_limited(now, asked_backoff);
         tracing::warn!(
@@ -357,6 +360,11 @@ async fn record(
     let (pool, fence) = (&writer.pool, &writer.fence);
     if !sent.is_empty() {
         writer.publish_moved(&outbox::mark_sent(pool, fence, &sent).await?, None);
+        // The next gap counts from when these were sent and recorded.
+        let recorded = clock::now(writer.user_id);
+        for _ in &sent {
+            pacer.record_sent(recorded);
+        }
     }
     if !failed.is_empty() {
         let reasons: HashMap<Uuid, &str> = failed

@@ -50,6 +50,24 @@ impl Session {
                 self.send(&reply).await?;
                 Ok(Flow::Continue)
             }
+            "usync" | "encrypt" if self.refuse_as_overlimit(&node) => {
+                let Role::Online(online) = &self.role else {
+                    return Ok(Flow::Continue);
+                };
+                let number = lock(&online.account).number.clone();
+                if let Some(backoff) = self.shared.take_rate_overlimit(&number) {
+                    info!(conn = self.conn.id, %number, "send refused: rate-overlimit");
+                    self.send(&stanza::iq_rate_overlimit(&id, backoff)).await?;
+                    return Ok(Flow::Continue);
+                }
+                let reply = if xmlns == "usync" {
+                    self.usync_reply(&id, &node)
+                } else {
+                    self.encrypt_reply(&id, &node)
+                };
+                self.send(&reply).await?;
+                Ok(Flow::Continue)
+            }
             "usync" => {
                 let reply = self.usync_reply(&id, &node);
                 self.send(&reply).await?;
@@ -176,6 +194,20 @@ impl Session {
             "companion logged out"
         );
         Ok(Flow::Continue)
+    }
+
+    /// Whether `node` is an IQ a send makes (the device list, the recipient's keys) from a
+    /// phone whose rate-overlimit switch is on.
+    fn refuse_as_overlimit(&self, node: &Node) -> bool {
+        let Role::Online(online) = &self.role else {
+            return false;
+        };
+        let of_a_send = node.get_optional_child("usync").is_some()
+            || node.get_optional_child("key").is_some();
+        of_a_send && {
+            let number = lock(&online.account).number.clone();
+            self.shared.rate_overlimit(&number).remaining > 0
+        }
     }
 
     fn usync_reply(&self, id: &str, node: &Node) -> Node {
