@@ -847,7 +847,10 @@ mod tests {
         assert!(!paced.pacing.enabled);
         assert_eq!(paced.pacing.per_day, 20);
         assert_eq!(paced.pacing.warmup_daily_caps, vec![5, 10]);
-        assert_eq!(paced.pacing.min_gap_ms, PacingSettings::default().min_gap_ms);
+        assert_eq!(
+            paced.pacing.min_gap_ms,
+            PacingSettings::default().min_gap_ms
+        );
 
         let no_cookie = load("", &[("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7001")])
             .unwrap_err()

@@ -7,7 +7,7 @@ use chrono::{DateTime, Days, NaiveTime, TimeDelta, Timelike, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Account, TestApp, error_code, spawn_app};
+use crate::helpers::{Account, TestApp, error_code, spawn_app, spawn_app_with};
 use crate::whatsapp_helpers::eventually;
 
 const SENDER: &str = "15550007001";
@@ -110,13 +110,17 @@ async fn messages_reach_the_recipient_at_least_the_gap_apart() {
 
     let mut ids = Vec::new();
     for n in 0..5 {
-        ids.push(app.send_ok(&user.token, recipient, &format!("paced {n}")).await);
+        ids.push(
+            app.send_ok(&user.token, recipient, &format!("paced {n}"))
+                .await,
+        );
     }
     // While they wait, the log says when each is due.
     let due = app.wait_for_not_before(&user.token, &ids[4]).await;
     assert!(due > Utc::now(), "the last one is due later: {due}");
     for id in &ids {
-        app.wait_for_message_status(&user.token, id, "delivered").await;
+        app.wait_for_message_status(&user.token, id, "delivered")
+            .await;
     }
     let mut arrivals: Vec<u64> = app
         .phone_messages(recipient)
@@ -147,10 +151,14 @@ async fn a_daily_cap_holds_the_rest_until_the_next_day_in_the_users_zone() {
     app.create_phone(recipient).await;
     let mut ids = Vec::new();
     for n in 0..4 {
-        ids.push(app.send_ok(&user.token, recipient, &format!("capped {n}")).await);
+        ids.push(
+            app.send_ok(&user.token, recipient, &format!("capped {n}"))
+                .await,
+        );
     }
     for id in &ids[..3] {
-        app.wait_for_message_status(&user.token, id, "delivered").await;
+        app.wait_for_message_status(&user.token, id, "delivered")
+            .await;
     }
     let not_before = app.wait_for_not_before(&user.token, &ids[3]).await;
     let local_now = Utc::now() + TimeDelta::hours(offset);
@@ -202,14 +210,17 @@ async fn quiet_hours_hold_messages_until_they_end() {
         user_id(&user),
         quiet_end - Utc::now() + TimeDelta::seconds(1),
     );
-    app.wait_for_message_status(&user.token, &id, "delivered").await;
+    app.wait_for_message_status(&user.token, &id, "delivered")
+        .await;
     app.wait_for_phone_text(recipient, "after the quiet").await;
 }
 
 #[tokio::test]
 async fn rate_overlimit_slows_the_session_and_fails_nothing() {
     let app = spawn_app().await;
-    // Pacing off: only WhatsApp's answers slow it down.
+    // Pacing off: only WhatsApp's answers slow it down. A send asks WhatsApp about its
+    // recipient two or three times (LID, devices, keys; whatsapp-rust falls back to the phone
+    // number when the LID query fails), so eight refusals stop several sends in a row.
     let user = app.paced_account(only(json!({ "enabled": false }))).await;
     let recipients = ["15550009011", "15550009012", "15550009013", "15550009014"];
     for recipient in recipients {
@@ -219,10 +230,10 @@ async fn rate_overlimit_slows_the_session_and_fails_nothing() {
         .control_ok(
             Method::PUT,
             &format!("/phones/{SENDER}/rate-overlimit"),
-            Some(json!({ "count": 2, "backoff_secs": 2 })),
+            Some(json!({ "count": 8, "backoff_secs": 2 })),
         )
         .await;
-    assert_eq!(switch["remaining"], 2);
+    assert_eq!(switch["remaining"], 8);
 
     let mut ids = Vec::new();
     for recipient in recipients {
@@ -230,8 +241,13 @@ async fn rate_overlimit_slows_the_session_and_fails_nothing() {
     }
     let mut waited = TimeDelta::zero();
     for id in &ids {
-        let message = app.wait_for_message_status(&user.token, id, "delivered").await;
-        assert_eq!(message["attempts"], 1, "a refusal costs no attempt: {message}");
+        let message = app
+            .wait_for_message_status(&user.token, id, "delivered")
+            .await;
+        assert_eq!(
+            message["attempts"], 1,
+            "a refusal costs no attempt: {message}"
+        );
         let created: DateTime<Utc> = message["created_at"].as_str().unwrap().parse().unwrap();
         let sent: DateTime<Utc> = message["sent_at"].as_str().unwrap().parse().unwrap();
         waited = waited.max(sent - created);
@@ -240,23 +256,40 @@ async fn rate_overlimit_slows_the_session_and_fails_nothing() {
         app.wait_for_phone_text(recipient, "over the limit?").await;
     }
     let switch = app
-        .control_ok(Method::GET, &format!("/phones/{SENDER}/rate-overlimit"), None)
+        .control_ok(
+            Method::GET,
+            &format!("/phones/{SENDER}/rate-overlimit"),
+            None,
+        )
         .await;
-    assert_eq!(switch["refused"], 2, "WhatsApp refused twice: {switch}");
-    // The session waited out the backoff WhatsApp asked for before sending again.
+    assert_eq!(
+        switch["refused"], 8,
+        "WhatsApp refused eight times: {switch}"
+    );
+    // The session waited out the backoff WhatsApp asked for (2 s) before sending again, at
+    // least once and more while the refusals went on.
     assert!(waited >= TimeDelta::seconds(2), "waited only {waited}");
 }
 
 #[tokio::test]
 async fn admins_set_check_and_reset_an_accounts_pacing() {
-    let app = spawn_app().await;
+    // The shipped defaults (the harness switches pacing off).
+    let app = spawn_app_with(|settings| {
+        settings.pacing = botwave::config::PacingSettings::default();
+    })
+    .await;
     let admin = app.new_admin().await;
     let user = app.new_account().await;
     let path = format!("/api/admin/users/{}/pacing", user.id);
 
     // Not for the account itself.
     let refused = app
-        .api(Method::PUT, &path, &user.token, Some(json!({ "enabled": false })))
+        .api(
+            Method::PUT,
+            &path,
+            &user.token,
+            Some(json!({ "enabled": false })),
+        )
         .await;
     assert_eq!(refused.status(), 403);
     assert_eq!(error_code(refused).await, "forbidden");
@@ -264,27 +297,50 @@ async fn admins_set_check_and_reset_an_accounts_pacing() {
     assert_eq!(refused.status(), 403);
 
     // The node's defaults until an admin sets some.
-    let current: Value = app.api(Method::GET, &path, &admin.token, None).await.json().await.unwrap();
+    let current: Value = app
+        .api(Method::GET, &path, &admin.token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(current["custom"], false);
     assert_eq!(current["pacing"]["enabled"], true);
+    assert_eq!(current["pacing"]["per_day"], 1000);
 
     for (body, field) in [
         (json!({ "min_gap_ms": -1 }), "min_gap_ms"),
         (json!({ "per_day": -5 }), "per_day"),
-        (json!({ "quiet_hours": { "start": "25:00", "end": "07:00" } }), "quiet_hours.start"),
-        (json!({ "quiet_hours": { "start": "22:00", "end": "7h" } }), "quiet_hours.end"),
+        (
+            json!({ "quiet_hours": { "start": "25:00", "end": "07:00" } }),
+            "quiet_hours.start",
+        ),
+        (
+            json!({ "quiet_hours": { "start": "22:00", "end": "7h" } }),
+            "quiet_hours.end",
+        ),
         (json!({ "time_zone": "Mars/Olympus_Mons" }), "time_zone"),
         (json!({ "warmup_daily_caps": [10, 0] }), "warmup_daily_caps"),
     ] {
-        let response = app.api(Method::PUT, &path, &admin.token, Some(body.clone())).await;
+        let response = app
+            .api(Method::PUT, &path, &admin.token, Some(body.clone()))
+            .await;
         assert_eq!(response.status(), 400, "{body}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], "validation_failed", "{error}");
         assert_eq!(error["error"]["field"], field, "{error}");
-        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     let malformed = app
-        .api(Method::PUT, &path, &admin.token, Some(json!({ "quiet_hours": "22-07" })))
+        .api(
+            Method::PUT,
+            &path,
+            &admin.token,
+            Some(json!({ "quiet_hours": "22-07" })),
+        )
         .await;
     assert_eq!(malformed.status(), 400);
     let missing = app
@@ -297,7 +353,12 @@ async fn admins_set_check_and_reset_an_accounts_pacing() {
         .await;
     assert_eq!(missing.status(), 404);
     // Nothing was stored by the refused requests.
-    let current: Value = app.api(Method::GET, &path, &admin.token, None).await.json().await.unwrap();
+    let current: Value = app
+        .api(Method::GET, &path, &admin.token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(current["custom"], false);
 
     let set = app
@@ -314,17 +375,30 @@ async fn admins_set_check_and_reset_an_accounts_pacing() {
     assert_eq!(set["pacing"]["time_zone"], "Europe/Berlin");
     // Fields left out are the node's defaults.
     assert_eq!(set["pacing"]["per_day"], current["pacing"]["per_day"]);
-    let read: Value = app.api(Method::GET, &path, &admin.token, None).await.json().await.unwrap();
+    let read: Value = app
+        .api(Method::GET, &path, &admin.token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read["pacing"], set["pacing"]);
     let audit = app.admin_get("/api/admin/audit", &admin.token).await;
     assert!(
-        audit["entries"].as_array().unwrap().iter().any(|entry| entry["action"]
-            == "user.pacing.set"
-            && entry["target_id"] == user.id.as_str()),
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["action"] == "user.pacing.set"
+                && entry["target_id"] == user.id.as_str()),
         "{audit}"
     );
 
-    let reset: Value = app.api(Method::DELETE, &path, &admin.token, None).await.json().await.unwrap();
+    let reset: Value = app
+        .api(Method::DELETE, &path, &admin.token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(reset["custom"], false);
     assert_eq!(reset["pacing"], current["pacing"]);
 }

@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use super::policy::PacingPolicy;
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Utc};
 
 /// The history kept covers this much, enough for the longest window (a local day, which
 /// may have 25 hours).
@@ -184,8 +184,7 @@ impl Pacer {
         if self.policy.enabled || self.slowdown > 1 {
             self.sent.push_back(at);
             let keep = self.history_needed().max(1);
-            while self.sent.len() > keep || self.sent.front().is_some_and(|&t| t < at - HISTORY)
-            {
+            while self.sent.len() > keep || self.sent.front().is_some_and(|&t| t < at - HISTORY) {
                 self.sent.pop_front();
             }
         }

@@ -142,10 +142,16 @@ impl PacingSettings {
             None => None,
             Some(quiet) => {
                 let start = parse_local_time(&quiet.start).ok_or_else(|| {
-                    invalid("quiet_hours.start", "must be a local time as HH:MM, e.g. 22:00")
+                    invalid(
+                        "quiet_hours.start",
+                        "must be a local time as HH:MM, e.g. 22:00",
+                    )
                 })?;
                 let end = parse_local_time(&quiet.end).ok_or_else(|| {
-                    invalid("quiet_hours.end", "must be a local time as HH:MM, e.g. 07:00")
+                    invalid(
+                        "quiet_hours.end",
+                        "must be a local time as HH:MM, e.g. 07:00",
+                    )
                 })?;
                 if start == end {
                     return Err(invalid(
@@ -271,7 +277,10 @@ mod tests {
             })),
             "quiet_hours.end"
         );
-        assert_eq!(field(|s| s.warmup_daily_caps = vec![0]), "warmup_daily_caps");
+        assert_eq!(
+            field(|s| s.warmup_daily_caps = vec![0]),
+            "warmup_daily_caps"
+        );
     }
 
     #[test]

@@ -35,10 +35,12 @@ fn from_row(row: &Row) -> StoredPacing {
             per_minute: int("per_minute"),
             per_hour: int("per_hour"),
             per_day: int("per_day"),
-            quiet_hours: quiet_start.zip(quiet_end).map(|(start, end)| QuietHoursSettings {
-                start: start.format("%H:%M").to_string(),
-                end: end.format("%H:%M").to_string(),
-            }),
+            quiet_hours: quiet_start
+                .zip(quiet_end)
+                .map(|(start, end)| QuietHoursSettings {
+                    start: start.format("%H:%M").to_string(),
+                    end: end.format("%H:%M").to_string(),
+                }),
             time_zone: row.get("time_zone"),
             warmup_daily_caps: warmup.into_iter().map(i64::from).collect(),
         },
@@ -64,9 +66,11 @@ pub async fn put(
     user_id: Uuid,
     settings: &PacingSettings,
 ) -> Result<StoredPacing, tokio_postgres::Error> {
-    let time = |text: &str| NaiveTime::parse_from_str(text, "%H:%M:%S")
-        .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M"))
-        .ok();
+    let time = |text: &str| {
+        NaiveTime::parse_from_str(text, "%H:%M:%S")
+            .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M"))
+            .ok()
+    };
     let quiet_start = settings.quiet_hours.as_ref().and_then(|q| time(&q.start));
     let quiet_end = settings.quiet_hours.as_ref().and_then(|q| time(&q.end));
     // Checked settings fit: every number is at most an hour in milliseconds or a million.
@@ -159,7 +163,9 @@ pub async fn load_pacer(
             // Stored settings were checked when written; a zone this build does not know
             // (an older tzdb) falls back to the node's defaults rather than to no pacing.
             tracing::warn!(%user_id, %error, "stored pacing settings unusable; using the defaults");
-            defaults.check().unwrap_or_else(|_| super::PacingPolicy::off())
+            defaults
+                .check()
+                .unwrap_or_else(|_| super::PacingPolicy::off())
         }
     };
     let mut pacer = Pacer::new(policy, linked_at, Vec::new());

@@ -65,14 +65,8 @@ impl Sender {
     pub fn start(writer: Writer, client: Arc<Client>, pacing: Arc<PacingSettings>) -> Self {
         let wake = Arc::new(Notify::new());
         let (connected, watch_connected) = watch::channel(false);
-        let task = tokio::spawn(run(
-            writer,
-            client,
-            wake.clone(),
-            watch_connected,
-            pacing,
-        ))
-        .abort_handle();
+        let task =
+            tokio::spawn(run(writer, client, wake.clone(), watch_connected, pacing)).abort_handle();
         Self {
             wake,
             connected,
@@ -137,18 +131,19 @@ async fn run(
         }
         let current = match paced.as_mut() {
             Some(current) => current,
-            None => match pacing::store::load_pacer(&writer.pool, writer.user_id, &defaults).await
-            {
-                Ok((pacer, settings_version)) => paced.insert(Paced {
-                    pacer,
-                    settings_version,
-                }),
-                Err(error) => {
-                    tracing::warn!(user_id = %writer.user_id, %error, "cannot load pacing; retrying");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    continue;
+            None => {
+                match pacing::store::load_pacer(&writer.pool, writer.user_id, &defaults).await {
+                    Ok((pacer, settings_version)) => paced.insert(Paced {
+                        pacer,
+                        settings_version,
+                    }),
+                    Err(error) => {
+                        tracing::warn!(user_id = %writer.user_id, %error, "cannot load pacing; retrying");
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        continue;
+                    }
                 }
-            },
+            }
         };
         match pass(&writer, &client, current).await {
             Ok(Pass::Drained) => wake.notified().await,
@@ -253,7 +248,11 @@ async fn pass(
         Pass::More => {
             let now = clock::now(writer.user_id);
             let next = paced.pacer.next_due(now);
-            if next <= now { Pass::More } else { Pass::Held(next) }
+            if next <= now {
+                Pass::More
+            } else {
+                Pass::Held(next)
+            }
         }
         other => other,
     })
@@ -377,7 +376,10 @@ async fn record(
         }
     }
     if !retry.is_empty() {
-        writer.publish_moved(&outbox::requeue(pool, fence, &retry, true, None).await?, None);
+        writer.publish_moved(
+            &outbox::requeue(pool, fence, &retry, true, None).await?,
+            None,
+        );
     }
     // A refusal is WhatsApp's pacing, not the message's fault: its attempt is given back.
     let mut back = refused;
@@ -430,9 +432,9 @@ fn classify(error: &SendError) -> Outcome {
 /// `Some(backoff)` if so, with the wait the server asked for, if it named one.
 fn rate_overlimit(error: &SendError) -> Option<Option<Duration>> {
     let from_iq = |iq: &IqError| match iq {
-        IqError::ServerError { code: 429, backoff, .. } => {
-            Some(backoff.map(|seconds| Duration::from_secs(u64::from(seconds))))
-        }
+        IqError::ServerError {
+            code: 429, backoff, ..
+        } => Some(backoff.map(|seconds| Duration::from_secs(u64::from(seconds)))),
         _ => None,
     };
     let typed = match error {

@@ -202,12 +202,29 @@ impl Session {
         let Role::Online(online) = &self.role else {
             return false;
         };
-        let of_a_send = node.get_optional_child("usync").is_some()
-            || node.get_optional_child("key").is_some();
-        of_a_send && {
-            let number = lock(&online.account).number.clone();
-            self.shared.rate_overlimit(&number).remaining > 0
-        }
+        // The users the query names: a send asks about its recipient; the client's own
+        // background queries (its own devices) are left alone.
+        let users = match (
+            node.get_optional_child("usync"),
+            node.get_optional_child("key"),
+        ) {
+            (Some(usync), _) => usync
+                .get_optional_child("list")
+                .map(children)
+                .unwrap_or_default(),
+            (None, Some(key)) => children(key),
+            (None, None) => return false,
+        };
+        let (number, lid) = {
+            let account = lock(&online.account);
+            (account.number.clone(), account.lid.clone())
+        };
+        let names_another = users.iter().any(|user| {
+            attr(user, "jid")
+                .and_then(|jid| jid.parse::<Jid>().ok())
+                .is_some_and(|jid| jid.user != number && jid.user != lid)
+        });
+        names_another && self.shared.rate_overlimit(&number).remaining > 0
     }
 
     fn usync_reply(&self, id: &str, node: &Node) -> Node {
