@@ -31,6 +31,7 @@ mod isolation;
 mod message_log;
 mod page;
 mod pair_code;
+mod pacing;
 mod password;
 mod polling;
 mod send_form;
