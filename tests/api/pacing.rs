@@ -402,3 +402,33 @@ async fn admins_set_check_and_reset_an_accounts_pacing() {
     assert_eq!(reset["custom"], false);
     assert_eq!(reset["pacing"], current["pacing"]);
 }
+
+#[tokio::test]
+async fn a_restarted_node_counts_what_the_number_sent_before() {
+    let mut app = spawn_app().await;
+    let (zone, _) = noon_zone();
+    let user = app
+        .paced_account(only(json!({ "per_day": 2, "time_zone": zone })))
+        .await;
+    let recipient = "15550009004";
+    app.create_phone(recipient).await;
+    for n in 0..2 {
+        let id = app
+            .send_ok(&user.token, recipient, &format!("before {n}"))
+            .await;
+        app.wait_for_message_status(&user.token, &id, "delivered")
+            .await;
+    }
+    // The session starts afresh on a new node: its pacer is rebuilt from the database.
+    app.restart_node().await;
+    app.wait_for_state(&user.token, "connected").await;
+    let id = app
+        .send_ok(&user.token, recipient, "after the restart")
+        .await;
+    let not_before = app.wait_for_not_before(&user.token, &id).await;
+    assert!(
+        not_before > Utc::now() + TimeDelta::hours(6),
+        "held until the next day: {not_before}"
+    );
+    assert_eq!(app.phone_messages(recipient).await.len(), 2);
+}

@@ -17,8 +17,12 @@ async fn a_held_message_shows_as_scheduled_and_an_admin_sets_pacing_from_the_use
     app.create_phone(FRIEND).await;
     // Quiet from an hour ago to two hours from now: the message waits.
     let now = chrono::Utc::now();
-    let start = (now - chrono::TimeDelta::hours(1)).format("%H:%M").to_string();
-    let end = (now + chrono::TimeDelta::hours(2)).format("%H:%M").to_string();
+    let start = (now - chrono::TimeDelta::hours(1))
+        .format("%H:%M")
+        .to_string();
+    let end = (now + chrono::TimeDelta::hours(2))
+        .format("%H:%M")
+        .to_string();
     let (status, body) = app
         .admin_call(
             Method::PUT,
@@ -63,7 +67,9 @@ async fn a_held_message_shows_as_scheduled_and_an_admin_sets_pacing_from_the_use
 
     // The admin sets the account's daily cap from its row.
     let admin_page = Page::open(&app).await;
-    admin_page.login(&admin.email, crate::helpers::PASSWORD).await;
+    admin_page
+        .login(&admin.email, crate::helpers::PASSWORD)
+        .await;
     admin_page.wait_for_dashboard(&admin.email).await;
     admin_page.goto("#/admin/users").await;
     let user_row = format!("#admin-users-body tr[data-user-id='{}']", account.id);
@@ -85,7 +91,10 @@ async fn a_held_message_shows_as_scheduled_and_an_admin_sets_pacing_from_the_use
         .wait_for_text(&format!("{user_row} .reset-slot"), "Pacing saved.")
         .await;
     let stored = app
-        .admin_get(&format!("/api/admin/users/{}/pacing", account.id), &admin.token)
+        .admin_get(
+            &format!("/api/admin/users/{}/pacing", account.id),
+            &admin.token,
+        )
         .await;
     assert_eq!(stored["pacing"]["per_day"], 7);
     assert_eq!(stored["pacing"]["quiet_hours"]["start"], start.as_str());
