@@ -109,8 +109,8 @@ pub struct Message {
     pub failed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     /// While queued: the earliest the number's pacing (or WhatsApp's rate-overlimit answer)
-    /// lets it go out; `null`: as soon as the session can. The session plans it anew as it
-    /// goes, so it is an estimate for all but the next message.
+    /// lets it go out; `null`: as soon as the session can (and once it is on its way). The
+    /// session plans it anew as it goes, so it is an estimate for all but the next message.
     pub not_before: Option<DateTime<Utc>>,
 }
 
@@ -287,11 +287,12 @@ pub struct ClaimedBatch {
 }
 
 /// Looks at the oldest `limit` messages of `user_id` still to send, in one statement: the
-/// first `wa_ids.len()` of them are due and marked `sending`, each without one given its
-/// WhatsApp id from `wa_ids` (the id is stored before anything is sent, so a retry after a crash sends the
-/// same id, which the recipient's WhatsApp treats as the same message); the others stay
-/// queued with `not_before` from `plan` (the plan of the first one after the due ones, and
-/// so on; rewritten only when it moved by a second or more). Answers the claimed ones oldest first.
+/// first `wa_ids.len()` of them are due and marked `sending` (their `not_before` cleared),
+/// each without one given its WhatsApp id from `wa_ids` (the id is stored before anything is
+/// sent, so a retry after a crash sends the same id, which the recipient's WhatsApp treats as
+/// the same message); the others stay queued with `not_before` from `plan` (the plan of the
+/// first one after the due ones, and so on; rewritten only when it moved by a second or
+/// more). Answers the claimed ones oldest first.
 ///
 /// A row already `sending` is an attempt a crashed (or moved) session never finished;
 /// only the lease holder claims, so it is safe to take it again.
@@ -323,7 +324,7 @@ pub async fn claim_batch(
                 wa_message_id = CASE WHEN numbered.n <= $4
                     THEN COALESCE(m.wa_message_id, ($3::text[])[numbered.n])
                     ELSE m.wa_message_id END,
-                not_before = CASE WHEN numbered.n <= $4 THEN m.not_before
+                not_before = CASE WHEN numbered.n <= $4 THEN NULL
                     ELSE ($5::timestamptz[])[numbered.n - $4] END,
                 updated_at = CASE WHEN numbered.n <= $4 OR m.status <> 'queued' THEN now()
                     ELSE m.updated_at END
