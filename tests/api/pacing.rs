@@ -432,3 +432,37 @@ async fn a_restarted_node_counts_what_the_number_sent_before() {
     );
     assert_eq!(app.phone_messages(recipient).await.len(), 2);
 }
+
+#[tokio::test]
+async fn an_admin_switches_pacing_off_for_an_account_under_paced_defaults() {
+    // The shipped defaults: at least 4 s between two messages.
+    let app = spawn_app_with(|settings| {
+        settings.pacing = botwave::config::PacingSettings::default();
+    })
+    .await;
+    let user = app.paced_account(json!({ "enabled": false })).await;
+    let recipient = "15550009005";
+    app.create_phone(recipient).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            app.send_ok(&user.token, recipient, &format!("unpaced {n}"))
+                .await,
+        );
+    }
+    for id in &ids {
+        let message = app
+            .wait_for_message_status(&user.token, id, "delivered")
+            .await;
+        assert!(message["not_before"].is_null(), "{message}");
+    }
+    let arrivals: Vec<u64> = app
+        .phone_messages(recipient)
+        .await
+        .iter()
+        .map(|m| m["received_at"].as_u64().unwrap())
+        .collect();
+    let spread = arrivals.iter().max().unwrap() - arrivals.iter().min().unwrap();
+    // Paced by the defaults, the three would take 8 s at least.
+    assert!(spread < 4_000, "three messages over {spread} ms");
+}
