@@ -44,6 +44,9 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub plans: PlanSettings,
     pub billing: BillingSettings,
+    /// Per-number pacing (anti-ban) of every account an admin did not give settings of its
+    /// own (`/api/admin/users/{id}/pacing`).
+    pub pacing: PacingSettings,
 }
 
 /// Request rate limits on the API: every account's token bucket, which all its API keys spend
@@ -127,6 +130,8 @@ impl BillingSettings {
         self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_some()
     }
 }
+
+pub use botwave_actors::pacing::{PacingSettings, QuietHoursSettings};
 
 /// Prometheus metrics at `/metrics` on the main listener, for scrapers that present `token`
 /// as a bearer token. Without a token `/metrics` is off (404).
@@ -365,6 +370,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             plans: PlanSettings::default(),
             billing: BillingSettings::default(),
+            pacing: PacingSettings::default(),
         }
     }
 }
@@ -408,6 +414,21 @@ impl Default for HttpSettings {
             max_websockets_per_user: 16,
             max_websockets_per_ip: 64,
         }
+    }
+}
+
+/// The config key of a pacing setting.
+fn pacing_key(field: &str) -> &'static str {
+    match field {
+        "enabled" => "pacing.enabled",
+        "min_gap_ms" => "pacing.min_gap_ms",
+        "jitter_ms" => "pacing.jitter_ms",
+        "per_minute" => "pacing.per_minute",
+        "per_hour" => "pacing.per_hour",
+        "per_day" => "pacing.per_day",
+        "time_zone" => "pacing.time_zone",
+        "warmup_daily_caps" => "pacing.warmup_daily_caps",
+        _ => "pacing.quiet_hours",
     }
 }
 
@@ -504,6 +525,48 @@ impl Settings {
             "BOTWAVE_PLANS_ENFORCE" => plans.enforce;
             "BOTWAVE_BILLING_GRACE_PERIOD_SECS" => billing.grace_period_secs;
             "BOTWAVE_BILLING_WEBHOOK_TOLERANCE_SECS" => billing.webhook_tolerance_secs;
+            "BOTWAVE_PACING_ENABLED" => pacing.enabled;
+            "BOTWAVE_PACING_MIN_GAP_MS" => pacing.min_gap_ms;
+            "BOTWAVE_PACING_JITTER_MS" => pacing.jitter_ms;
+            "BOTWAVE_PACING_PER_MINUTE" => pacing.per_minute;
+            "BOTWAVE_PACING_PER_HOUR" => pacing.per_hour;
+            "BOTWAVE_PACING_PER_DAY" => pacing.per_day;
+        }
+        if let Some(v) = env("BOTWAVE_PACING_TIME_ZONE") {
+            self.pacing.time_zone = v.trim().to_owned();
+        }
+        if let Some(v) = env("BOTWAVE_PACING_QUIET_HOURS") {
+            // `22:00-07:00`, or empty for none.
+            self.pacing.quiet_hours = match set(v) {
+                None => None,
+                Some(v) => match v.split_once('-') {
+                    Some((start, end)) => Some(QuietHoursSettings {
+                        start: start.trim().to_owned(),
+                        end: end.trim().to_owned(),
+                    }),
+                    None => {
+                        return Err(ConfigError::Env {
+                            var: "BOTWAVE_PACING_QUIET_HOURS",
+                            key: "pacing.quiet_hours",
+                            message: "expected START-END, e.g. 22:00-07:00, or empty".into(),
+                        });
+                    }
+                },
+            };
+        }
+        if let Some(v) = env("BOTWAVE_PACING_WARMUP_DAILY_CAPS") {
+            self.pacing.warmup_daily_caps = v
+                .split(',')
+                .map(str::trim)
+                .filter(|cap| !cap.is_empty())
+                .map(|cap| {
+                    parse(
+                        "BOTWAVE_PACING_WARMUP_DAILY_CAPS",
+                        "pacing.warmup_daily_caps",
+                        cap,
+                    )
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("BOTWAVE_CLUSTER_NODE_NAME") {
             self.cluster.node_name = set(v);
@@ -776,6 +839,12 @@ impl Settings {
         if !(1..=3600).contains(&cluster.shutdown_timeout_secs) {
             return invalid("cluster.shutdown_timeout_secs", "must be 1 to 3600 seconds");
         }
+        if let Err(error) = self.pacing.check() {
+            return Err(ConfigError::Invalid {
+                key: pacing_key(error.field),
+                message: error.message,
+            });
+        }
         Ok(())
     }
 
@@ -945,6 +1014,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(bad_url.contains("whatsapp.url"), "{bad_url}");
+
+        let bad_zone = load("[pacing]\ntime_zone = \"Mars/Olympus\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_zone.contains("pacing.time_zone"), "{bad_zone}");
+        let bad_quiet = load("", &[("BOTWAVE_PACING_QUIET_HOURS", "22:00-7")])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_quiet.contains("pacing.quiet_hours"), "{bad_quiet}");
+        let negative = load("", &[("BOTWAVE_PACING_MIN_GAP_MS", "-5")])
+            .unwrap_err()
+            .to_string();
+        assert!(negative.contains("pacing.min_gap_ms"), "{negative}");
+        let paced = load(
+            "[pacing]\nper_day = 20\nquiet_hours = { start = \"22:00\", end = \"07:00\" }\n",
+            &[
+                ("BOTWAVE_PACING_ENABLED", "false"),
+                ("BOTWAVE_PACING_WARMUP_DAILY_CAPS", "5, 10"),
+            ],
+        )
+        .unwrap();
+        assert!(!paced.pacing.enabled);
+        assert_eq!(paced.pacing.per_day, 20);
+        assert_eq!(paced.pacing.warmup_daily_caps, vec![5, 10]);
+        assert_eq!(
+            paced.pacing.min_gap_ms,
+            PacingSettings::default().min_gap_ms
+        );
 
         let no_cookie = load("", &[("BOTWAVE_CLUSTER_LISTEN", "127.0.0.1:7001")])
             .unwrap_err()

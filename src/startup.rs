@@ -169,6 +169,7 @@ impl Application {
                 whatsapp_url: settings.whatsapp.url.clone(),
                 resume_rate: settings.whatsapp.resume_rate,
                 lease: LeaseTiming::new(cluster.lease_ttl()),
+                pacing: settings.pacing.clone(),
                 ..SessionConfig::default()
             },
             node,

@@ -81,6 +81,8 @@ pub struct AppState {
     pub plans_enforced: bool,
     /// Stripe billing, when configured.
     pub billing: Option<crate::billing::Billing>,
+    /// The node's pacing, for accounts without settings of their own (`[pacing]`).
+    pub pacing_defaults: botwave_actors::pacing::PacingSettings,
 }
 
 impl AppState {
@@ -143,6 +145,7 @@ impl AppState {
                 read_timeout: Duration::from_secs(settings.http.body_read_timeout_secs),
             },
             trust_forwarded_for: settings.http.trust_forwarded_for,
+            pacing_defaults: settings.pacing.clone(),
             sessions,
             events,
             accounts,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::lease::LeaseTiming;
+use crate::pacing::PacingSettings;
 
 /// Settings shared by every session of a node.
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub struct SessionConfig {
     /// Sessions per second the node claims and starts, or hands over; a failover or a
     /// restart with thousands of sessions spreads its logins at this pace.
     pub resume_rate: u32,
+    /// Pacing of every number whose account has no settings of its own (checked).
+    pub pacing: PacingSettings,
 }
 
 impl SessionConfig {
@@ -45,6 +48,7 @@ impl Default for SessionConfig {
             lease: LeaseTiming::default(),
             placement_tick: Duration::from_secs(1),
             resume_rate: 100,
+            pacing: PacingSettings::default(),
         }
     }
 }

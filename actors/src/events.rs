@@ -48,6 +48,9 @@ pub enum SessionEvent {
         status: MessageStatus,
         at: DateTime<Utc>,
         error: Option<String>,
+        /// A queued message's pacing: the earliest it goes out (see `Message::not_before`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<DateTime<Utc>>,
     },
     /// Every state change of a session.
     SessionState {

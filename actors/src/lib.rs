@@ -18,6 +18,7 @@ pub mod inbound;
 pub mod lease;
 pub mod manager;
 pub mod outbox;
+pub mod pacing;
 pub mod session;
 pub mod sessions;
 pub mod store;

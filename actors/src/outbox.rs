@@ -108,6 +108,10 @@ pub struct Message {
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// While queued: the earliest the number's pacing (or WhatsApp's rate-overlimit answer)
+    /// lets it go out; `null`: as soon as the session can (and once it is on its way). The
+    /// session plans it anew as it goes, so it is an estimate for all but the next message.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl Message {
@@ -126,7 +130,7 @@ impl Message {
 
 /// Every column [`Message::from_row`] reads.
 pub const MESSAGE_COLUMNS: &str = "id, user_id, recipient, body, source, status, wa_message_id, \
-     error, attempts, created_at, sent_at, delivered_at, read_at, failed_at, updated_at";
+     error, attempts, created_at, sent_at, delivered_at, read_at, failed_at, updated_at, not_before";
 
 impl Message {
     /// A row selected with [`MESSAGE_COLUMNS`].
@@ -149,6 +153,7 @@ impl Message {
             read_at: row.get("read_at"),
             failed_at: row.get("failed_at"),
             updated_at: row.get("updated_at"),
+            not_before: row.get("not_before"),
         }
     }
 }
@@ -374,10 +379,33 @@ pub struct Claimed {
     pub at: DateTime<Utc>,
 }
 
-/// Takes up to `wa_ids.len()` of the oldest messages of `user_id` still to send, marks them
-/// `sending` and gives each without one its WhatsApp id from `wa_ids`, all in one statement:
-/// the id is stored before anything is sent, so a retry after a crash sends the same id, which
-/// the recipient's WhatsApp treats as the same message. Answers them oldest first.
+/// A message the claim left queued with a (new) `not_before`.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub id: Uuid,
+    pub not_before: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+}
+
+/// What one claim took and scheduled.
+#[derive(Debug, Default)]
+pub struct ClaimedBatch {
+    /// Marked `sending`, oldest first.
+    pub claimed: Vec<Claimed>,
+    /// Left queued with a `not_before` that moved (unchanged ones are not rewritten).
+    pub held: Vec<Held>,
+    /// `Some` when any row came back: the `updated_at` of the account's own pacing
+    /// settings then (`None` inside: it has none), so the sender notices a change.
+    pub pacing_updated_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Looks at the oldest `limit` messages of `user_id` still to send, in one statement: the
+/// first `wa_ids.len()` of them are due and marked `sending` (their `not_before` cleared),
+/// each without one given its WhatsApp id from `wa_ids` (the id is stored before anything is
+/// sent, so a retry after a crash sends the same id, which the recipient's WhatsApp treats as
+/// the same message); the others stay queued with `not_before` from `plan` (the plan of the
+/// first one after the due ones, and so on; rewritten only when it moved by a second or
+/// more). Answers the claimed ones oldest first.
 ///
 /// A row already `sending` is an attempt a crashed (or moved) session never finished;
 /// only the lease holder claims, so it is safe to take it again.
@@ -385,9 +413,12 @@ pub async fn claim_batch(
     pool: &PgPool,
     fence: &Fence,
     user_id: Uuid,
+    limit: usize,
     wa_ids: &[String],
-) -> Result<Vec<Claimed>, SessionError> {
-    let limit = wa_ids.len() as i64;
+    plan: &[DateTime<Utc>],
+) -> Result<ClaimedBatch, SessionError> {
+    let limit = limit as i64;
+    let due = wa_ids.len() as i64;
     let rows = fenced(
         pool,
         fence,
@@ -397,36 +428,63 @@ pub async fn claim_batch(
              ORDER BY created_at, id LIMIT $2
              FOR UPDATE SKIP LOCKED),
          numbered AS (
-             SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM locked)
-         UPDATE messages m SET status = 'sending', attempts = m.attempts + 1,
-                wa_message_id = COALESCE(m.wa_message_id, ($3::text[])[numbered.n]),
-                updated_at = now()
-         FROM numbered WHERE m.id = numbered.id
+             SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM locked),
+         pacing AS (
+             SELECT (SELECT updated_at FROM user_pacing WHERE user_id = $1) AS updated_at)
+         UPDATE messages m SET
+                status = CASE WHEN numbered.n <= $4 THEN 'sending' ELSE 'queued' END,
+                attempts = m.attempts + CASE WHEN numbered.n <= $4 THEN 1 ELSE 0 END,
+                wa_message_id = CASE WHEN numbered.n <= $4
+                    THEN COALESCE(m.wa_message_id, ($3::text[])[numbered.n])
+                    ELSE m.wa_message_id END,
+                not_before = CASE WHEN numbered.n <= $4 THEN NULL
+                    ELSE ($5::timestamptz[])[numbered.n - $4] END,
+                updated_at = CASE WHEN numbered.n <= $4 OR m.status <> 'queued' THEN now()
+                    ELSE m.updated_at END
+         FROM numbered, pacing
+         WHERE m.id = numbered.id
+           AND (numbered.n <= $4 OR m.status <> 'queued'
+                OR (m.not_before IS NULL) <> (($5::timestamptz[])[numbered.n - $4] IS NULL)
+                OR abs(extract(epoch FROM m.not_before - ($5::timestamptz[])[numbered.n - $4])) >= 1)
          RETURNING m.id, m.recipient, m.body, m.wa_message_id, m.attempts, m.updated_at,
-                   m.created_at",
+                   m.created_at, m.status, m.not_before, pacing.updated_at AS pacing_updated_at",
         &[
             (&user_id, Type::UUID),
             (&limit, Type::INT8),
             (&wa_ids, Type::TEXT_ARRAY),
+            (&due, Type::INT8),
+            (&plan, Type::TIMESTAMPTZ_ARRAY),
         ],
     )
     .await?;
-    let mut claimed: Vec<(DateTime<Utc>, Claimed)> = rows
-        .iter()
-        .map(|row| {
-            let claimed = Claimed {
+    let mut batch = ClaimedBatch {
+        pacing_updated_at: rows.first().map(|row| row.get("pacing_updated_at")),
+        ..ClaimedBatch::default()
+    };
+    let mut claimed: Vec<(DateTime<Utc>, Claimed)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let status: &str = row.get("status");
+        if status != "sending" {
+            batch.held.push(Held {
                 id: row.get("id"),
-                recipient: row.get("recipient"),
-                body: row.get("body"),
-                wa_message_id: row.get("wa_message_id"),
-                attempts: row.get("attempts"),
+                not_before: row.get("not_before"),
                 at: row.get("updated_at"),
-            };
-            (row.get("created_at"), claimed)
-        })
-        .collect();
+            });
+            continue;
+        }
+        let job = Claimed {
+            id: row.get("id"),
+            recipient: row.get("recipient"),
+            body: row.get("body"),
+            wa_message_id: row.get("wa_message_id"),
+            attempts: row.get("attempts"),
+            at: row.get("updated_at"),
+        };
+        claimed.push((row.get("created_at"), job));
+    }
     claimed.sort_by(|(a_at, a), (b_at, b)| (a_at, a.id).cmp(&(b_at, b.id)));
-    Ok(claimed.into_iter().map(|(_, claimed)| claimed).collect())
+    batch.claimed = claimed.into_iter().map(|(_, claimed)| claimed).collect();
+    Ok(batch)
 }
 
 /// A message whose status a statement moved, and when.
@@ -474,23 +532,30 @@ pub async fn mark_sent(
     Ok(moved(&rows))
 }
 
-/// These sends could not happen now (connection lost): back in the queue. `attempted` says
-/// whether they were tried; one that waited behind a failed send in its chat was not, and
-/// gets its attempt back.
+/// These sends could not happen now (connection lost, or WhatsApp asked to slow down):
+/// back in the queue, due at `not_before` if given. `attempted` says whether the attempt
+/// counts; one that waited behind a failed send in its chat, or that WhatsApp refused as
+/// over its rate, gets it back.
 pub async fn requeue(
     pool: &PgPool,
     fence: &Fence,
     ids: &[Uuid],
     attempted: bool,
+    not_before: Option<DateTime<Utc>>,
 ) -> Result<Vec<Moved>, SessionError> {
     let rows = fenced(
         pool,
         fence,
         "UPDATE messages SET status = 'queued', updated_at = now(),
-                attempts = attempts - CASE WHEN $2 THEN 0 ELSE 1 END
+                attempts = attempts - CASE WHEN $2 THEN 0 ELSE 1 END,
+                not_before = COALESCE($3, not_before)
          WHERE id = ANY($1) AND status = 'sending'
          RETURNING id, status, updated_at AS at, NULL::float8 AS took",
-        &[(&ids, Type::UUID_ARRAY), (&attempted, Type::BOOL)],
+        &[
+            (&ids, Type::UUID_ARRAY),
+            (&attempted, Type::BOOL),
+            (&not_before, Type::TIMESTAMPTZ),
+        ],
     )
     .await?;
     Ok(moved(&rows))
@@ -585,15 +650,17 @@ pub async fn apply_receipts(
     Ok(moved(&rows))
 }
 
-/// Which of `users` have messages queued for a few seconds already: their sessions were
-/// told (or will be when they connect), unless the notice was lost.
+/// Which of `users` have messages queued for a few seconds already, and due (not held by
+/// pacing until later): their sessions were told (or will be when they connect), unless
+/// the notice was lost.
 pub async fn users_with_waiting(pool: &PgPool, users: &[Uuid]) -> Result<Vec<Uuid>, SessionError> {
     let conn = pool.get().await?;
     let rows = conn
         .query_typed(
             "SELECT DISTINCT user_id FROM messages
               WHERE user_id = ANY($1) AND status = 'queued'
-                AND updated_at < now() - interval '5 seconds'",
+                AND updated_at < now() - interval '5 seconds'
+                AND (not_before IS NULL OR not_before <= now())",
             &[(&users, Type::UUID_ARRAY)],
         )
         .await?;

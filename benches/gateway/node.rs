@@ -68,6 +68,11 @@ impl InProcessNode {
             // The bench measures the pipeline, not a plan's quotas: the default plan's 100
             // messages a day would stop it at once. Usage is still counted, as in production.
             plans: PlanSettings { enforce: false },
+            // The bench measures the pipeline, not pacing.
+            pacing: botwave::config::PacingSettings {
+                enabled: false,
+                ..Default::default()
+            },
             ..Settings::default()
         };
         // As many worker threads as `botwave serve` gets (one per core), apart from the
@@ -139,6 +144,8 @@ impl NodeProcess {
             ("BOTWAVE_DATABASE_URL", database_url.to_owned()),
             ("BOTWAVE_JWT_SECRET", JWT_SECRET.to_owned()),
             ("BOTWAVE_WHATSAPP_URL", sim.ws_url()),
+            // The bench measures the pipeline, not pacing.
+            ("BOTWAVE_PACING_ENABLED", "false".to_owned()),
             ("BOTWAVE_MAX_CONNECTIONS", cap.clone()),
             ("BOTWAVE_MAX_CONNECTIONS_PER_IP", cap.clone()),
             ("BOTWAVE_MAX_WEBSOCKETS_PER_IP", cap.clone()),

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod pacing;
 pub mod sessions;
 pub mod users;
 

@@ -1,5 +1,6 @@
 // Admin › Users: search and page through accounts, create one, and per account disable or
-// enable, promote or demote, reset the password, or delete it (after a confirming click).
+// enable, promote or demote, reset the password, set its number's pacing (or switch it off),
+// or delete it (after a confirming click).
 // A refused change (e.g. the last admin) is explained in the account's own row.
 
 import { api } from "./api.js";
@@ -111,6 +112,8 @@ export function createUsersView({ selfId }) {
     });
     const resetButton = el("button", { type: "button", class: "secondary small", text: "Reset password", "aria-label": `Reset the password of ${user.email}` });
     resetButton.onclick = () => showReset(tr, user, resetButton);
+    const pacingButton = el("button", { type: "button", class: "secondary small", text: "Pacing", "aria-label": `Pacing of ${user.email}` });
+    pacingButton.onclick = () => showPacing(tr, user, pacingButton);
 
     const session = user.session;
     const whatsapp = session
@@ -144,7 +147,7 @@ export function createUsersView({ selfId }) {
       el(
         "td",
         { class: "row-actions" },
-        el("div", { class: "buttons" }, toggle, roleButton, resetButton, remove),
+        el("div", { class: "buttons" }, toggle, roleButton, resetButton, pacingButton, remove),
         el("div", { class: "reset-slot" }),
         el("p", { class: "error row-error", role: "alert" }),
       ),
@@ -178,6 +181,86 @@ export function createUsersView({ selfId }) {
     };
     slot.replaceChildren(resetForm);
     input.focus();
+    opener.setAttribute("aria-expanded", "true");
+  }
+
+  /** The inline pacing form in the row: the settings in force, saved as the account's own. */
+  async function showPacing(tr, user, opener) {
+    const slot = tr.querySelector(".reset-slot");
+    if (slot.firstChild) {
+      slot.replaceChildren();
+      return;
+    }
+    const path = `/api/admin/users/${encodeURIComponent(user.id)}/pacing`;
+    let current;
+    try {
+      current = await api("GET", path);
+    } catch (error) {
+      rowError(tr, error.message);
+      return;
+    }
+    const p = current.pacing;
+    const id = (name) => `admin-pacing-${name}-${user.id}`;
+    const input = (name, label, value, type = "number") =>
+      el("label", { for: id(name), class: "inline" }, `${label} `, el("input", { id: id(name), name, type, value: String(value), size: 8 }));
+    const enabled = el("input", { id: id("enabled"), type: "checkbox" });
+    enabled.checked = p.enabled;
+    const save = el("button", { type: "submit", class: "small", text: "Save pacing" });
+    const defaults = el("button", { type: "button", class: "secondary small", text: "Use defaults" });
+    const pacingForm = el(
+      "form",
+      { class: "pacing-form", novalidate: true, "aria-label": `Pacing of ${user.email}` },
+      el("label", { for: id("enabled"), class: "inline" }, enabled, " Pacing on"),
+      input("min_gap_ms", "Gap (ms)", p.min_gap_ms),
+      input("jitter_ms", "Jitter (ms)", p.jitter_ms),
+      input("per_minute", "Per minute", p.per_minute),
+      input("per_hour", "Per hour", p.per_hour),
+      input("per_day", "Per day", p.per_day),
+      input("quiet_start", "Quiet from", p.quiet_hours ? p.quiet_hours.start : "", "text"),
+      input("quiet_end", "to", p.quiet_hours ? p.quiet_hours.end : "", "text"),
+      input("time_zone", "Time zone", p.time_zone, "text"),
+      input("warmup", "Warm-up caps", p.warmup_daily_caps.join(", "), "text"),
+      el("span", { class: "hint", text: current.custom ? " Own settings." : " The node's defaults." }),
+      save,
+      defaults,
+    );
+    const value = (name) => pacingForm.querySelector(`[name="${name}"]`).value.trim();
+    pacingForm.onsubmit = (event) => {
+      event.preventDefault();
+      busy(save, async () => {
+        const start = value("quiet_start");
+        const end = value("quiet_end");
+        const body = {
+          enabled: enabled.checked,
+          min_gap_ms: Number(value("min_gap_ms")),
+          jitter_ms: Number(value("jitter_ms")),
+          per_minute: Number(value("per_minute")),
+          per_hour: Number(value("per_hour")),
+          per_day: Number(value("per_day")),
+          quiet_hours: start || end ? { start, end } : null,
+          time_zone: value("time_zone"),
+          warmup_daily_caps: value("warmup") ? value("warmup").split(",").map((cap) => Number(cap.trim())) : [],
+        };
+        try {
+          await api("PUT", path, body);
+          slot.replaceChildren(el("span", { class: "ok", role: "status", text: "Pacing saved." }));
+          rowError(tr, "");
+        } catch (error) {
+          rowError(tr, error.field ? `${error.field}: ${error.message}` : error.message);
+        }
+      });
+    };
+    defaults.onclick = () =>
+      busy(defaults, async () => {
+        try {
+          await api("DELETE", path);
+          slot.replaceChildren(el("span", { class: "ok", role: "status", text: "Pacing back to the defaults." }));
+          rowError(tr, "");
+        } catch (error) {
+          rowError(tr, error.message);
+        }
+      });
+    slot.replaceChildren(pacingForm);
     opener.setAttribute("aria-expanded", "true");
   }
 

@@ -34,12 +34,14 @@ export function createMessages({ userId }) {
     return (!status || message.status === status) && (!source || message.source === source);
   }
 
-  function statusBadge(status, error) {
+  // A queued message that pacing holds shows as scheduled, with the time it is due.
+  function statusBadge(status, error, notBefore) {
+    const scheduled = status === "queued" && notBefore && new Date(notBefore) > new Date();
     return el("span", {
-      class: "status",
+      class: scheduled ? "status scheduled" : "status",
       "data-status": status,
-      title: error || undefined,
-      text: STATUS_LABELS[status] || status,
+      title: error || (scheduled ? `Paced: due ${new Date(notBefore).toLocaleString()}` : undefined),
+      text: scheduled ? `Scheduled ${formatTime(notBefore)}` : STATUS_LABELS[status] || status,
     });
   }
 
@@ -51,18 +53,21 @@ export function createMessages({ userId }) {
       el("td", { class: "to", text: formatPhone(message.recipient) }),
       el("td", { class: "body", text: message.body }),
       el("td", { class: "source", text: message.source === "api" ? "API" : "Dashboard" }),
-      el("td", { class: "status-cell" }, statusBadge(message.status, message.error)),
+      el("td", { class: "status-cell" }, statusBadge(message.status, message.error, message.not_before)),
     );
     tr.dataset.status = message.status;
+    tr.dataset.notBefore = message.not_before || "";
     return tr;
   }
 
-  function setStatus(tr, status, error, force) {
+  function setStatus(tr, status, error, force, notBefore) {
     const current = tr.dataset.status;
     const moves = force || current === "failed" || (RANK[status] ?? 0) >= (RANK[current] ?? 0);
-    if (!moves || (current === status && !error)) return false;
+    const rescheduled = status === "queued" && (notBefore || "") !== tr.dataset.notBefore;
+    if (!moves || (current === status && !error && !rescheduled)) return false;
     tr.dataset.status = status;
-    tr.querySelector(".status-cell").replaceChildren(statusBadge(status, error));
+    tr.dataset.notBefore = notBefore || "";
+    tr.querySelector(".status-cell").replaceChildren(statusBadge(status, error, notBefore));
     return true;
   }
 
@@ -123,7 +128,7 @@ export function createMessages({ userId }) {
     if (mine !== generation) return;
     for (const message of [...page.messages].reverse()) {
       const tr = rows.get(message.id);
-      if (tr) setStatus(tr, message.status, message.error, true);
+      if (tr) setStatus(tr, message.status, message.error, true, message.not_before);
       else if (rows.size === 0 || isNewest(message)) prepend(message);
     }
     if (rows.size === page.messages.length) {
@@ -148,9 +153,12 @@ export function createMessages({ userId }) {
       resyncSoon = setTimeout(resync, 300);
       return;
     }
-    if (setStatus(tr, event.status, event.error, false)) {
+    if (setStatus(tr, event.status, event.error, false, event.not_before)) {
       const to = tr.querySelector(".to").textContent;
-      setText("log-live", `Message to ${to}: ${STATUS_LABELS[event.status] || event.status}`);
+      const what = event.not_before
+        ? `scheduled for ${formatTime(event.not_before)}`
+        : STATUS_LABELS[event.status] || event.status;
+      setText("log-live", `Message to ${to}: ${what}`);
     }
   }
 

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use botwave::{
-    config::{DatabaseSettings, LimitSettings, PlanSettings, Settings, WhatsappSettings},
+    config::{
+        DatabaseSettings, LimitSettings, PacingSettings, PlanSettings, Settings, WhatsappSettings,
+    },
     startup::Application,
 };
 use botwave_wa_sim::{SimConfig, SimHandle, Simulator};
@@ -71,6 +73,11 @@ pub fn node_settings(db: &TestDatabase, sim: &SimHandle) -> Settings {
         // Tests send far more than the default plan's quotas allow; the plan tests turn
         // enforcement on (`plans.enforce = true`, the production default) for themselves.
         plans: PlanSettings { enforce: false },
+        // Tests send many messages at once; the pacing tests set it per account.
+        pacing: PacingSettings {
+            enabled: false,
+            ..PacingSettings::default()
+        },
         ..Settings::default()
     }
 }

@@ -26,6 +26,7 @@ mod live_authorization;
 mod metrics;
 mod migrations;
 mod openapi;
+mod pacing;
 mod password_reset;
 mod plans;
 mod smtp_sink;

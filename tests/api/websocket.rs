@@ -183,6 +183,7 @@ async fn a_burst_of_one_users_events_neither_delays_nor_closes_anothers_socket()
         status: botwave_actors::outbox::MessageStatus::Sent,
         at: chrono::Utc::now(),
         error: None,
+        not_before: None,
     };
 
     // Bob's account produces 10,000 events at once (a bulk send); Alice's, one now and then.

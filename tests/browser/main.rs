@@ -32,6 +32,7 @@ mod demo;
 mod flow;
 mod isolation;
 mod message_log;
+mod pacing;
 mod page;
 mod pair_code;
 mod password;

@@ -186,6 +186,7 @@ impl Cluster {
             .env("BOTWAVE_WHATSAPP_URL", self.sim.ws_url())
             // The tests send more than the default plan's daily quota.
             .env("BOTWAVE_PLANS_ENFORCE", "false")
+            .env("BOTWAVE_PACING_ENABLED", "false")
             .env("BOTWAVE_CLUSTER_NODE_NAME", &name)
             .env(
                 "BOTWAVE_CLUSTER_LISTEN",

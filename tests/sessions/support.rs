@@ -35,6 +35,11 @@ pub fn config(sim: &SimHandle) -> SessionConfig {
         restart_base: Duration::from_millis(200),
         restart_max: Duration::from_secs(2),
         restart_budget: 3,
+        // Tests send many messages at once; pacing tests set their own.
+        pacing: botwave_actors::pacing::PacingSettings {
+            enabled: false,
+            ..Default::default()
+        },
         ..SessionConfig::default()
     }
 }

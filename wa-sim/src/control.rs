@@ -271,6 +271,17 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(with())
         .and(json_body())
         .map(kick_device);
+    let get_overlimit = warp::path!("control" / "phones" / String / "rate-overlimit")
+        .and(warp::get())
+        .and(with())
+        .map(|number: String, shared: Arc<Shared>| {
+            ok(StatusCode::OK, &shared.rate_overlimit(&number))
+        });
+    let put_overlimit = warp::path!("control" / "phones" / String / "rate-overlimit")
+        .and(warp::put().or(warp::post()).unify())
+        .and(with())
+        .and(json_body())
+        .map(set_rate_overlimit);
     let stats = warp::path!("control" / "stats")
         .and(warp::get())
         .and(with())
@@ -312,6 +323,10 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .or(receipts)
         .unify()
         .or(kick)
+        .unify()
+        .or(get_overlimit)
+        .unify()
+        .or(put_overlimit)
         .unify()
         .or(stats)
         .unify()
@@ -662,6 +677,27 @@ fn kick_device(raw_jid: String, shared: Arc<Shared>, request: KickRequest) -> Re
             connected,
         },
     )
+}
+
+/// `PUT /control/phones/{number}/rate-overlimit`: `{"count": N, "backoff_secs": S?}`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateOverlimitRequest {
+    pub count: u32,
+    #[serde(default)]
+    pub backoff_secs: Option<u32>,
+}
+
+fn set_rate_overlimit(
+    number: String,
+    shared: Arc<Shared>,
+    request: RateOverlimitRequest,
+) -> Reply_ {
+    if shared.account(&number).is_none() {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such phone");
+    }
+    let switch = shared.set_rate_overlimit(&number, request.count, request.backoff_secs);
+    ok(StatusCode::OK, &switch)
 }
 
 fn config_view(shared: &Shared) -> ConfigView {

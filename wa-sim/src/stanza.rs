@@ -39,6 +39,24 @@ pub fn iq_error(id: &str, code: u16, text: &str) -> Node {
         .build()
 }
 
+/// WhatsApp refusing an IQ of a send because the number sends too fast:
+/// `<error code="429" text="rate-overlimit" backoff="…"/>` (whatsmeow and Baileys see the same
+/// from the usync and prekey queries of a burst).
+pub fn iq_rate_overlimit(id: &str, backoff_secs: Option<u32>) -> Node {
+    let mut error = NodeBuilder::new("error")
+        .attr("code", "429")
+        .attr("text", "rate-overlimit");
+    if let Some(backoff) = backoff_secs {
+        error = error.attr("backoff", backoff.to_string());
+    }
+    NodeBuilder::new("iq")
+        .attr("type", "error")
+        .attr("id", id)
+        .attr("from", SERVER_JID)
+        .children([error.build()])
+        .build()
+}
+
 /// The QR refs for an unpaired client. Refs go as bytes: short strings would be
 /// token-encoded and the client would read them as absent.
 pub fn pair_device(id: &str, refs: &[String]) -> Node {

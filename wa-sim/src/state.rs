@@ -108,6 +108,8 @@ pub struct Shared {
     pub link_codes: crate::pair_code::LinkCodeRequests,
     receipts: Mutex<ReceiptMode>,
     latency_ms: AtomicU64,
+    /// Phones whose companions' sends WhatsApp refuses as over its rate, by number.
+    rate_overlimit: Mutex<HashMap<String, RateOverlimit>>,
     next_id: AtomicU64,
     /// Flips to true when the simulator stops; every connection closes on it.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -117,6 +119,19 @@ pub struct Shared {
 struct AccountIndex {
     by_number: HashMap<String, Arc<Mutex<Account>>>,
     number_by_lid: HashMap<String, String>,
+}
+
+/// `PUT /control/phones/{number}/rate-overlimit`: WhatsApp refuses the next `remaining`
+/// sends of the phone's companions with `rate-overlimit` (429), as it answers a number that
+/// sends too fast.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RateOverlimit {
+    /// Sends still to refuse.
+    pub remaining: u32,
+    /// The `backoff` (seconds) the refusal names, if any.
+    pub backoff_secs: Option<u32>,
+    /// Sends refused so far.
+    pub refused: u64,
 }
 
 /// Locks a mutex, recovering the data if a panicking holder poisoned it: one bad
@@ -144,6 +159,7 @@ impl Shared {
             link_codes: Default::default(),
             receipts: Mutex::new(receipts),
             latency_ms: AtomicU64::new(latency_ms),
+            rate_overlimit: Mutex::default(),
             next_id: AtomicU64::new(1),
             stopping: tokio::sync::watch::Sender::new(false),
         })
@@ -160,6 +176,42 @@ impl Shared {
         async move {
             let _ = stopping.wait_for(|stopping| *stopping).await;
         }
+    }
+
+    /// The next `count` sends of `number`'s companions are refused as over WhatsApp's rate
+    /// (`backoff_secs`: the wait the refusal asks for); 0 lifts it. Answers the switch.
+    pub fn set_rate_overlimit(
+        &self,
+        number: &str,
+        count: u32,
+        backoff_secs: Option<u32>,
+    ) -> RateOverlimit {
+        let mut switches = lock(&self.rate_overlimit);
+        let switch = switches.entry(number.to_owned()).or_default();
+        switch.remaining = count;
+        switch.backoff_secs = backoff_secs;
+        *switch
+    }
+
+    /// The rate-overlimit switch of `number`.
+    pub fn rate_overlimit(&self, number: &str) -> RateOverlimit {
+        lock(&self.rate_overlimit)
+            .get(number)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether this send IQ of `number`'s companion is refused as over the rate: `Some`
+    /// with the backoff to name, counting it.
+    pub fn take_rate_overlimit(&self, number: &str) -> Option<Option<u32>> {
+        let mut switches = lock(&self.rate_overlimit);
+        let switch = switches.get_mut(number)?;
+        if switch.remaining == 0 {
+            return None;
+        }
+        switch.remaining -= 1;
+        switch.refused += 1;
+        Some(switch.backoff_secs)
     }
 
     /// A process-unique number for connection ids, refs and stanza ids.

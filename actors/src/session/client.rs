@@ -114,6 +114,7 @@ impl RunningClient {
     pub async fn start(
         store: PgStore,
         whatsapp_url: Option<&str>,
+        pacing: Arc<crate::pacing::PacingSettings>,
         writer: Writer,
         session: ActorRef<WaSessionMsg>,
     ) -> Result<Self, String> {
@@ -152,7 +153,7 @@ impl RunningClient {
         let handle = bot.spawn();
         let cut_off = client.clone();
         let fence = writer.fence.clone();
-        let sender = Sender::start(writer, client.clone());
+        let sender = Sender::start(writer, client.clone(), pacing);
         let fence_watch = tokio::spawn(async move {
             fence.lost().await;
             // The socket first: the client's own disconnect writes to the database before

@@ -115,6 +115,24 @@ impl Writer {
             status,
             at,
             error,
+            not_before: None,
+        });
+    }
+
+    /// Announces that one of the user's messages is queued until `not_before` (pacing).
+    fn publish_scheduled(
+        &self,
+        message_id: Uuid,
+        at: DateTime<Utc>,
+        not_before: Option<DateTime<Utc>>,
+    ) {
+        self.events.publish(SessionEvent::MessageStatus {
+            user_id: self.user_id,
+            message_id,
+            status: MessageStatus::Queued,
+            at,
+            error: None,
+            not_before,
         });
     }
 
@@ -295,6 +313,7 @@ impl Actor for WaSession {
         let client = RunningClient::start(
             state.store.clone(),
             state.args.config.whatsapp_url.as_deref(),
+            Arc::new(state.args.config.pacing.clone()),
             state.writer(),
             myself.clone(),
         )

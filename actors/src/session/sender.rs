@@ -8,21 +8,33 @@
 //! keep their order; the outcomes are recorded in one statement per kind. The next pass starts
 //! when this one is recorded, so order holds across batches too. Wake-ups coalesce: however
 //! many requests arrive while a pass runs, one more pass follows.
+//!
+//! Pacing (`crate::pacing`): each pass asks the session's [`Pacer`] when the oldest queued
+//! messages may go, claims only those already due and, in the same statement, stores the
+//! plan for the rest as their `not_before`. Then the task sleeps until the next is due (or a
+//! new message, a reconnect or a test's clock wakes it): no timer runs while nothing is
+//! queued, and pacing costs no statement of its own per message. The pacer is rebuilt from
+//! the database when the session starts, and again when the claim shows that the account's
+//! pacing settings changed. WhatsApp answering a send with rate-overlimit (429) puts the
+//! message back in the queue, without counting the attempt, and the pacer waits and slows
+//! down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 use whatsapp_rust::send::{SendError, SendOptions};
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::{Client, ClientError, Jid};
+use whatsapp_rust::{Client, ClientError, IqError, Jid};
 
 use super::Writer;
 use crate::error::SessionError;
 use crate::outbox::{self, Claimed, MessageStatus};
+use crate::pacing::{self, Pacer, PacingSettings, clock};
 
 /// A message that could not be sent this many times is given up on, so one poisonous
 /// message cannot hold up the queue forever.
@@ -50,10 +62,11 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn start(writer: Writer, client: Arc<Client>) -> Self {
+    pub fn start(writer: Writer, client: Arc<Client>, pacing: Arc<PacingSettings>) -> Self {
         let wake = Arc::new(Notify::new());
         let (connected, watch_connected) = watch::channel(false);
-        let task = tokio::spawn(run(writer, client, wake.clone(), watch_connected)).abort_handle();
+        let task =
+            tokio::spawn(run(writer, client, wake.clone(), watch_connected, pacing)).abort_handle();
         Self {
             wake,
             connected,
@@ -83,12 +96,23 @@ impl Drop for Sender {
 
 /// How a pass ended.
 enum Pass {
-    /// Nothing was queued.
+    /// Nothing (more) is queued.
     Drained,
-    /// A batch went out; there may be more.
+    /// A batch went out; there may be more, due now.
     More,
+    /// What is queued is not due before this (pacing, or WhatsApp asked to slow down).
+    Held(DateTime<Utc>),
+    /// The account's pacing settings changed: rebuild the pacer, then go on.
+    PacingChanged,
     /// The connection went away under the batch: what did not go out is queued again.
     Interrupted,
+}
+
+/// The session's pacer and the settings version it was built from.
+struct Paced {
+    pacer: Pacer,
+    /// `updated_at` of the account's own settings (`None`: the node's defaults).
+    settings_version: Option<DateTime<Utc>>,
 }
 
 async fn run(
@@ -96,14 +120,46 @@ async fn run(
     client: Arc<Client>,
     wake: Arc<Notify>,
     mut connected: watch::Receiver<bool>,
+    defaults: Arc<PacingSettings>,
 ) {
+    // Subscribed once, so a move of a test's clock is seen even if it happens mid-pass.
+    let mut clock_moves = clock::watch(writer.user_id);
+    let mut paced: Option<Paced> = None;
     loop {
         if connected.wait_for(|connected| *connected).await.is_err() {
             return;
         }
-        match pass(&writer, &client).await {
+        let current = match paced.as_mut() {
+            Some(current) => current,
+            None => {
+                match pacing::store::load_pacer(&writer.pool, writer.user_id, &defaults).await {
+                    Ok((pacer, settings_version)) => paced.insert(Paced {
+                        pacer,
+                        settings_version,
+                    }),
+                    Err(error) => {
+                        tracing::warn!(user_id = %writer.user_id, %error, "cannot load pacing; retrying");
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        match pass(&writer, &client, current).await {
             Ok(Pass::Drained) => wake.notified().await,
             Ok(Pass::More) => {}
+            Ok(Pass::Held(until)) => {
+                let wait = (until - clock::now(writer.user_id))
+                    .to_std()
+                    .unwrap_or_default();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = wake.notified() => {}
+                    _ = clock_moves.moved() => {}
+                    _ = connected.changed() => {}
+                }
+            }
+            Ok(Pass::PacingChanged) => paced = None,
             Ok(Pass::Interrupted) => {
                 let _ = tokio::time::timeout(RETRY_AFTER, connected.changed()).await;
             }
@@ -122,21 +178,59 @@ enum Outcome {
     Sent,
     /// Not connected after all: back to the queue.
     Retry,
+    /// WhatsApp answered rate-overlimit (with the wait it asked for, if it did): back to
+    /// the queue, and the session slows down.
+    RateLimited(Option<Duration>),
     /// Queued behind a `Retry` in its chat: not tried, so that the chat keeps its order.
     NotTried,
     Failed(String),
 }
 
-async fn pass(writer: &Writer, client: &Arc<Client>) -> Result<Pass, SessionError> {
-    let ids: Vec<String> = (0..BATCH).map(|_| client.generate_message_id()).collect();
-    let batch = outbox::claim_batch(&writer.pool, &writer.fence, writer.user_id, &ids).await?;
-    if batch.is_empty() {
-        return Ok(Pass::Drained);
+async fn pass(
+    writer: &Writer,
+    client: &Arc<Client>,
+    paced: &mut Paced,
+) -> Result<Pass, SessionError> {
+    let now = clock::now(writer.user_id);
+    let plan = paced.pacer.plan(now, BATCH);
+    let due = plan.iter().take_while(|at| **at <= now).count();
+    let ids: Vec<String> = (0..due).map(|_| client.generate_message_id()).collect();
+    let batch = outbox::claim_batch(
+        &writer.pool,
+        &writer.fence,
+        writer.user_id,
+        BATCH,
+        &ids,
+        &plan[due..],
+    )
+    .await?;
+    for held in &batch.held {
+        writer.publish_scheduled(held.id, held.at, held.not_before);
     }
-    for job in &batch {
+    let settings_changed = batch
+        .pacing_updated_at
+        .is_some_and(|version| version != paced.settings_version);
+    if batch.claimed.is_empty() {
+        return Ok(if settings_changed {
+            Pass::PacingChanged
+        } else if due == 0 {
+            Pass::Held(plan[0])
+        } else {
+            Pass::Drained
+        });
+    }
+    if settings_changed {
+        // Claimed under the old settings: back to the queue, untried, to be planned under
+        // the new ones (one statement, on a change only).
+        let ids: Vec<Uuid> = batch.claimed.iter().map(|job| job.id).collect();
+        outbox::requeue(&writer.pool, &writer.fence, &ids, false, None).await?;
+        return Ok(Pass::PacingChanged);
+    }
+    let claimed = batch.claimed.len();
+    for job in &batch.claimed {
         writer.publish(job.id, MessageStatus::Sending, job.at, None);
     }
-    let outcomes: Vec<(Uuid, Outcome)> = futures_util::stream::iter(chats(batch))
+    let outcomes: Vec<(Uuid, Outcome)> = futures_util::stream::iter(chats(batch.claimed))
         .map(|chat| send_chat(client, chat))
         .buffer_unordered(CHATS_AT_ONCE)
         .flat_map(futures_util::stream::iter)
@@ -146,7 +240,22 @@ async fn pass(writer: &Writer, client: &Arc<Client>) -> Result<Pass, SessionErro
     // record, to show what a crash at this point leaves behind.
     #[cfg(feature = "simulator")]
     crate::crash_point::after_send(writer.user_id).await;
-    record(writer, outcomes).await
+    let pass = record(writer, &mut paced.pacer, outcomes).await?;
+    Ok(match pass {
+        // Fewer rows than were due: the queue is empty (what arrives meanwhile wakes the
+        // task again).
+        Pass::More if claimed < due => Pass::Drained,
+        Pass::More => {
+            let now = clock::now(writer.user_id);
+            let next = paced.pacer.next_due(now);
+            if next <= now {
+                Pass::More
+            } else {
+                Pass::Held(next)
+            }
+        }
+        other => other,
+    })
 }
 
 /// The batch by recipient, each chat in queue order.
@@ -176,7 +285,7 @@ async fn send_chat(client: &Arc<Client>, chat: Vec<Claimed>) -> Vec<(Uuid, Outco
         } else {
             send_one(client, &job).await
         };
-        interrupted |= matches!(outcome, Outcome::Retry);
+        interrupted |= matches!(outcome, Outcome::Retry | Outcome::RateLimited(_));
         outcomes.push((job.id, outcome));
     }
     outcomes
@@ -211,23 +320,50 @@ async fn send_one(client: &Client, job: &Claimed) -> Outcome {
     }
 }
 
-/// Records a batch's outcomes, one statement per kind, and announces them.
-async fn record(writer: &Writer, outcomes: Vec<(Uuid, Outcome)>) -> Result<Pass, SessionError> {
+/// Records a batch's outcomes, one statement per kind, and announces them; tells the pacer
+/// what went out and what WhatsApp refused.
+async fn record(
+    writer: &Writer,
+    pacer: &mut Pacer,
+    outcomes: Vec<(Uuid, Outcome)>,
+) -> Result<Pass, SessionError> {
     let mut sent = Vec::new();
     let mut retry = Vec::new();
+    let mut refused = Vec::new();
     let mut not_tried = Vec::new();
     let mut failed = Vec::new();
+    let mut asked_backoff: Option<Duration> = None;
     for (id, outcome) in outcomes {
         match outcome {
             Outcome::Sent => sent.push(id),
             Outcome::Retry => retry.push(id),
+            Outcome::RateLimited(backoff) => {
+                refused.push(id);
+                asked_backoff = asked_backoff.max(backoff);
+            }
             Outcome::NotTried => not_tried.push(id),
             Outcome::Failed(reason) => failed.push((id, reason)),
         }
     }
+    let now = clock::now(writer.user_id);
+    let resume_at = (!refused.is_empty()).then(|| {
+        let until = pacer.rate_limited(now, asked_backoff);
+        tracing::warn!(
+            user_id = %writer.user_id,
+            refused = refused.len(),
+            %until,
+            "WhatsApp answered rate-overlimit; slowing down"
+        );
+        until
+    });
     let (pool, fence) = (&writer.pool, &writer.fence);
     if !sent.is_empty() {
         writer.publish_moved(&outbox::mark_sent(pool, fence, &sent).await?, None);
+        // The next gap counts from when these were sent and recorded.
+        let recorded = clock::now(writer.user_id);
+        for _ in &sent {
+            pacer.record_sent(recorded);
+        }
     }
     if !failed.is_empty() {
         let reasons: HashMap<Uuid, &str> = failed
@@ -239,18 +375,25 @@ async fn record(writer: &Writer, outcomes: Vec<(Uuid, Outcome)>) -> Result<Pass,
             writer.publish(moved.id, moved.status, moved.at, reason);
         }
     }
-    let interrupted = !retry.is_empty() || !not_tried.is_empty();
     if !retry.is_empty() {
-        writer.publish_moved(&outbox::requeue(pool, fence, &retry, true).await?, None);
-    }
-    if !not_tried.is_empty() {
         writer.publish_moved(
-            &outbox::requeue(pool, fence, &not_tried, false).await?,
+            &outbox::requeue(pool, fence, &retry, true, None).await?,
             None,
         );
     }
-    Ok(if interrupted {
+    // A refusal is WhatsApp's pacing, not the message's fault: its attempt is given back.
+    let mut back = refused;
+    back.extend(not_tried);
+    if !back.is_empty() {
+        let moved = outbox::requeue(pool, fence, &back, false, resume_at).await?;
+        for message in &moved {
+            writer.publish_scheduled(message.id, message.at, resume_at);
+        }
+    }
+    Ok(if !retry.is_empty() {
         Pass::Interrupted
+    } else if resume_at.is_some() {
+        Pass::Held(pacer.next_due(now))
     } else {
         Pass::More
     })
@@ -265,6 +408,9 @@ fn recipient_jid(recipient: &str) -> Option<Jid> {
 }
 
 fn classify(error: &SendError) -> Outcome {
+    if let Some(backoff) = rate_overlimit(error) {
+        return Outcome::RateLimited(backoff);
+    }
     match error {
         SendError::NotLoggedIn
         | SendError::Client(ClientError::NotConnected | ClientError::NotLoggedIn) => Outcome::Retry,
@@ -279,6 +425,34 @@ fn classify(error: &SendError) -> Outcome {
             }
         }
     }
+}
+
+/// Whether WhatsApp refused the send as over its rate: an IQ of the send (the device list,
+/// the recipient's keys) answered `<error code="429" text="rate-overlimit" backoff="…"/>`.
+/// `Some(backoff)` if so, with the wait the server asked for, if it named one.
+fn rate_overlimit(error: &SendError) -> Option<Option<Duration>> {
+    let from_iq = |iq: &IqError| match iq {
+        IqError::ServerError {
+            code: 429, backoff, ..
+        } => Some(backoff.map(|seconds| Duration::from_secs(u64::from(seconds)))),
+        _ => None,
+    };
+    let typed = match error {
+        SendError::Iq(iq) | SendError::Client(ClientError::Iq(iq)) => from_iq(iq),
+        _ => None,
+    };
+    if typed.is_some() {
+        return typed;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(found) = current.downcast_ref::<IqError>().and_then(from_iq) {
+            return Some(found);
+        }
+        source = current.source();
+    }
+    let text = format!("{error:#}");
+    (text.contains("code=429") || text.contains("rate-overlimit")).then_some(None)
 }
 
 #[cfg(test)]

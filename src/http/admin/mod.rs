@@ -5,6 +5,7 @@
 mod analytics;
 mod audit;
 mod cluster;
+mod pacing;
 mod plans;
 mod sessions;
 mod users;
@@ -27,6 +28,7 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
     routes.extend(audit::routes(state));
     routes.extend(cluster::routes(state));
     routes.extend(plans::routes(state));
+    routes.extend(pacing::routes(state));
     routes
 }
 
@@ -40,6 +42,9 @@ pub fn routes(state: &Arc<AppState>) -> Vec<Route> {
     users::set_role,
     users::reset_password,
     users::delete,
+    pacing::get_pacing,
+    pacing::set_pacing,
+    pacing::reset_pacing,
     sessions::list,
     sessions::stop_session,
     sessions::restart_session,

@@ -50,6 +50,24 @@ impl Session {
                 self.send(&reply).await?;
                 Ok(Flow::Continue)
             }
+            "usync" | "encrypt" if self.refuse_as_overlimit(&node) => {
+                let Role::Online(online) = &self.role else {
+                    return Ok(Flow::Continue);
+                };
+                let number = lock(&online.account).number.clone();
+                if let Some(backoff) = self.shared.take_rate_overlimit(&number) {
+                    info!(conn = self.conn.id, %number, "send refused: rate-overlimit");
+                    self.send(&stanza::iq_rate_overlimit(&id, backoff)).await?;
+                    return Ok(Flow::Continue);
+                }
+                let reply = if xmlns == "usync" {
+                    self.usync_reply(&id, &node)
+                } else {
+                    self.encrypt_reply(&id, &node)
+                };
+                self.send(&reply).await?;
+                Ok(Flow::Continue)
+            }
             "usync" => {
                 let reply = self.usync_reply(&id, &node);
                 self.send(&reply).await?;
@@ -176,6 +194,37 @@ impl Session {
             "companion logged out"
         );
         Ok(Flow::Continue)
+    }
+
+    /// Whether `node` is an IQ a send makes (the device list, the recipient's keys) from a
+    /// phone whose rate-overlimit switch is on.
+    fn refuse_as_overlimit(&self, node: &Node) -> bool {
+        let Role::Online(online) = &self.role else {
+            return false;
+        };
+        // The users the query names: a send asks about its recipient; the client's own
+        // background queries (its own devices) are left alone.
+        let users = match (
+            node.get_optional_child("usync"),
+            node.get_optional_child("key"),
+        ) {
+            (Some(usync), _) => usync
+                .get_optional_child("list")
+                .map(children)
+                .unwrap_or_default(),
+            (None, Some(key)) => children(key),
+            (None, None) => return false,
+        };
+        let (number, lid) = {
+            let account = lock(&online.account);
+            (account.number.clone(), account.lid.clone())
+        };
+        let names_another = users.iter().any(|user| {
+            attr(user, "jid")
+                .and_then(|jid| jid.parse::<Jid>().ok())
+                .is_some_and(|jid| jid.user != number && jid.user != lid)
+        });
+        names_another && self.shared.rate_overlimit(&number).remaining > 0
     }
 
     fn usync_reply(&self, id: &str, node: &Node) -> Node {
