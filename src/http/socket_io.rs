@@ -108,11 +108,28 @@ fn connected(socket: SocketRef, state: Arc<AppState>) {
                     let event = if Close(code, reason).is_unauthorized() { "unauthorized" } else { "error" };
                     let _ = socket.emit(event, &serde_json::json!({ "code": code, "message": reason }));
                 }
-                let _ = socket.disconnect();
+                disconnect(socket, state.ws_limits.ping_interval + state.ws_limits.pong_timeout).await;
             }
             _ = gone.notified() => {}
         }
     });
+}
+
+/// Disconnects `socket`. A client too slow to read has a full queue, which even the
+/// disconnect packet must go through: it is tried again as the queue drains, for up to
+/// `within`; by then the heartbeat has ended a client that stopped reading altogether.
+async fn disconnect(socket: SocketRef, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while socket.connected() {
+        match socket.clone().disconnect() {
+            Err(socketioxide::SocketError::InternalChannelFull)
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// One client's feed until it must end (and why), or `None` once the client is gone.

@@ -211,3 +211,54 @@ async fn an_api_key_needs_the_session_read_scope_and_losing_it_closes_the_socket
     );
     client.next("disconnect").await;
 }
+
+#[tokio::test]
+async fn a_client_too_slow_to_keep_up_is_dropped_and_others_keep_their_events() {
+    let app = spawn_app().await;
+    let alice = app.new_account().await;
+    let bob = app.new_account().await;
+    let mut slow = SocketIoClient::connect(&app.address, "websocket", &alice.token).await;
+    let mut other = SocketIoClient::connect(&app.address, "websocket", &bob.token).await;
+    slow.next("snapshot").await;
+    other.next("snapshot").await;
+    slow.command("pause").await;
+
+    // QR codes come with their SVG (kilobytes each): far more than the connection holds while
+    // Alice's client reads nothing.
+    let alice_id: uuid::Uuid = alice.id.parse().unwrap();
+    let bob_id: uuid::Uuid = bob.id.parse().unwrap();
+    let qr = |user_id, n: usize| botwave_actors::SessionEvent::QrCode {
+        user_id,
+        code: format!("2@{n:0>200}"),
+        expires_at: chrono::Utc::now(),
+    };
+    for n in 0..3_000 {
+        app.events.publish(qr(alice_id, n));
+    }
+    app.events.publish(qr(bob_id, 0));
+    let bobs = other.next("qr_code").await;
+    assert_eq!(bobs["payload"]["user_id"], bob.id.as_str());
+
+    // Once it reads again, Alice's client gets what was queued for it, then is disconnected:
+    // the server dropped it rather than hold 3,000 events for it.
+    slow.command("resume").await;
+    let gone = slow.next("disconnect").await;
+    assert_eq!(gone["reason"], "io server disconnect", "{gone}");
+    let delivered = slow
+        .seen
+        .iter()
+        .filter(|line| line["event"] == "qr_code")
+        .count();
+    assert!(
+        delivered < 3_000,
+        "all {delivered} were held for the slow client"
+    );
+    assert!(
+        other
+            .drain()
+            .iter()
+            .all(|line| line["event"] != "disconnect"),
+        "{:?}",
+        other.seen
+    );
+}

@@ -141,6 +141,21 @@ impl SocketIoClient {
         &self.seen
     }
 
+    /// Sends the client script a command (`pause`, `resume`) and waits until it is applied.
+    #[allow(dead_code)] // not every suite makes a client slow
+    pub async fn command(&mut self, command: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("the client's stdin");
+        stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("the client reads commands");
+        let applied = self
+            .next_where("command", |line| line["command"] == command)
+            .await;
+        assert_eq!(applied["applied"], true, "{applied}");
+    }
+
     pub async fn close(mut self) {
         drop(self.child.stdin.take());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
