@@ -12,6 +12,7 @@ use whatsapp_rust::types::events::Event;
 use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::{Client, ConnectError};
 
+use super::acks::ServerAcks;
 use super::fenced_transport::FencedTransports;
 use super::inbound::InboundHook;
 use super::receipts::Receipts;
@@ -120,6 +121,8 @@ impl RunningClient {
     ) -> Result<Self, String> {
         let watcher = session.clone();
         let (receipts, receipt_sink) = Receipts::start(writer.clone());
+        let acks = Arc::new(ServerAcks::default());
+        let acks_seen = acks.clone();
         let transports = FencedTransports::new(transport(whatsapp_url), writer.fence.clone());
         let (stopping, stopping_seen) = tokio::sync::watch::channel(false);
         let bot = Bot::builder()
@@ -132,7 +135,17 @@ impl RunningClient {
             .on_event(move |event, _client| {
                 let session = session.clone();
                 let receipts = receipt_sink.clone();
+                let acks = acks_seen.clone();
                 async move {
+                    match &*event {
+                        // Only the sends care, and they must not wait behind the actor.
+                        Event::ServerAck(ack) => {
+                            acks.offer(ack);
+                            return;
+                        }
+                        Event::Disconnected(_) => acks.connection_lost(),
+                        _ => {}
+                    }
                     // Stored by the inbound hook already (see `inbound`).
                     if matches!(&*event, Event::Messages(_)) {
                         return;
@@ -153,7 +166,7 @@ impl RunningClient {
         let handle = bot.spawn();
         let cut_off = client.clone();
         let fence = writer.fence.clone();
-        let sender = Sender::start(writer, client.clone(), pacing);
+        let sender = Sender::start(writer, client.clone(), acks, pacing);
         let fence_watch = tokio::spawn(async move {
             fence.lost().await;
             // The socket first: the client's own disconnect writes to the database before

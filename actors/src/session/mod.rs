@@ -6,6 +6,7 @@
 //! anything more. Whoever spawned it decides about restarts; it only reports being
 //! connected, through [`WaSessionArgs::on_connected`].
 
+mod acks;
 mod client;
 mod client_events;
 mod fenced_transport;

@@ -5,7 +5,9 @@
 //! One pass claims a batch of the oldest queued messages in one statement, which also stores
 //! each one's WhatsApp id before anything is sent (a retry after a crash reuses it). The batch
 //! goes out one chat after another within a chat, chats at once, so messages to one recipient
-//! keep their order; the outcomes are recorded in one statement per kind. The next pass starts
+//! keep their order; a message is `sent` once WhatsApp's server acknowledged it (`acks`: a
+//! write without an ack is sent again, under the same id); the outcomes are recorded in one
+//! statement per kind. The next pass starts
 //! when this one is recorded, so order holds across batches too. Wake-ups coalesce: however
 //! many requests arrive while a pass runs, one more pass follows.
 //!
@@ -32,6 +34,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, ClientError, IqError, Jid};
 
 use super::Writer;
+use super::acks::{AckOutcome, ServerAcks};
 use crate::error::SessionError;
 use crate::outbox::{self, Claimed, MessageStatus};
 use crate::pacing::{self, Pacer, PacingSettings, clock};
@@ -42,6 +45,10 @@ const MAX_ATTEMPTS: i32 = 5;
 
 /// Upper bound for one send (device lookup, encryption, the stanza write).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a written message waits for the server's ack before it is sent again (under
+/// the same id).
+const ACK_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Messages claimed per pass.
 const BATCH: usize = 128;
@@ -62,11 +69,17 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn start(writer: Writer, client: Arc<Client>, pacing: Arc<PacingSettings>) -> Self {
+    pub fn start(
+        writer: Writer,
+        client: Arc<Client>,
+        acks: Arc<ServerAcks>,
+        pacing: Arc<PacingSettings>,
+    ) -> Self {
         let wake = Arc::new(Notify::new());
         let (connected, watch_connected) = watch::channel(false);
+        let link = Link { client, acks };
         let task =
-            tokio::spawn(run(writer, client, wake.clone(), watch_connected, pacing)).abort_handle();
+            tokio::spawn(run(writer, link, wake.clone(), watch_connected, pacing)).abort_handle();
         Self {
             wake,
             connected,
@@ -115,9 +128,15 @@ struct Paced {
     settings_version: Option<DateTime<Utc>>,
 }
 
+/// The session's client and the acks its sends wait for.
+struct Link {
+    client: Arc<Client>,
+    acks: Arc<ServerAcks>,
+}
+
 async fn run(
     writer: Writer,
-    client: Arc<Client>,
+    link: Link,
     wake: Arc<Notify>,
     mut connected: watch::Receiver<bool>,
     defaults: Arc<PacingSettings>,
@@ -145,7 +164,7 @@ async fn run(
                 }
             }
         };
-        match pass(&writer, &client, current).await {
+        match pass(&writer, &link, current).await {
             Ok(Pass::Drained) => wake.notified().await,
             Ok(Pass::More) => {}
             Ok(Pass::Held(until)) => {
@@ -186,15 +205,13 @@ enum Outcome {
     Failed(String),
 }
 
-async fn pass(
-    writer: &Writer,
-    client: &Arc<Client>,
-    paced: &mut Paced,
-) -> Result<Pass, SessionError> {
+async fn pass(writer: &Writer, link: &Link, paced: &mut Paced) -> Result<Pass, SessionError> {
     let now = clock::now(writer.user_id);
     let plan = paced.pacer.plan(now, BATCH);
     let due = plan.iter().take_while(|at| **at <= now).count();
-    let ids: Vec<String> = (0..due).map(|_| client.generate_message_id()).collect();
+    let ids: Vec<String> = (0..due)
+        .map(|_| link.client.generate_message_id())
+        .collect();
     let batch = outbox::claim_batch(
         &writer.pool,
         &writer.fence,
@@ -231,7 +248,7 @@ async fn pass(
         writer.publish(job.id, MessageStatus::Sending, job.at, None);
     }
     let outcomes: Vec<(Uuid, Outcome)> = futures_util::stream::iter(chats(batch.claimed))
-        .map(|chat| send_chat(client, chat))
+        .map(|chat| send_chat(link, chat))
         .buffer_unordered(CHATS_AT_ONCE)
         .flat_map(futures_util::stream::iter)
         .collect()
@@ -276,14 +293,14 @@ fn chats(batch: Vec<Claimed>) -> Vec<Vec<Claimed>> {
 
 /// Sends one chat's messages in order; once one must wait for the connection, so do the
 /// ones after it.
-async fn send_chat(client: &Arc<Client>, chat: Vec<Claimed>) -> Vec<(Uuid, Outcome)> {
+async fn send_chat(link: &Link, chat: Vec<Claimed>) -> Vec<(Uuid, Outcome)> {
     let mut outcomes = Vec::with_capacity(chat.len());
     let mut interrupted = false;
     for job in chat {
         let outcome = if interrupted {
             Outcome::NotTried
         } else {
-            send_one(client, &job).await
+            send_one(link, &job).await
         };
         interrupted |= matches!(outcome, Outcome::Retry | Outcome::RateLimited(_));
         outcomes.push((job.id, outcome));
@@ -291,7 +308,7 @@ async fn send_chat(client: &Arc<Client>, chat: Vec<Claimed>) -> Vec<(Uuid, Outco
     outcomes
 }
 
-async fn send_one(client: &Client, job: &Claimed) -> Outcome {
+async fn send_one(link: &Link, job: &Claimed) -> Outcome {
     if job.attempts > MAX_ATTEMPTS {
         return Outcome::Failed(format!("gave up after {MAX_ATTEMPTS} attempts"));
     }
@@ -307,16 +324,27 @@ async fn send_one(client: &Client, job: &Claimed) -> Outcome {
         conversation: Some(job.body.clone()),
         ..Default::default()
     };
+    let ack = link.acks.expect(&wa_message_id);
     let options = SendOptions::default().with_message_id(wa_message_id);
     let sent = tokio::time::timeout(
         SEND_TIMEOUT,
-        client.send_message_with_options(recipient, message, options),
+        link.client
+            .send_message_with_options(recipient, message, options),
     )
     .await;
     match sent {
-        Ok(Ok(_)) => Outcome::Sent,
-        Ok(Err(error)) => classify(&error),
-        Err(_) => Outcome::Retry,
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return classify(&error),
+        Err(_) => return Outcome::Retry,
+    }
+    match ack.wait(ACK_TIMEOUT).await {
+        AckOutcome::Acked => Outcome::Sent,
+        // Written, but whether WhatsApp has it is unknown: again, under the same id.
+        AckOutcome::Unknown => Outcome::Retry,
+        AckOutcome::Refused(code) if code == "429" => Outcome::RateLimited(None),
+        AckOutcome::Refused(code) => {
+            Outcome::Failed(format!("WhatsApp refused the message (error {code})"))
+        }
     }
 }
 

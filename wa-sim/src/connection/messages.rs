@@ -55,9 +55,12 @@ impl Session {
         let (Some(id), Some(to_text)) = (attr(&node, "id"), attr(&node, "to")) else {
             return Ok(Flow::Continue);
         };
-        self.send(&stanza::message_ack(&id, &to_text)).await?;
+        // The server has the message once it read it: a client that closed its socket right
+        // after sending (a node shutting down) misses the ack, not the delivery. So the ack's
+        // failure ends the connection only after the message is taken.
+        let acked = self.send(&stanza::message_ack(&id, &to_text)).await;
         let Ok(to) = to_text.parse::<Jid>() else {
-            return Ok(Flow::Continue);
+            return acked.map(|()| Flow::Continue);
         };
         let sender_address = sender.jid().to_string();
         let mut recipients = BTreeSet::new();
@@ -120,7 +123,7 @@ impl Session {
         if !recipients.is_empty() {
             delivery::schedule_receipts(&self.shared, receipts, &to.to_non_ad(), &sender, &id);
         }
-        Ok(Flow::Continue)
+        acked.map(|()| Flow::Continue)
     }
 
     /// A receipt names one message (`id`) or several (`<list><item id>` after it); `to`
@@ -134,15 +137,17 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let kind = attr(&node, "type");
-        self.send(&stanza::receipt_ack(&id, &to_text, kind.as_deref()))
-            .await?;
+        // As with a message: a receipt read is a receipt taken, acked or not.
+        let acked = self
+            .send(&stanza::receipt_ack(&id, &to_text, kind.as_deref()))
+            .await;
         let Some((account, sender)) = to_text.parse::<Jid>().ok().and_then(|to| {
             Some((
                 self.shared.account_for_jid(&to)?,
                 self.shared.number_for_jid(&to)?,
             ))
         }) else {
-            return Ok(Flow::Continue);
+            return acked.map(|()| Flow::Continue);
         };
         let listed = node
             .get_optional_child("list")
@@ -166,7 +171,7 @@ impl Session {
                 received_at,
             });
         }
-        Ok(Flow::Continue)
+        acked.map(|()| Flow::Continue)
     }
 
     /// `<ack class="message" id to>`: the client's acknowledgement of a message that needs
