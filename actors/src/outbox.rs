@@ -602,9 +602,10 @@ pub enum Receipt {
 
 /// Applies receipts of one kind, each a WhatsApp id of one of `user_id`'s messages and when
 /// the receipt came, and returns the rows whose status moved. Read beats delivered, and
-/// neither moves a message backwards; a read receipt also fills a missing delivery time.
-/// WhatsApp stamps receipts in whole seconds, so a receipt time is never put before
-/// `sent_at`.
+/// neither moves a message backwards; a read receipt also fills a missing delivery time, and
+/// either fills a missing `sent_at` (a receipt can overtake the record of WhatsApp's ack: it
+/// proves the server had the message; no earlier than its claim). WhatsApp stamps receipts in
+/// whole seconds, so a receipt time is never put before `sent_at`.
 pub async fn apply_receipts(
     pool: &PgPool,
     fence: &Fence,
@@ -615,7 +616,9 @@ pub async fn apply_receipts(
     let sql = match receipt {
         Receipt::Delivered => {
             "UPDATE messages m SET status = 'delivered',
-                    delivered_at = COALESCE(m.delivered_at, GREATEST(r.at, m.sent_at)),
+                    sent_at = COALESCE(m.sent_at, GREATEST(r.at, m.updated_at)),
+                    delivered_at = COALESCE(m.delivered_at,
+                                            GREATEST(r.at, COALESCE(m.sent_at, m.updated_at))),
                     updated_at = now()
              FROM unnest($2::text[], $3::timestamptz[]) AS r(wa_id, at)
              WHERE m.user_id = $1 AND m.wa_message_id = r.wa_id
@@ -625,8 +628,11 @@ pub async fn apply_receipts(
         }
         Receipt::Read => {
             "UPDATE messages m SET status = 'read',
-                    read_at = COALESCE(m.read_at, GREATEST(r.at, m.sent_at)),
-                    delivered_at = COALESCE(m.delivered_at, GREATEST(r.at, m.sent_at)),
+                    sent_at = COALESCE(m.sent_at, GREATEST(r.at, m.updated_at)),
+                    read_at = COALESCE(m.read_at,
+                                       GREATEST(r.at, COALESCE(m.sent_at, m.updated_at))),
+                    delivered_at = COALESCE(m.delivered_at,
+                                            GREATEST(r.at, COALESCE(m.sent_at, m.updated_at))),
                     updated_at = now()
              FROM unnest($2::text[], $3::timestamptz[]) AS r(wa_id, at)
              WHERE m.user_id = $1 AND m.wa_message_id = r.wa_id

@@ -1,5 +1,7 @@
 //! The outbox: sending, receipts, failures, idempotency, a crash between a send and its record.
 
+use std::time::Duration;
+
 use botwave_actors::crash_point;
 use botwave_actors::outbox::{self, MessageSource, MessageStatus, NewMessage};
 use botwave_wa_sim::ReceiptMode;
@@ -219,4 +221,46 @@ async fn a_send_cut_off_before_its_sent_record_goes_again_under_its_id_and_is_sh
     assert_eq!(stats.duplicate_messages, 1);
     assert_eq!(stats.decrypt_failures, 0);
     assert_eq!(h.status(user).await.restart_count, 1);
+}
+
+/// WhatsApp's ack of a written message gets lost (as when the connection breaks between the
+/// two): the message is not `sent` on the write alone. After the ack's wait it goes again
+/// under the same id; the phone shows it once, and the log moves on only with WhatsApp's
+/// answers to the repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_ack_is_lost_is_not_sent_until_a_repeat_is_acked() {
+    let h = Harness::start().await;
+    let user = h.create_user().await;
+    let own = "15550003030";
+    h.pair(user, own).await;
+    let phone = "15550004030";
+    h.sim.create_phone(phone, 1).unwrap();
+    let mut events = Events::new(&h.hub, user);
+
+    h.sim.set_receipt_mode(ReceiptMode::Manual);
+    assert_eq!(h.sim.set_lost_acks(own, 1).remaining, 1);
+    let message = h.enqueue(user, phone, "acked at last").await;
+    h.manager.notify_queued(user);
+    let first = eventually("the first copy at the phone", || async {
+        h.sim.messages(phone).into_iter().next()
+    })
+    .await;
+    // The server has it, but the sender never heard so.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = h.message(user, message.id).await;
+    assert_eq!(
+        waiting.status,
+        MessageStatus::Sending,
+        "not sent without an ack"
+    );
+    assert_eq!(waiting.wa_message_id.as_deref(), Some(first.id.as_str()));
+
+    events.message_status(message.id, MessageStatus::Sent).await;
+    let sent = h.message(user, message.id).await;
+    assert_eq!(sent.attempts, 2, "sent again after the ack's wait");
+    assert_eq!(sent.wa_message_id.as_deref(), Some(first.id.as_str()));
+    assert_eq!(h.sim.messages(phone).len(), 1, "shown once");
+    assert_eq!(h.sim.duplicates(phone), 1, "the repeat reached the phone");
+    assert_eq!(h.sim.set_lost_acks(own, 0).lost, 1);
+    h.sim.set_receipt_mode(ReceiptMode::default());
 }

@@ -282,6 +282,15 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .and(with())
         .and(json_body())
         .map(set_rate_overlimit);
+    let get_lost_acks = warp::path!("control" / "phones" / String / "lost-acks")
+        .and(warp::get())
+        .and(with())
+        .map(|number: String, shared: Arc<Shared>| ok(StatusCode::OK, &shared.lost_acks(&number)));
+    let put_lost_acks = warp::path!("control" / "phones" / String / "lost-acks")
+        .and(warp::put().or(warp::post()).unify())
+        .and(with())
+        .and(json_body())
+        .map(set_lost_acks);
     let stats = warp::path!("control" / "stats")
         .and(warp::get())
         .and(with())
@@ -327,6 +336,10 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         .or(get_overlimit)
         .unify()
         .or(put_overlimit)
+        .unify()
+        .or(get_lost_acks)
+        .unify()
+        .or(put_lost_acks)
         .unify()
         .or(stats)
         .unify()
@@ -698,6 +711,23 @@ fn set_rate_overlimit(
     }
     let switch = shared.set_rate_overlimit(&number, request.count, request.backoff_secs);
     ok(StatusCode::OK, &switch)
+}
+
+/// `PUT /control/phones/{number}/lost-acks`: `{"count": N}`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LostAcksRequest {
+    pub count: u32,
+}
+
+fn set_lost_acks(number: String, shared: Arc<Shared>, request: LostAcksRequest) -> Reply_ {
+    if shared.account(&number).is_none() {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such phone");
+    }
+    ok(
+        StatusCode::OK,
+        &shared.set_lost_acks(&number, request.count),
+    )
 }
 
 fn config_view(shared: &Shared) -> ConfigView {

@@ -251,6 +251,12 @@ impl SimHandle {
         self.shared.set_receipt_mode(mode);
     }
 
+    /// The next `count` message acks to `number`'s companions get lost on the way (the
+    /// messages still reach their recipients); answers the switch.
+    pub fn set_lost_acks(&self, number: &str, count: u32) -> crate::state::LostAcks {
+        self.shared.set_lost_acks(number, count)
+    }
+
     pub fn set_latency(&self, latency: std::time::Duration) {
         self.shared.set_latency(latency);
     }

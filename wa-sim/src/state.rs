@@ -110,6 +110,8 @@ pub struct Shared {
     latency_ms: AtomicU64,
     /// Phones whose companions' sends WhatsApp refuses as over its rate, by number.
     rate_overlimit: Mutex<HashMap<String, RateOverlimit>>,
+    /// Phones whose companions' next message acks get lost, by number.
+    lost_acks: Mutex<HashMap<String, LostAcks>>,
     next_id: AtomicU64,
     /// Flips to true when the simulator stops; every connection closes on it.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -132,6 +134,17 @@ pub struct RateOverlimit {
     pub backoff_secs: Option<u32>,
     /// Sends refused so far.
     pub refused: u64,
+}
+
+/// `PUT /control/phones/{number}/lost-acks`: WhatsApp takes the next `remaining` messages of
+/// the phone's companions (they reach their recipients) but their `<ack>` never reaches the
+/// sender, as when a connection breaks between the two.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LostAcks {
+    /// Acks still to lose.
+    pub remaining: u32,
+    /// Acks lost so far.
+    pub lost: u64,
 }
 
 /// Locks a mutex, recovering the data if a panicking holder poisoned it: one bad
@@ -160,6 +173,7 @@ impl Shared {
             receipts: Mutex::new(receipts),
             latency_ms: AtomicU64::new(latency_ms),
             rate_overlimit: Mutex::default(),
+            lost_acks: Mutex::default(),
             next_id: AtomicU64::new(1),
             stopping: tokio::sync::watch::Sender::new(false),
         })
@@ -212,6 +226,35 @@ impl Shared {
         switch.remaining -= 1;
         switch.refused += 1;
         Some(switch.backoff_secs)
+    }
+
+    /// The next `count` message acks to `number`'s companions get lost; 0 lifts it.
+    pub fn set_lost_acks(&self, number: &str, count: u32) -> LostAcks {
+        let mut switches = lock(&self.lost_acks);
+        let switch = switches.entry(number.to_owned()).or_default();
+        switch.remaining = count;
+        *switch
+    }
+
+    /// The lost-acks switch of `number`.
+    pub fn lost_acks(&self, number: &str) -> LostAcks {
+        lock(&self.lost_acks)
+            .get(number)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether the ack of this message of `number`'s companion gets lost, counting it.
+    pub fn take_lost_ack(&self, number: &str) -> bool {
+        let mut switches = lock(&self.lost_acks);
+        match switches.get_mut(number) {
+            Some(switch) if switch.remaining > 0 => {
+                switch.remaining -= 1;
+                switch.lost += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A process-unique number for connection ids, refs and stanza ids.

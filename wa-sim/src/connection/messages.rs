@@ -58,7 +58,11 @@ impl Session {
         // The server has the message once it read it: a client that closed its socket right
         // after sending (a node shutting down) misses the ack, not the delivery. So the ack's
         // failure ends the connection only after the message is taken.
-        let acked = self.send(&stanza::message_ack(&id, &to_text)).await;
+        let acked = if self.shared.take_lost_ack(&sender.number) {
+            Ok(())
+        } else {
+            self.send(&stanza::message_ack(&id, &to_text)).await
+        };
         let Ok(to) = to_text.parse::<Jid>() else {
             return acked.map(|()| Flow::Continue);
         };
