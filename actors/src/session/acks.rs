@@ -31,14 +31,17 @@ pub enum AckOutcome {
     Unknown,
 }
 
+/// Each waiting send by message id; it is told the nack code, if the server refused.
+type Waiting = HashMap<String, oneshot::Sender<Option<String>>>;
+
 /// The acks a session's sends are waiting for, by message id.
 #[derive(Default)]
 pub struct ServerAcks {
-    waiting: Mutex<HashMap<String, oneshot::Sender<Option<String>>>>,
+    waiting: Mutex<Waiting>,
 }
 
 impl ServerAcks {
-    fn waiting(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Option<String>>>> {
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
