@@ -7,8 +7,8 @@
 //! goes out one chat after another within a chat, chats at once, so messages to one recipient
 //! keep their order; a message is `sent` once WhatsApp's server acknowledged it (`acks`: a
 //! write without an ack is sent again, under the same id); the outcomes are recorded in one
-//! statement per kind. The next pass starts
-//! when this one is recorded, so order holds across batches too. Wake-ups coalesce: however
+//! statement per kind. The next pass starts when this one is recorded, so order holds across
+//! batches too. Wake-ups coalesce: however
 //! many requests arrive while a pass runs, one more pass follows.
 //!
 //! Pacing (`crate::pacing`): each pass asks the session's [`Pacer`] when the oldest queued
