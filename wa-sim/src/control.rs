@@ -333,9 +333,9 @@ pub fn routes(shared: Arc<Shared>) -> BoxedFilter<(Reply_,)> {
         put_config.boxed(),
         root_key.boxed(),
     ];
-    others
-        .into_iter()
-        .fold(create_phone.boxed(), |all, route| all.or(route).unify().boxed())
+    others.into_iter().fold(create_phone.boxed(), |all, route| {
+        all.or(route).unify().boxed()
+    })
 }
 
 /// Turns warp's rejections (unknown path, wrong method, bad JSON) into JSON errors.
