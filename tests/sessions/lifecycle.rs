@@ -180,7 +180,11 @@ async fn a_restarted_node_resumes_paired_sessions_and_sends_what_was_queued_once
         stopped.last_error.as_deref(),
         Some("moving to another node")
     );
-    assert!(!h.sim.is_connected("15550001005", 1));
+    // The node has closed its socket; the simulator notices on its own time, as WhatsApp does.
+    eventually("WhatsApp to see the connection closed", || async {
+        (!h.sim.is_connected("15550001005", 1)).then_some(())
+    })
+    .await;
     let first = h.enqueue(user, "15550002005", "queued while down 1").await;
     let second = h.enqueue(user, "15550002005", "queued while down 2").await;
 
