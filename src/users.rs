@@ -147,7 +147,7 @@ pub async fn create(
     role: Role,
 ) -> Result<User, UserError> {
     let conn = pool.get().await.map_err(DbError::from)?;
-    insert(&*conn, email, password_hash, role).await
+    insert(&**conn, email, password_hash, role).await
 }
 
 /// The account and its password hash, for logging in.
@@ -216,10 +216,10 @@ pub async fn set_disabled(
     disabled: bool,
 ) -> Result<Option<User>, DbError> {
     let conn = pool.get().await?;
-    Ok(update_disabled(&*conn, id, disabled).await?)
+    Ok(update_disabled(&**conn, id, disabled).await?)
 }
 
 pub async fn set_role(pool: &DbPool, id: Uuid, role: Role) -> Result<Option<User>, DbError> {
     let conn = pool.get().await?;
-    Ok(update_role(&*conn, id, role).await?)
+    Ok(update_role(&**conn, id, role).await?)
 }

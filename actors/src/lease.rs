@@ -21,10 +21,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_postgres::Statement;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use crate::PgPool;
+use crate::db::{self, Param, PgConnection};
 use crate::error::SessionError;
 
 /// The error code of a write the fence refused.
@@ -188,12 +190,9 @@ impl Fence {
     /// so it also covers statements outside a transaction; every fenced writer sets its
     /// own before writing, and the database checks that the fence names the session of
     /// the row written.
-    pub async fn apply(&self, conn: &tokio_postgres::Client) -> Result<(), SessionError> {
-        conn.execute_typed(
-            "SELECT set_config('botwave.fence', $1, false)",
-            &[(&self.token(), Type::TEXT)],
-        )
-        .await?;
+    pub async fn apply(&self, conn: &PgConnection) -> Result<(), SessionError> {
+        conn.execute_cached(SET_FENCE, &[(&self.token(), Type::TEXT)])
+            .await?;
         Ok(())
     }
 
@@ -202,28 +201,73 @@ impl Fence {
         &self,
         pool: &PgPool,
         sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
+        params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, SessionError> {
         self.check()?;
         let conn = pool.get().await?;
         self.execute(&conn, sql, params).await
     }
 
-    /// Runs one fenced statement: the setting and the statement go out pipelined, in one
-    /// round trip.
+    /// Runs one fenced statement and returns its rows: the setting and the statement go out
+    /// pipelined, in one round trip.
     pub async fn execute(
         &self,
-        conn: &tokio_postgres::Client,
+        conn: &PgConnection,
         sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
+        params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, SessionError> {
-        // Checked first: a statement must not go out behind a setting that was refused.
-        self.check()?;
-        let (applied, rows) = tokio::join!(self.apply(conn), conn.query_typed(sql, params));
+        let (set_fence, statement) = self.prepare(conn, sql, params).await?;
+        let token: [&(dyn ToSql + Sync); 1] = [&self.token()];
+        let values = db::values(params);
+        // Biased: each future sends its statement on its first poll, so the setting is
+        // sent first and applies to the statement behind it.
+        let (applied, rows) = tokio::join!(
+            biased;
+            conn.execute(&set_fence, &token),
+            conn.query(&statement, &values),
+        );
         applied?;
         Ok(rows?)
     }
+
+    /// Like [`execute`](Self::execute), for a statement whose rows are not read: answers how
+    /// many rows it touched.
+    pub async fn execute_counting(
+        &self,
+        conn: &PgConnection,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, SessionError> {
+        let (set_fence, statement) = self.prepare(conn, sql, params).await?;
+        let token: [&(dyn ToSql + Sync); 1] = [&self.token()];
+        let values = db::values(params);
+        let (applied, touched) = tokio::join!(
+            biased;
+            conn.execute(&set_fence, &token),
+            conn.execute(&statement, &values),
+        );
+        applied?;
+        Ok(touched?)
+    }
+
+    /// The fence setting and `sql`, prepared on `conn`, once the lease is known to hold
+    /// (checked first: a statement must not go out behind a setting that was refused).
+    async fn prepare(
+        &self,
+        conn: &PgConnection,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<(Statement, Statement), SessionError> {
+        self.check()?;
+        let token = self.token();
+        let set_fence = conn.prepared(SET_FENCE, &[(&token, Type::TEXT)]).await?;
+        let statement = conn.prepared(sql, params).await?;
+        Ok((set_fence, statement))
+    }
 }
+
+/// Names the lease in the connection's `botwave.fence` setting (see [`Fence::apply`]).
+const SET_FENCE: &str = "SELECT set_config('botwave.fence', $1, false)";
 
 /// Whether `error` is the database refusing a write whose fence is stale.
 pub fn is_fenced(error: &tokio_postgres::Error) -> bool {

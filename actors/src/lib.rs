@@ -12,6 +12,7 @@ pub mod config;
 #[cfg(feature = "simulator")]
 #[doc(hidden)]
 pub mod crash_point;
+pub mod db;
 pub mod error;
 pub mod events;
 pub mod inbound;
@@ -36,4 +37,4 @@ pub use manager::SessionManager;
 pub use wacore;
 
 /// The PostgreSQL connection pool shared by everything that talks to the database.
-pub type PgPool = bb8::Pool<bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>>;
+pub type PgPool = bb8::Pool<db::PgManager>;

@@ -264,7 +264,7 @@ async fn insert(
     let conn = pool.get().await?;
     // A linked account is a stored device with a phone number, as `sessions::status` has it.
     let rows = conn
-        .query_typed(
+        .query_cached(
             SEND_SQL,
             &[
                 (&Uuid::new_v4(), Type::UUID),

@@ -108,12 +108,14 @@ pub async fn status(pool: &PgPool, user_id: Uuid) -> Result<Option<SessionStatus
 pub async fn ensure(pool: &PgPool, user_id: Uuid) -> Result<Uuid, SessionError> {
     let conn = pool.get().await?;
     let known = conn
-        .query_typed_opt(
+        .query_cached(
             "SELECT s.id FROM users u LEFT JOIN wa_sessions s ON s.user_id = u.id
               WHERE u.id = $1",
             &[(&user_id, Type::UUID)],
         )
         .await?
+        .into_iter()
+        .next()
         .ok_or(SessionError::UnknownUser)?;
     if let Some(session_id) = known.get::<_, Option<Uuid>>(0) {
         return Ok(session_id);

@@ -145,6 +145,13 @@ pub async fn run(options: &IdleOptions, db_url: &str, db_pool: &DbPool) -> IdleF
         ),
     }
     println!("{}", restart.report());
+    if all_connected_after.is_none() {
+        // What the node complained of is what kept it from converging.
+        println!("  the node's log since the start, most frequent warnings:");
+        for (count, line) in frequent_warnings(&scratch.join("node.log"), 6) {
+            println!("    {count:>7}  {line}");
+        }
+    }
 
     let mut grown = Vec::new();
     let mut grow_stopped = None;
@@ -217,6 +224,31 @@ async fn idle_window(probe: &Probe, sessions: usize, window: Duration) -> Usage 
         usage.report()
     );
     usage
+}
+
+/// The `limit` most frequent WARN and ERROR lines of the log at `path`, told apart by their
+/// level, target and message (the fields after it, which vary, are left out).
+fn frequent_warnings(path: &std::path::Path, limit: usize) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for line in text.lines() {
+        let Some(start) = line.find(" WARN ").or_else(|| line.find(" ERROR ")) else {
+            continue;
+        };
+        let message = &line[start + 1..];
+        // Fields start with the first `key=`; the message is what comes before.
+        let end = message
+            .split(' ')
+            .take_while(|word| !word.contains('='))
+            .map(|word| word.len() + 1)
+            .sum::<usize>()
+            .min(message.len());
+        *counts.entry(message[..end].trim().to_owned()).or_default() += 1;
+    }
+    let mut frequent: Vec<(usize, String)> = counts.into_iter().map(|(m, n)| (n, m)).collect();
+    frequent.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    frequent.truncate(limit);
+    frequent
 }
 
 /// `count` accounts numbered from `first`, straight into the database (hashing thousands of

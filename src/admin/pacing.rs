@@ -22,7 +22,7 @@ pub async fn get(pool: &DbPool, id: Uuid) -> Result<Option<store::StoredPacing>,
         .await?
         .ok_or(AdminError::NotFound("user"))?;
     let conn = pool.get().await?;
-    Ok(store::get(&*conn, id).await?)
+    Ok(store::get(&**conn, id).await?)
 }
 
 /// Stores `settings` (checked) as the account's own.

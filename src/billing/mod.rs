@@ -103,7 +103,7 @@ pub async fn checkout(
 ) -> Result<String, BillingError> {
     let plan = {
         let conn = pool.get().await?;
-        plans::get(&*conn, plan_id).await?
+        plans::get(&**conn, plan_id).await?
     };
     let price = plan.stripe_price_id.ok_or(BillingError::NotForSale)?;
     let (customer, status) = match account(pool, user.id).await? {

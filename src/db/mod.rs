@@ -6,11 +6,10 @@ pub mod migrate;
 
 use std::time::Duration;
 
-use bb8_postgres::PostgresConnectionManager;
 use tokio_postgres::NoTls;
 
 /// The pool every part of a node shares (the same type as `botwave_actors::PgPool`).
-pub type DbPool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+pub type DbPool = botwave_actors::PgPool;
 
 /// What can go wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +46,7 @@ pub async fn connect(url: &str, max_size: u32) -> Result<DbPool, DbError> {
     let (client, connection) = config.connect(NoTls).await?;
     drop(client);
     drop(connection);
-    let manager = PostgresConnectionManager::new(config, NoTls);
+    let manager = botwave_actors::db::PgManager::new(config);
     let pool = bb8::Pool::builder()
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(10))

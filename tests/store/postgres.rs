@@ -141,11 +141,11 @@ async fn corrupt_rows_are_errors_not_panics() {
 #[tokio::test]
 async fn unreachable_database_is_a_connection_error() {
     // Nothing listens on port 1; connecting fails at once or times out.
-    let manager = bb8_postgres::PostgresConnectionManager::new_from_stringlike(
-        "host=127.0.0.1 port=1 user=postgres connect_timeout=1",
-        tokio_postgres::NoTls,
-    )
-    .unwrap();
+    let manager = botwave_actors::db::PgManager::new(
+        "host=127.0.0.1 port=1 user=postgres connect_timeout=1"
+            .parse()
+            .unwrap(),
+    );
     let pool: PgPool = bb8::Pool::builder()
         .connection_timeout(Duration::from_millis(500))
         .build_unchecked(manager);

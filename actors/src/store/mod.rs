@@ -36,21 +36,20 @@ use std::sync::{
 };
 
 use bb8::PooledConnection;
-use bb8_postgres::PostgresConnectionManager;
+use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 use wacore::store::error::{Result, StoreError};
 
 use crate::PgPool;
+use crate::db::{Param, PgManager};
 use crate::lease::Fence;
 use error::{db_err, fence_err, pool_err};
 
 /// One query parameter with its PostgreSQL type, as `query_typed` takes them.
-type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// A connection checked out of the pool.
-type Conn<'a> = PooledConnection<'a, PostgresConnectionManager<NoTls>>;
+type Conn<'a> = PooledConnection<'a, PgManager>;
 
 /// Every table holding a session's WhatsApp state, for [`PgStore::delete_all`].
 const TABLES: [&str; 18] = [
@@ -185,11 +184,10 @@ impl PgStore {
     /// Runs `sql` (session id as `$1`, then `params`) and returns the rows it touched.
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
         let conn = self.conn().await?;
-        let params = self.with_session(params);
-        let (applied, touched) =
-            tokio::join!(self.fence.apply(&conn), conn.execute_typed(sql, &params));
-        applied.map_err(fence_err)?;
-        touched.map_err(db_err)
+        self.fence
+            .execute_counting(&conn, sql, &self.with_session(params))
+            .await
+            .map_err(fence_err)
     }
 
     /// `params` behind the session id, which is `$1` in every statement of this store.

@@ -126,7 +126,7 @@ async fn set_draining(
     } else {
         "cluster.undrain"
     };
-    audit::record(&*conn, &caller.user, action, None, json!({ "node": name })).await?;
+    audit::record(&**conn, &caller.user, action, None, json!({ "node": name })).await?;
     Ok(json_reply(
         &DrainState {
             node: name,

@@ -175,7 +175,7 @@ async fn act(
     };
     let conn = state.pool.get().await.map_err(crate::db::DbError::from)?;
     audit::record(
-        &*conn,
+        &**conn,
         &caller.user,
         action.audit_name(),
         Some(audit::Target::from(&target)),

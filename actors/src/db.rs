@@ -1,0 +1,124 @@
+//! The PostgreSQL connection pool: bb8 over tokio-postgres, with each connection keeping the
+//! statements it has prepared.
+//!
+//! `query_typed` sends an unnamed statement that PostgreSQL parses and plans on every call; on
+//! the send path (a dozen statements per message, some of them large CTEs) that was a large
+//! share of the database's CPU. [`PgConnection::query_cached`] prepares a statement once per
+//! connection and afterwards only binds and executes it, so PostgreSQL's plan cache does the
+//! rest. A [`PgConnection`] dereferences to the tokio-postgres `Client`, so everything else is
+//! used as before.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, Error, NoTls, Row, Statement};
+
+/// A statement parameter with its PostgreSQL type, as `query_typed` takes them.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// Statements one connection keeps prepared. The statements of this code base are a fixed
+/// set of texts (a few built with `format!` vary in a small number of ways), so the bound is
+/// a guard, not an eviction policy: when it is reached the cache starts again.
+const MAX_PREPARED: usize = 256;
+
+/// Makes the pool's connections.
+#[derive(Clone, Debug)]
+pub struct PgManager {
+    config: Config,
+}
+
+impl PgManager {
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+}
+
+/// One pooled connection and the statements prepared on it.
+pub struct PgConnection {
+    client: Client,
+    prepared: Mutex<HashMap<String, Statement>>,
+}
+
+impl PgConnection {
+    /// Runs `sql` as a statement prepared on this connection (prepared on first use, with
+    /// the types of `params`) and returns its rows.
+    pub async fn query_cached(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
+        let statement = self.prepared(sql, params).await?;
+        self.client.query(&statement, &values(params)).await
+    }
+
+    /// Like [`query_cached`](Self::query_cached), for a statement whose rows are not read:
+    /// answers how many rows it touched.
+    pub async fn execute_cached(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error> {
+        let statement = self.prepared(sql, params).await?;
+        self.client.execute(&statement, &values(params)).await
+    }
+
+    /// `sql` prepared on this connection for the types of `params`: from the cache, or
+    /// prepared now (one round trip) and kept. For callers that pipeline statements, which
+    /// must have every statement in hand before the first goes out.
+    pub async fn prepared(&self, sql: &str, params: &[Param<'_>]) -> Result<Statement, Error> {
+        if let Some(statement) = self.lock().get(sql) {
+            return Ok(statement.clone());
+        }
+        let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+        let statement = self.client.prepare_typed(sql, &types).await?;
+        let mut prepared = self.lock();
+        if prepared.len() >= MAX_PREPARED {
+            prepared.clear();
+        }
+        prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// The cache holds no invariant a panic could break halfway, so a poisoned lock is used
+    /// as it is.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The values of `params`, as `query` takes them.
+pub fn values<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|(value, _)| *value).collect()
+}
+
+impl Deref for PgConnection {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for PgConnection {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+impl bb8::ManageConnection for PgManager {
+    type Connection = PgConnection;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<PgConnection, Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        Ok(PgConnection {
+            client,
+            prepared: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut PgConnection) -> Result<(), Error> {
+        conn.simple_query("").await.map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        conn.is_closed()
+    }
+}
