@@ -81,6 +81,19 @@ async fn analytics_count_exactly_what_was_sent_by_status_source_and_day() {
     )
     .await
     .unwrap();
+    // The hourly counters count messages by the hour they were created in, and rely on it
+    // never changing: moving a message to another day is refused, and counts stay as below.
+    let moved = conn
+        .execute(
+            "UPDATE messages SET created_at = created_at - interval '2 days' WHERE user_id = $1",
+            &[&user.id.parse::<uuid::Uuid>().unwrap()],
+        )
+        .await
+        .expect_err("a message's created_at was changed");
+    assert!(
+        moved.to_string().contains("created_at cannot change"),
+        "{moved}"
+    );
 
     let report = app
         .admin_get(
