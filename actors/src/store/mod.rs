@@ -46,8 +46,6 @@ use crate::db::{Param, PgManager};
 use crate::lease::Fence;
 use error::{db_err, fence_err, pool_err};
 
-/// One query parameter with its PostgreSQL type, as `query_typed` takes them.
-
 /// A connection checked out of the pool.
 type Conn<'a> = PooledConnection<'a, PgManager>;
 
