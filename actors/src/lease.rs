@@ -209,60 +209,83 @@ impl Fence {
     }
 
     /// Runs one fenced statement and returns its rows: the setting and the statement go out
-    /// pipelined, in one round trip.
+    /// pipelined, in one round trip. The database refusing the fence is
+    /// [`SessionError::LeaseLost`].
     pub async fn execute(
         &self,
         conn: &PgConnection,
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, SessionError> {
-        let (set_fence, statement) = self.prepare(conn, sql, params).await?;
-        let token: [&(dyn ToSql + Sync); 1] = [&self.token()];
+        let statement = self.prepare(conn, sql, params).await?;
+        Ok(statement.query(conn, params).await?)
+    }
+
+    /// The fence setting and `sql`, prepared on `conn`, once the lease is known to hold
+    /// (checked first: a statement must not go out behind a setting that was refused).
+    pub async fn prepare(
+        &self,
+        conn: &PgConnection,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<FencedStatement<'_>, SessionError> {
+        self.check()?;
+        let set_fence = conn
+            .prepared(SET_FENCE, &[(&self.token(), Type::TEXT)])
+            .await?;
+        let statement = conn.prepared(sql, params).await?;
+        Ok(FencedStatement {
+            fence: self,
+            set_fence,
+            statement,
+        })
+    }
+}
+
+/// A statement prepared to run under a lease ([`Fence::prepare`]). Its errors are the
+/// database's own, with their SQLSTATE (`BW409`: the fence was refused).
+pub struct FencedStatement<'f> {
+    fence: &'f Fence,
+    set_fence: Statement,
+    statement: Statement,
+}
+
+impl FencedStatement<'_> {
+    /// Runs it with `params` (the types it was prepared with) and returns its rows.
+    pub async fn query(
+        &self,
+        conn: &PgConnection,
+        params: &[Param<'_>],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
         let values = db::values(params);
         // Biased: each future sends its statement on its first poll, so the setting is
         // sent first and applies to the statement behind it.
         let (applied, rows) = tokio::join!(
             biased;
-            conn.execute(&set_fence, &token),
-            conn.query(&statement, &values),
+            conn.execute(&self.set_fence, &token),
+            conn.query(&self.statement, &values),
         );
         applied?;
-        Ok(rows?)
+        rows
     }
 
-    /// Like [`execute`](Self::execute), for a statement whose rows are not read: answers how
+    /// Like [`query`](Self::query), for a statement whose rows are not read: answers how
     /// many rows it touched.
-    pub async fn execute_counting(
+    pub async fn execute(
         &self,
         conn: &PgConnection,
-        sql: &str,
         params: &[Param<'_>],
-    ) -> Result<u64, SessionError> {
-        let (set_fence, statement) = self.prepare(conn, sql, params).await?;
-        let token: [&(dyn ToSql + Sync); 1] = [&self.token()];
+    ) -> Result<u64, tokio_postgres::Error> {
+        let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
         let values = db::values(params);
         let (applied, touched) = tokio::join!(
             biased;
-            conn.execute(&set_fence, &token),
-            conn.execute(&statement, &values),
+            conn.execute(&self.set_fence, &token),
+            conn.execute(&self.statement, &values),
         );
         applied?;
-        Ok(touched?)
-    }
-
-    /// The fence setting and `sql`, prepared on `conn`, once the lease is known to hold
-    /// (checked first: a statement must not go out behind a setting that was refused).
-    async fn prepare(
-        &self,
-        conn: &PgConnection,
-        sql: &str,
-        params: &[Param<'_>],
-    ) -> Result<(Statement, Statement), SessionError> {
-        self.check()?;
-        let token = self.token();
-        let set_fence = conn.prepared(SET_FENCE, &[(&token, Type::TEXT)]).await?;
-        let statement = conn.prepared(sql, params).await?;
-        Ok((set_fence, statement))
+        touched
     }
 }
 

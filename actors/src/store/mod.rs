@@ -168,10 +168,13 @@ impl PgStore {
     /// row. Every statement of the store goes through here.
     async fn rows(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
-        self.fence
-            .execute(&conn, sql, &self.with_session(params))
+        let params = self.with_session(params);
+        let statement = self
+            .fence
+            .prepare(&conn, sql, &params)
             .await
-            .map_err(fence_err)
+            .map_err(fence_err)?;
+        statement.query(&conn, &params).await.map_err(db_err)
     }
 
     /// Runs `sql` (session id as `$1`, then `params`) and returns its row, if any.
@@ -182,10 +185,13 @@ impl PgStore {
     /// Runs `sql` (session id as `$1`, then `params`) and returns the rows it touched.
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
         let conn = self.conn().await?;
-        self.fence
-            .execute_counting(&conn, sql, &self.with_session(params))
+        let params = self.with_session(params);
+        let statement = self
+            .fence
+            .prepare(&conn, sql, &params)
             .await
-            .map_err(fence_err)
+            .map_err(fence_err)?;
+        statement.execute(&conn, &params).await.map_err(db_err)
     }
 
     /// `params` behind the session id, which is `$1` in every statement of this store.
