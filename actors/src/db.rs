@@ -7,6 +7,11 @@
 //! connection and afterwards only binds and executes it, so PostgreSQL's plan cache does the
 //! rest. A [`PgConnection`] dereferences to the tokio-postgres `Client`, so everything else is
 //! used as before.
+//!
+//! A prepared statement outlives the schema it was planned for: when a migration (run by
+//! another node of the cluster, say) changes the columns a statement returns, PostgreSQL
+//! refuses to run it ("cached plan must not change result type"). Such a statement is
+//! forgotten and prepared again, once.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -46,14 +51,38 @@ impl PgConnection {
     /// the types of `params`) and returns its rows.
     pub async fn query_cached(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
         let statement = self.prepared(sql, params).await?;
-        self.client.query(&statement, &values(params)).await
+        match self.client.query(&statement, &values(params)).await {
+            Err(error) if self.forget_if_outdated(sql, &error) => {
+                let statement = self.prepared(sql, params).await?;
+                self.client.query(&statement, &values(params)).await
+            }
+            result => result,
+        }
     }
 
     /// Like [`query_cached`](Self::query_cached), for a statement whose rows are not read:
     /// answers how many rows it touched.
     pub async fn execute_cached(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error> {
         let statement = self.prepared(sql, params).await?;
-        self.client.execute(&statement, &values(params)).await
+        match self.client.execute(&statement, &values(params)).await {
+            Err(error) if self.forget_if_outdated(sql, &error) => {
+                let statement = self.prepared(sql, params).await?;
+                self.client.execute(&statement, &values(params)).await
+            }
+            result => result,
+        }
+    }
+
+    /// Forgets the prepared `sql` when `error` says the schema changed under it, so that
+    /// the next use prepares it again; answers whether it did. Statements run outside a
+    /// transaction can then be retried at once; inside one, the transaction has failed
+    /// and its retry prepares the statement anew.
+    pub fn forget_if_outdated(&self, sql: &str, error: &Error) -> bool {
+        let outdated = is_outdated_plan(error);
+        if outdated {
+            self.lock().remove(sql);
+        }
+        outdated
     }
 
     /// `sql` prepared on this connection for the types of `params`: from the cache, or
@@ -80,6 +109,18 @@ impl PgConnection {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Whether `error` is PostgreSQL refusing a prepared statement because the tables it reads
+/// changed shape since it was prepared. Its SQLSTATE (0A000, feature not supported) is
+/// shared with unrelated refusals, so the message tells them apart.
+fn is_outdated_plan(error: &Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        *db.code() == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .starts_with("cached plan must not change result type")
+    })
 }
 
 /// The values of `params`, as `query` takes them.

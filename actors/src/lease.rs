@@ -223,12 +223,12 @@ impl Fence {
 
     /// The fence setting and `sql`, prepared on `conn`, once the lease is known to hold
     /// (checked first: a statement must not go out behind a setting that was refused).
-    pub async fn prepare(
-        &self,
+    pub async fn prepare<'f>(
+        &'f self,
         conn: &PgConnection,
-        sql: &str,
+        sql: &'f str,
         params: &[Param<'_>],
-    ) -> Result<FencedStatement<'_>, SessionError> {
+    ) -> Result<FencedStatement<'f>, SessionError> {
         self.check()?;
         let set_fence = conn
             .prepared(SET_FENCE, &[(&self.token(), Type::TEXT)])
@@ -236,6 +236,7 @@ impl Fence {
         let statement = conn.prepared(sql, params).await?;
         Ok(FencedStatement {
             fence: self,
+            sql,
             set_fence,
             statement,
         })
@@ -246,6 +247,7 @@ impl Fence {
 /// database's own, with their SQLSTATE (`BW409`: the fence was refused).
 pub struct FencedStatement<'f> {
     fence: &'f Fence,
+    sql: &'f str,
     set_fence: Statement,
     statement: Statement,
 }
@@ -257,17 +259,13 @@ impl FencedStatement<'_> {
         conn: &PgConnection,
         params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
-        let values = db::values(params);
-        // Biased: each future sends its statement on its first poll, so the setting is
-        // sent first and applies to the statement behind it.
-        let (applied, rows) = tokio::join!(
-            biased;
-            conn.execute(&self.set_fence, &token),
-            conn.query(&self.statement, &values),
-        );
-        applied?;
-        rows
+        match self.query_with(&self.statement, conn, params).await {
+            Err(error) if conn.forget_if_outdated(self.sql, &error) => {
+                let statement = conn.prepared(self.sql, params).await?;
+                self.query_with(&statement, conn, params).await
+            }
+            result => result,
+        }
     }
 
     /// Like [`query`](Self::query), for a statement whose rows are not read: answers how
@@ -277,12 +275,46 @@ impl FencedStatement<'_> {
         conn: &PgConnection,
         params: &[Param<'_>],
     ) -> Result<u64, tokio_postgres::Error> {
+        match self.execute_with(&self.statement, conn, params).await {
+            Err(error) if conn.forget_if_outdated(self.sql, &error) => {
+                let statement = conn.prepared(self.sql, params).await?;
+                self.execute_with(&statement, conn, params).await
+            }
+            result => result,
+        }
+    }
+
+    async fn query_with(
+        &self,
+        statement: &Statement,
+        conn: &PgConnection,
+        params: &[Param<'_>],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
+        let values = db::values(params);
+        // Biased: each future sends its statement on its first poll, so the setting is
+        // sent first and applies to the statement behind it.
+        let (applied, rows) = tokio::join!(
+            biased;
+            conn.execute(&self.set_fence, &token),
+            conn.query(statement, &values),
+        );
+        applied?;
+        rows
+    }
+
+    async fn execute_with(
+        &self,
+        statement: &Statement,
+        conn: &PgConnection,
+        params: &[Param<'_>],
+    ) -> Result<u64, tokio_postgres::Error> {
         let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
         let values = db::values(params);
         let (applied, touched) = tokio::join!(
             biased;
             conn.execute(&self.set_fence, &token),
-            conn.execute(&self.statement, &values),
+            conn.execute(statement, &values),
         );
         applied?;
         touched

@@ -258,3 +258,41 @@ async fn a_store_whose_lease_moved_on_can_no_longer_write() {
     owner.save(&changed).await.unwrap();
     assert_eq!(owner.load().await.unwrap().unwrap().registration_id, 4242);
 }
+
+/// A node keeps its prepared statements while another node of the cluster migrates the
+/// schema: a statement whose result columns changed is prepared again, not failed.
+#[tokio::test]
+async fn prepared_statements_survive_a_migration_that_changes_their_columns() {
+    use tokio_postgres::types::Type;
+
+    let (db, store) = pg_store().await;
+    let conn = db.pool.get().await.unwrap();
+    conn.batch_execute("CREATE TABLE reshaped (a int); INSERT INTO reshaped VALUES (1)")
+        .await
+        .unwrap();
+    let plain = "SELECT * FROM reshaped WHERE a = $1";
+    let fenced = "SELECT * FROM reshaped WHERE a >= $1";
+    let one = 1i32;
+    let params = [(
+        &one as &(dyn tokio_postgres::types::ToSql + Sync),
+        Type::INT4,
+    )];
+    assert_eq!(conn.query_cached(plain, &params).await.unwrap()[0].len(), 1);
+    let rows = store.fence().execute(&conn, fenced, &params).await.unwrap();
+    assert_eq!(rows[0].len(), 1);
+    let counted = "SELECT * FROM reshaped WHERE a <= $1";
+    assert_eq!(conn.execute_cached(counted, &params).await.unwrap(), 1);
+
+    // Another connection (another node, in production) changes the table's shape.
+    let migrator = db.pool.get().await.unwrap();
+    migrator
+        .batch_execute("ALTER TABLE reshaped ADD COLUMN b text DEFAULT 'new'")
+        .await
+        .unwrap();
+
+    let rows = conn.query_cached(plain, &params).await.unwrap();
+    assert_eq!(rows[0].get::<_, &str>(1), "new");
+    let rows = store.fence().execute(&conn, fenced, &params).await.unwrap();
+    assert_eq!(rows[0].get::<_, &str>(1), "new");
+    assert_eq!(conn.execute_cached(counted, &params).await.unwrap(), 1);
+}
