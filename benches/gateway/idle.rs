@@ -11,6 +11,7 @@ use futures_util::{StreamExt, stream};
 
 use crate::node::{JWT_SECRET, NodeProcess};
 use crate::simulator::SimProcess;
+use crate::statements;
 use crate::usage::{Consumer, NodeCpu, Probe, Usage, rss_kib};
 
 /// Time for sessions just paired (or resumed) to finish their first sync before memory and
@@ -28,6 +29,9 @@ pub struct IdleOptions {
     /// Keep adding sessions, `grow_step` at a time, up to this many (0: do not).
     pub grow_to: usize,
     pub grow_step: usize,
+    /// The node's `whatsapp.resume_rate` (sessions resumed a second at start); its default
+    /// when unset.
+    pub resume_rate: Option<u32>,
 }
 
 pub struct IdleFigures {
@@ -63,7 +67,7 @@ pub async fn run(options: &IdleOptions, db_url: &str, db_pool: &DbPool) -> IdleF
     let scratch = std::env::temp_dir().join(format!("botwave-bench-idle-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&scratch).expect("a scratch directory");
     let sim = SimProcess::start().await;
-    let mut node = NodeProcess::spawn(db_url, &sim, &scratch);
+    let mut node = NodeProcess::spawn(db_url, &sim, &scratch, options.resume_rate);
     node.wait_ready(Duration::from_secs(120)).await;
     let mut probe = Probe {
         node: NodeCpu::Process(node.pid()),
@@ -106,7 +110,12 @@ pub async fn run(options: &IdleOptions, db_url: &str, db_pool: &DbPool) -> IdleF
     // Restart: what a service manager's restart does.
     let logins_before = sim.stats().await.logins;
     let stop_took = node.stop(Duration::from_secs(120)).await;
+    let counting = statements::Counter::start(db_pool).await;
     println!("  SIGTERM -> exited in {:.1} s", stop_took.as_secs_f64());
+    match options.resume_rate {
+        Some(rate) => println!("  resuming {rate} sessions a second (--resume-rate)"),
+        None => println!("  resuming at the node's default whatsapp.resume_rate"),
+    }
     let restarted = Instant::now();
     node.start_again();
     probe.node = NodeCpu::Process(node.pid());
@@ -145,6 +154,9 @@ pub async fn run(options: &IdleOptions, db_url: &str, db_pool: &DbPool) -> IdleF
         ),
     }
     println!("{}", restart.report());
+    if let Some(counting) = counting {
+        counting.report(options.sessions, "session resumed").await;
+    }
     if all_connected_after.is_none() {
         // What the node complained of is what kept it from converging.
         println!("  the node's log since the start, most frequent warnings:");

@@ -14,7 +14,8 @@
 //!    one state change to reach each;
 //! 3. `--idle-sessions` (10,000) connected idle sessions on `botwave serve` in its own
 //!    process: RSS per session, idle CPU, and a restart until all are logged in again; with
-//!    `--grow-to N` it then adds `--grow-step` (2,500) at a time up to N.
+//!    `--grow-to N` it then adds `--grow-step` (2,500) at a time up to N; `--resume-rate N`
+//!    sets the node's `whatsapp.resume_rate` (its default, 100 a second, when not given).
 //!
 //! Other options: `--messages` (20,000, burst a), `--one-sender-messages` (5,000, b),
 //! `--in-flight` (256 requests at a time in bursts), `--sessions` (paired for the send
@@ -68,6 +69,7 @@ struct Options {
     pairing_concurrency: usize,
     grow_to: usize,
     grow_step: usize,
+    resume_rate: Option<u32>,
     only: Option<String>,
     sim_url: Option<String>,
     json: bool,
@@ -92,6 +94,7 @@ impl Options {
             pairing_concurrency: 32,
             grow_to: 0,
             grow_step: 2_500,
+            resume_rate: None,
             only: None,
             sim_url: None,
             json: false,
@@ -115,6 +118,7 @@ impl Options {
             pairing_concurrency: 3,
             grow_to: 0,
             grow_step: 0,
+            resume_rate: None,
             only: None,
             sim_url: None,
             json: false,
@@ -147,6 +151,9 @@ impl Options {
                 "--pairing-concurrency" => options.pairing_concurrency = number(),
                 "--grow-to" => options.grow_to = number(),
                 "--grow-step" => options.grow_step = number(),
+                "--resume-rate" => {
+                    options.resume_rate = Some(u32::try_from(number()).unwrap_or(u32::MAX))
+                }
                 "--only" => options.only = Some(value.to_owned()),
                 "--sim-url" => options.sim_url = Some(value.to_owned()),
                 _ => {}
@@ -352,7 +359,7 @@ async fn run(options: &Options) -> Figures {
         let counting = statements::Counter::start(&db.pool).await;
         let burst = send::burst(&traffic, "a", options.messages, options.in_flight).await;
         if let Some(counting) = counting {
-            counting.report(burst.decrypted).await;
+            counting.report(burst.decrypted, "message delivered").await;
         }
         target_line(
             "accepted (202)",
@@ -438,6 +445,7 @@ async fn run(options: &Options) -> Figures {
             idle_window: Duration::from_secs(options.idle_seconds),
             grow_to: options.grow_to,
             grow_step: options.grow_step,
+            resume_rate: options.resume_rate,
         };
         let idle = idle::run(&idle_options, &db.url, &db.pool).await;
         target_line(

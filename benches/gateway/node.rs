@@ -128,13 +128,19 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// Starts the node and returns once it runs (not yet ready: see [`wait_ready`]).
-    pub fn spawn(database_url: &str, sim: &SimProcess, scratch: &std::path::Path) -> Self {
+    /// `resume_rate` is its `whatsapp.resume_rate`, the default when `None`.
+    pub fn spawn(
+        database_url: &str,
+        sim: &SimProcess,
+        scratch: &std::path::Path,
+        resume_rate: Option<u32>,
+    ) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map(|addr| addr.port())
             .expect("a free port");
         let cap = CONNECTION_CAP.to_string();
-        let env: Vec<(String, String)> = [
+        let mut env: Vec<(String, String)> = [
             ("RUST_LOG", "warn".to_owned()),
             ("BOTWAVE_LISTEN", format!("127.0.0.1:{port}")),
             (
@@ -155,6 +161,9 @@ impl NodeProcess {
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
+        if let Some(rate) = resume_rate {
+            env.push(("BOTWAVE_WHATSAPP_RESUME_RATE".to_owned(), rate.to_string()));
+        }
         let mut node = Self {
             child: None,
             api: Api::new(format!("http://127.0.0.1:{port}")),

@@ -36,9 +36,9 @@ impl Counter {
         Some(Self { pool: pool.clone() })
     }
 
-    /// Prints the totals and the statements that cost most per message, `messages` being
-    /// what the phase delivered.
-    pub async fn report(self, messages: usize) {
+    /// Prints the totals and the statements that cost most per unit of the phase's work:
+    /// `units` of `unit` (the messages it delivered, the sessions it resumed).
+    pub async fn report(self, units: usize, unit: &str) {
         let Ok(conn) = self.pool.get().await else {
             return;
         };
@@ -58,17 +58,17 @@ impl Counter {
                 return;
             }
         };
-        let per_message = messages.max(1) as f64;
+        let per_unit = units.max(1) as f64;
         let calls: i64 = rows.iter().map(|row| row.get::<_, i64>(0)).sum();
         let time: f64 = rows.iter().map(|row| row.get::<_, f64>(1)).sum();
         println!(
-            "  PostgreSQL per message delivered: {:.1} statements, {:.2} ms executing \
+            "  PostgreSQL per {unit}: {:.1} statements, {:.2} ms executing \
              ({} distinct statements)",
-            calls as f64 / per_message,
-            time / per_message,
+            calls as f64 / per_unit,
+            time / per_unit,
             rows.len()
         );
-        println!("    calls/msg   ms/msg  rows/call  statement");
+        println!("    calls/unit  ms/unit  rows/call  statement");
         for row in rows.iter().take(TOP) {
             let calls: i64 = row.get(0);
             let time: f64 = row.get(1);
@@ -76,8 +76,8 @@ impl Counter {
             let query: String = row.get(3);
             println!(
                 "    {:>9.2} {:>8.3} {:>10.1}  {}",
-                calls as f64 / per_message,
-                time / per_message,
+                calls as f64 / per_unit,
+                time / per_unit,
                 returned as f64 / calls.max(1) as f64,
                 one_line(&query, 110)
             );

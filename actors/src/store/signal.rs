@@ -256,22 +256,26 @@ impl SignalStore for PgStore {
             return Ok(Vec::new());
         }
         let wanted: Vec<i64> = ids.iter().copied().map(from_u32).collect();
-        // In the order asked for, like a lookup per id would return them.
+        // `= ANY` is one index probe per id. A join with the ids `WITH ORDINALITY`, which
+        // kept their order in SQL, cost three times as much: the client loads every pre-key
+        // the server lists at each login (its key bundle digest), about 800 of them.
         let rows = self
             .rows(
-                "SELECT p.prekey_id, p.record
-                 FROM UNNEST($2::int8[]) WITH ORDINALITY AS q(prekey_id, position)
-                 JOIN wa_prekeys p ON p.session_id = $1 AND p.prekey_id = q.prekey_id
-                 ORDER BY q.position",
+                "SELECT prekey_id, record FROM wa_prekeys
+                 WHERE session_id = $1 AND prekey_id = ANY($2)",
                 &[(&wanted, Type::INT8_ARRAY)],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get("prekey_id").map_err(db_err)?;
-                Ok((to_u32(id, "pre-key id")?, record_bytes(row)?))
-            })
-            .collect()
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get("prekey_id").map_err(db_err)?;
+            found.insert(to_u32(id, "pre-key id")?, record_bytes(row)?);
+        }
+        // In the order asked for, like a lookup per id would return them.
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.get(id).map(|record| (*id, record.clone())))
+            .collect())
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
