@@ -44,6 +44,9 @@ impl PgManager {
 pub struct PgConnection {
     client: Client,
     prepared: Mutex<HashMap<String, Statement>>,
+    /// The lease fence this connection's session-level `botwave.fence` setting last
+    /// named, when known (see [`crate::lease::Fence`]).
+    fence: Mutex<Option<String>>,
 }
 
 impl PgConnection {
@@ -102,13 +105,29 @@ impl PgConnection {
         Ok(statement)
     }
 
-    /// The cache holds no invariant a panic could break halfway, so a poisoned lock is used
-    /// as it is.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
-        self.prepared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Whether this connection's fence setting is known to name `token`, so that a fenced
+    /// statement can go out without setting it again. Knowing it wrong is safe: the
+    /// database checks the setting itself and refuses a write it does not cover.
+    pub fn fence_is(&self, token: &str) -> bool {
+        lock(&self.fence).as_deref() == Some(token)
     }
+
+    /// Records what the fence setting now names (`None`: unknown, set it again).
+    pub fn set_fence_known(&self, token: Option<&str>) {
+        *lock(&self.fence) = token.map(str::to_owned);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        lock(&self.prepared)
+    }
+}
+
+/// The caches behind these locks hold no invariant a panic could break halfway, so a
+/// poisoned lock is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether `error` is PostgreSQL refusing a prepared statement because the tables it reads
@@ -152,6 +171,7 @@ impl bb8::ManageConnection for PgManager {
         Ok(PgConnection {
             client,
             prepared: Mutex::new(HashMap::new()),
+            fence: Mutex::new(None),
         })
     }
 

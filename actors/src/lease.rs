@@ -191,8 +191,10 @@ impl Fence {
     /// own before writing, and the database checks that the fence names the session of
     /// the row written.
     pub async fn apply(&self, conn: &PgConnection) -> Result<(), SessionError> {
+        conn.set_fence_known(None);
         conn.execute_cached(SET_FENCE, &[(&self.token(), Type::TEXT)])
             .await?;
+        conn.set_fence_known(Some(self.token()));
         Ok(())
     }
 
@@ -290,17 +292,8 @@ impl FencedStatement<'_> {
         conn: &PgConnection,
         params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
         let values = db::values(params);
-        // Biased: each future sends its statement on its first poll, so the setting is
-        // sent first and applies to the statement behind it.
-        let (applied, rows) = tokio::join!(
-            biased;
-            conn.execute(&self.set_fence, &token),
-            conn.query(statement, &values),
-        );
-        applied?;
-        rows
+        self.fenced(conn, conn.query(statement, &values)).await
     }
 
     async fn execute_with(
@@ -309,15 +302,39 @@ impl FencedStatement<'_> {
         conn: &PgConnection,
         params: &[Param<'_>],
     ) -> Result<u64, tokio_postgres::Error> {
-        let token: [&(dyn ToSql + Sync); 1] = [&self.fence.token()];
         let values = db::values(params);
-        let (applied, touched) = tokio::join!(
-            biased;
-            conn.execute(&self.set_fence, &token),
-            conn.execute(statement, &values),
-        );
-        applied?;
-        touched
+        self.fenced(conn, conn.execute(statement, &values)).await
+    }
+
+    /// Runs `statement` (a query on `conn`, not yet polled) behind the fence setting. The
+    /// setting is session-level and stays on the connection, so it is sent only when the
+    /// connection is not known to name this lease already; then it goes out first in the
+    /// same round trip (biased: each future sends its statement on its first poll).
+    async fn fenced<T>(
+        &self,
+        conn: &PgConnection,
+        statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        let token = self.fence.token();
+        let result = if conn.fence_is(token) {
+            statement.await
+        } else {
+            conn.set_fence_known(None);
+            let value: [&(dyn ToSql + Sync); 1] = [&token];
+            let (applied, result) = tokio::join!(
+                biased;
+                conn.execute(&self.set_fence, &value),
+                statement,
+            );
+            applied?;
+            conn.set_fence_known(Some(token));
+            result
+        };
+        if result.as_ref().is_err_and(is_fenced) {
+            // The database disagrees about the setting: name the lease again next time.
+            conn.set_fence_known(None);
+        }
+        result
     }
 }
 
