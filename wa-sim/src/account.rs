@@ -12,6 +12,7 @@ use wacore_binary::{Jid, Node};
 use wacore_libsignal::protocol::KeyPair;
 use waproto::whatsapp as wa;
 
+use crate::app_state::{AppState, AppStateError};
 use crate::inbox::{Inbox, ReceivedText};
 use crate::phone::{
     AdvDeviceDetails, AppStateSyncKey, CompanionBundle, EncryptedMessage, KeyIndexList, PairingQr,
@@ -38,6 +39,8 @@ pub enum AccountError {
     KeyIndexMismatch { signed: u32, issued: u32 },
     #[error("pairing the simulated secondary device failed: {0}")]
     SecondaryDevice(String),
+    #[error(transparent)]
+    AppState(#[from] AppStateError),
 }
 
 /// What the server answers a paired device's login with.
@@ -94,6 +97,9 @@ pub struct Companion {
     /// Whether the phone already sent this companion its initial history chunk (once per
     /// linking, as a real phone does).
     history_bootstrap_sent: bool,
+    /// Whether the phone already shared its app-state key with this companion unasked
+    /// (once per linking, as a real phone does).
+    key_share_sent: bool,
 }
 
 /// A message stanza waiting for its recipient device to acknowledge it.
@@ -140,6 +146,10 @@ pub struct Account {
     next_key_index: u32,
     /// The app-state sync key the phone shares with its companions.
     app_state_key: AppStateSyncKey,
+    /// The user's name, as the phone writes it to `critical_block` (`setting_pushName`).
+    push_name: String,
+    /// What the phone wrote to its app state, encrypted with `app_state_key`.
+    app_state: AppState,
 }
 
 pub fn unix_millis() -> u64 {
@@ -156,6 +166,12 @@ impl Account {
         }
         let raw_id = rand::make_rng::<rand::rngs::StdRng>().random_range(1..u32::MAX);
         let primary = PhoneDevice::generate(INITIAL_PREKEYS)?;
+        let now_ms = unix_millis() as i64;
+        let app_state_key = AppStateSyncKey::generate(1, raw_id, vec![0], now_ms);
+        // The simulated user goes by their number: it is also the `notify` name the
+        // phone's messages carry.
+        let push_name = number.clone();
+        let app_state = AppState::new(&app_state_key, &push_name, now_ms)?;
         let mut account = Self {
             number,
             lid,
@@ -172,7 +188,9 @@ impl Account {
             sent: HashMap::new(),
             next_device_id: phone_devices,
             next_key_index: 1,
-            app_state_key: AppStateSyncKey::generate(1, raw_id, vec![0], unix_millis() as i64),
+            app_state_key,
+            push_name,
+            app_state,
         };
         for _ in 1..phone_devices {
             account.add_secondary_phone_device()?;
@@ -304,6 +322,7 @@ impl Account {
                 next_login: None,
                 unacked: Vec::new(),
                 history_bootstrap_sent: false,
+                key_share_sent: false,
             },
         );
         Ok(())
@@ -359,16 +378,39 @@ impl Account {
         removed
     }
 
-    /// The app-state key share for companion `device`. A real phone sends it once,
-    /// right after pairing; the simulator re-sends it at every login so that a client
-    /// restarted without a push name (which re-runs its initial sync and waits up to
-    /// 10 s for a key) also connects at once.
-    pub fn key_share(&self, device: u16) -> Option<wa::Message> {
+    /// The app-state key share for companion `device` the first time it is asked after
+    /// linking (the phone sends it unasked once, right after the companion's first
+    /// login); `None` afterwards (and for unknown devices).
+    pub fn take_key_share(&mut self, device: u16) -> Option<wa::Message> {
+        let companion = self.companions.get_mut(&device)?;
+        if companion.key_share_sent {
+            return None;
+        }
+        companion.key_share_sent = true;
+        self.key_share_for(device, std::slice::from_ref(&self.app_state_key.key_id))
+    }
+
+    /// The phone's answer to companion `device` asking for the app-state keys `key_ids`
+    /// (`appStateSyncKeyRequest`): a share of those it has, `None` if it has none of them.
+    pub fn key_share_for(&self, device: u16, key_ids: &[Vec<u8>]) -> Option<wa::Message> {
         let companion = self.companions.get(&device)?;
+        if !key_ids.contains(&self.app_state_key.key_id) {
+            return None;
+        }
         let mut key = self.app_state_key.clone();
         key.device_indexes = vec![0, companion.key_index];
         key.current_index = companion.key_index;
         Some(app_state_key_share_message(&[key]))
+    }
+
+    /// The user's name, as companions learn it from `critical_block`.
+    pub fn push_name(&self) -> &str {
+        &self.push_name
+    }
+
+    /// The app state the server holds for this account.
+    pub fn app_state(&self) -> &AppState {
+        &self.app_state
     }
 
     /// The phone's initial history-sync notification for companion `device`, the first

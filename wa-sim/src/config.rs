@@ -48,9 +48,11 @@ pub struct SimConfig {
     pub max_frame_len: usize,
     /// Time a client gets to complete the Noise handshake.
     pub handshake_timeout: Duration,
-    /// Whether the account's phone shares an app-state sync key with a freshly paired
-    /// companion right after its first login (lets it reach `Connected` at once
-    /// instead of after the client's 10 s grace).
+    /// Whether the account's phone shares its app-state sync key: once with a freshly
+    /// paired companion right after its first login (lets it reach `Connected` at once
+    /// instead of after the client's 10 s grace), and again to a companion that asks for
+    /// it. Off, the phone shares no key and the server serves no app state (no companion
+    /// could decrypt it), so clients connect after their grace without a push name.
     pub share_app_state_key: bool,
     /// How long a link code stays enterable on the phone after the companion's
     /// `companion_hello` (WhatsApp Web and whatsapp-rust count 180 s); a later entry

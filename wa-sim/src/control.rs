@@ -67,6 +67,9 @@ fn one() -> u16 {
 pub struct PhoneInfo {
     pub number: String,
     pub lid: String,
+    /// The user's name, as the phone writes it to app state (`setting_pushName`).
+    #[serde(default)]
+    pub push_name: String,
     pub devices: u16,
     /// JIDs of the real clients paired to this number.
     pub companions: Vec<String>,
@@ -403,6 +406,7 @@ fn phone_info(shared: &Shared, number: &str, created: bool) -> Option<PhoneInfo>
     Some(PhoneInfo {
         number: account.number.clone(),
         lid: account.lid.clone(),
+        push_name: account.push_name().to_owned(),
         devices: account.phone_device_count(),
         companions: companion_devices.iter().map(|c| c.jid.clone()).collect(),
         companion_devices,

@@ -16,6 +16,7 @@
 //! ```
 
 mod account;
+mod app_state;
 mod config;
 mod connection;
 mod control;

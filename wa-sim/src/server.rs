@@ -132,6 +132,13 @@ impl SimHandle {
         Some(lock(&account).lid.clone())
     }
 
+    /// The push name of phone `number`'s user, the one its companions learn from app state
+    /// (`None` if it is not on WhatsApp).
+    pub fn push_name(&self, number: &str) -> Option<String> {
+        let account = self.shared.account(number)?;
+        Some(lock(&account).push_name().to_owned())
+    }
+
     /// Phone `number` (created if needed) scans `qr`; returns the paired companion.
     pub async fn scan(&self, number: &str, qr: &str) -> Result<Paired, ScanError> {
         scan::scan(&self.shared, number, qr).await

@@ -27,6 +27,8 @@ pub struct Stats {
     messages_sent_to_clients: AtomicU64,
     receipts_sent: AtomicU64,
     protocol_errors: AtomicU64,
+    app_state_key_shares: AtomicU64,
+    app_state_key_requests: AtomicU64,
     pub double_connections: DoubleConnectionTracker,
 }
 
@@ -55,6 +57,14 @@ pub struct StatsSnapshot {
     pub receipts_sent: u64,
     /// Connections closed for malformed frames, bad ciphertext or garbage.
     pub protocol_errors: u64,
+    /// App-state key shares the phones sent their companions: one after each linking (at
+    /// the companion's first login), plus one per key request answered.
+    #[serde(default)]
+    pub app_state_key_shares: u64,
+    /// `appStateSyncKeyRequest`s companions sent their phones (a companion asks when a
+    /// patch names a key it does not have).
+    #[serde(default)]
+    pub app_state_key_requests: u64,
     /// Over all devices: `double_connections` and `longest_double_connection_ms`.
     #[serde(flatten)]
     pub double_connections: DoubleConnections,
@@ -134,6 +144,12 @@ impl Stats {
     pub fn protocol_error(&self) {
         bump(&self.protocol_errors);
     }
+    pub fn app_state_key_share(&self) {
+        bump(&self.app_state_key_shares);
+    }
+    pub fn app_state_key_request(&self) {
+        bump(&self.app_state_key_requests);
+    }
 
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -160,6 +176,8 @@ impl Stats {
             messages_sent_to_clients: get(&self.messages_sent_to_clients),
             receipts_sent: get(&self.receipts_sent),
             protocol_errors: get(&self.protocol_errors),
+            app_state_key_shares: get(&self.app_state_key_shares),
+            app_state_key_requests: get(&self.app_state_key_requests),
             double_connections: self.double_connections.total(),
         }
     }

@@ -1,7 +1,7 @@
 //! Answers to the IQs a logged-in client sends: passive/active (followed by the offline
-//! marker, the phone's app-state key share and, after a fresh pairing, its initial
-//! history chunk), app-state sync,
-//! usync, prekey upload and fetch, companion removal, and a plain result for the rest.
+//! marker and, after a fresh pairing, the phone's app-state key share and initial history
+//! chunk), app-state sync (the patches the phone wrote), usync, prekey upload and fetch,
+//! companion removal, and a plain result for the rest.
 
 use tracing::{debug, info, warn};
 use wacore_binary::builder::NodeBuilder;
@@ -46,7 +46,7 @@ impl Session {
         match xmlns.as_str() {
             "passive" => self.on_passive(&id).await,
             "w:sync:app:state" => {
-                let reply = app_state_reply(&id, &node);
+                let reply = self.app_state_reply(&id, &node);
                 self.send(&reply).await?;
                 Ok(Flow::Continue)
             }
@@ -98,7 +98,8 @@ impl Session {
     }
 
     /// `<active/>` is the client's "ready": answer it, close the (empty) offline
-    /// queue, and let the phone send the companion its app-state key and first history.
+    /// queue, and let the phone send a newly linked companion its app-state key and first
+    /// history.
     async fn on_passive(&mut self, id: &str) -> Result<Flow, ConnError> {
         self.send(&stanza::iq_result(id, Vec::new())).await?;
         let Role::Online(online) = &mut self.role else {
@@ -108,63 +109,64 @@ impl Session {
             return Ok(Flow::Continue);
         }
         online.offline_sent = true;
-        let device = online.device.clone();
-        let account = online.account.clone();
         self.send(&stanza::offline_done(0)).await?;
-        // What the phone sends a companion once it is online: its app-state key (every
-        // login, see the README) and, the first time after linking, the initial history chunk.
-        let encrypted = {
-            let mut account = lock(&account);
-            let mut messages = Vec::new();
-            if self.shared.config.share_app_state_key {
-                messages.extend(
-                    account
-                        .key_share(device.device)
-                        .map(|m| ("app-state key", m)),
-                );
-            }
-            messages.extend(
-                account
-                    .take_initial_history(device.device)
-                    .map(|m| ("initial history", m)),
-            );
-            // Only a session's first message needs the companion's prekey bundle.
-            let mut bundle = if messages.is_empty() {
-                None
-            } else {
-                account.take_companion_bundle(device.device)
-            };
-            let address = device.jid().to_string();
-            let own_pn = account.pn_jid();
-            messages
-                .into_iter()
-                .map(|(what, message)| {
-                    let encrypted =
-                        account.encrypt_from_primary(&address, bundle.take().as_ref(), &message);
-                    (what, encrypted, own_pn.clone())
-                })
-                .collect::<Vec<_>>()
-        };
-        for (what, encrypted, own_pn) in encrypted {
-            match encrypted {
-                Ok(encrypted) => {
-                    let stanza = stanza::encrypted_message(
-                        &crate::delivery::new_message_id(),
-                        &own_pn,
-                        &device.jid(),
-                        encrypted.enc_type.as_wire_str(),
-                        encrypted.ciphertext,
-                        true,
-                    );
-                    info!(conn = self.conn.id, device = %device.jid(), what, "phone message to companion");
-                    self.send(&stanza).await?;
-                }
-                Err(error) => {
-                    warn!(conn = self.conn.id, %error, what, "phone message to companion failed")
-                }
-            }
-        }
+        self.send_phone_welcome().await?;
         Ok(Flow::Continue)
+    }
+
+    /// Each requested collection at the server's version, with the patches the client lacks:
+    /// all of them for a client at version 0 (real servers may send a snapshot blob
+    /// instead; inline patches from version 1 are what they send for a short collection),
+    /// none for one that is up to date. Collections the phone never wrote are empty at
+    /// version 0. A phone that shares no key has its app state withheld: no companion could
+    /// decrypt it.
+    fn app_state_reply(&self, id: &str, node: &Node) -> Node {
+        let account = match &self.role {
+            Role::Online(online) if self.shared.config.share_app_state_key => {
+                Some(online.account.clone())
+            }
+            _ => None,
+        };
+        let account = account.as_ref().map(|account| lock(account));
+        let collections: Vec<Node> = node
+            .get_optional_child("sync")
+            .map(children)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|request| {
+                let name = attr(request, "name")?;
+                let have = attr(request, "version")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let collection = account
+                    .as_ref()
+                    .and_then(|account| account.app_state().collection(&name));
+                let builder = NodeBuilder::new("collection").attr("name", name.as_str());
+                Some(match collection {
+                    None => builder.attr("version", "0").build(),
+                    Some(collection) => {
+                        let patches = collection.patches_after(have);
+                        let builder = builder.attr("version", collection.version().to_string());
+                        if patches.is_empty() {
+                            builder.build()
+                        } else {
+                            debug!(conn = self.conn.id, collection = %name, from = have, count = patches.len(), "app-state patches");
+                            builder
+                                .children([NodeBuilder::new("patches")
+                                    .children(patches.iter().map(|patch| {
+                                        NodeBuilder::new("patch").bytes(patch.clone()).build()
+                                    }))
+                                    .build()])
+                                .build()
+                        }
+                    }
+                })
+            })
+            .collect();
+        stanza::iq_result(
+            id,
+            vec![NodeBuilder::new("sync").children(collections).build()],
+        )
     }
 
     /// `remove-companion-device` is the client logging itself out.
@@ -404,25 +406,4 @@ fn parse_prekey_upload(node: &Node) -> (Vec<(u32, [u8; 32])>, Option<SignedPreKe
         Some((id, value, signature.to_vec()))
     });
     (one_time, signed)
-}
-
-/// Every requested collection, empty at version 0.
-fn app_state_reply(id: &str, node: &Node) -> Node {
-    let collections: Vec<Node> = node
-        .get_optional_child("sync")
-        .map(children)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|collection| attr(collection, "name"))
-        .map(|name| {
-            NodeBuilder::new("collection")
-                .attr("name", name)
-                .attr("version", "0")
-                .build()
-        })
-        .collect();
-    stanza::iq_result(
-        id,
-        vec![NodeBuilder::new("sync").children(collections).build()],
-    )
 }

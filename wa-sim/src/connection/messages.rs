@@ -3,7 +3,8 @@
 //! device already got from that sender only once), and schedule the phone's receipts.
 //! A `<receipt>`: ack it, hand it to the phone that sent the message, and (unless it asks
 //! for a retry) take the message off the receipting device's queue, as a plain
-//! `<ack class="message">` does too.
+//! `<ack class="message">` does too. A companion's own phone also answers its requests for
+//! app-state keys.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +16,7 @@ use super::session::{Flow, Role, Session};
 use crate::account::{ClientReceipt, unix_millis};
 use crate::delivery;
 use crate::inbox::ReceivedText;
-use crate::phone::message_text;
+use crate::phone::{message_text, requested_app_state_keys};
 use crate::stanza;
 use crate::state::lock;
 
@@ -68,6 +69,7 @@ impl Session {
         };
         let sender_address = sender.jid().to_string();
         let mut recipients = BTreeSet::new();
+        let mut key_request = None;
         for (target, enc) in encrypted_parts(&node, &to) {
             let Some(account) = self.shared.account_for_jid(&target) else {
                 continue;
@@ -93,6 +95,10 @@ impl Session {
                     // The sender's own phone gets a device-sent copy: not a received text.
                     if account.number == sender.number || message.device_sent_message.is_set() {
                         self.shared.stats.own_device_copy_decrypted();
+                        // Only the primary answers: the client takes keys from it alone.
+                        if account.number == sender.number && target.device == 0 {
+                            key_request = key_request.or(requested_app_state_keys(&message));
+                        }
                         continue;
                     }
                     // A repeat is answered like the first copy (WhatsApp clients send a
@@ -127,7 +133,11 @@ impl Session {
         if !recipients.is_empty() {
             delivery::schedule_receipts(&self.shared, receipts, &to.to_non_ad(), &sender, &id);
         }
-        acked.map(|()| Flow::Continue)
+        acked?;
+        if let Some(key_ids) = key_request {
+            self.answer_key_request(&key_ids).await?;
+        }
+        Ok(Flow::Continue)
     }
 
     /// A receipt names one message (`id`) or several (`<list><item id>` after it); `to`

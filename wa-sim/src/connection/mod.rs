@@ -5,6 +5,7 @@ mod iq;
 mod link_code;
 mod messages;
 mod pairing;
+mod phone_sync;
 mod session;
 
 use std::sync::Arc;

@@ -201,6 +201,23 @@ pub fn shared_app_state_keys(message: &wa::Message) -> Option<Vec<AppStateSyncKe
     Some(keys)
 }
 
+/// The key ids an `appStateSyncKeyRequest` asks for (`None` when `message` is no such
+/// request). A companion sends one to its own devices when a patch names a key it lacks.
+pub fn requested_app_state_keys(message: &wa::Message) -> Option<Vec<Vec<u8>>> {
+    let request = message
+        .protocol_message
+        .as_option()?
+        .app_state_sync_key_request
+        .as_option()?;
+    Some(
+        request
+            .key_ids
+            .iter()
+            .filter_map(|id| id.key_id.clone())
+            .collect(),
+    )
+}
+
 /// The history-sync notification a phone sends a companion right after linking it,
 /// with the `INITIAL_BOOTSTRAP` chunk. Phones carry that first chunk inline
 /// (`initialHistBootstrapInlinePayload`, a zlib-compressed `HistorySync`) instead of as

@@ -43,7 +43,8 @@
 //! - App-state key share: [`app_state_key_share_message`] over keys from
 //!   [`AppStateSyncKey::generate`], sent by the primary phone (device 0) of the
 //!   companion's own account — the client drops a share that is not from its own
-//!   account. One stored key ends the client's post-pairing wait for keys.
+//!   account. One stored key ends the client's post-pairing wait for keys. A companion
+//!   that lacks a key asks for it ([`requested_app_state_keys`]).
 //! - Sessions: either side may start one; crossing first messages converge.
 //!   [`PhoneDevice::forget_session`] when a companion is unlinked.
 //!
@@ -68,8 +69,8 @@ pub use adv::{
 pub use companion::CompanionBundle;
 pub use content::{
     AppStateSyncKey, ENC_VERSION, app_state_key_share_message, history_sync_type, image_message,
-    initial_history_bootstrap_message, location_message, message_text, shared_app_state_keys,
-    stanza_types, text_message,
+    initial_history_bootstrap_message, location_message, message_text, requested_app_state_keys,
+    shared_app_state_keys, stanza_types, text_message,
 };
 pub use device::{EncType, EncryptedMessage, PhoneDevice};
 pub use error::PhoneError;

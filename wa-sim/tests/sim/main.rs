@@ -2,6 +2,7 @@
 //! `baileys`, the independent Baileys client under Node (one test binary: every test
 //! binary links the whole client, and builds are slow).
 
+mod app_state;
 mod baileys;
 mod common;
 mod control_api;
