@@ -53,34 +53,49 @@ impl PgConnection {
     /// Runs `sql` as a statement prepared on this connection (prepared on first use, with
     /// the types of `params`) and returns its rows.
     pub async fn query_cached(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, Error> {
-        let statement = self.prepared(sql, params).await?;
-        match self.client.query(&statement, &values(params)).await {
-            Err(error) if self.forget_if_outdated(sql, &error) => {
-                let statement = self.prepared(sql, params).await?;
-                self.client.query(&statement, &values(params)).await
-            }
-            result => result,
-        }
+        let values = &values(params);
+        self.with_prepared(sql, params, |statement| async move {
+            self.client.query(&statement, values).await
+        })
+        .await
     }
 
     /// Like [`query_cached`](Self::query_cached), for a statement whose rows are not read:
     /// answers how many rows it touched.
     pub async fn execute_cached(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, Error> {
+        let values = &values(params);
+        self.with_prepared(sql, params, |statement| async move {
+            self.client.execute(&statement, values).await
+        })
+        .await
+    }
+
+    /// Runs `run` with `sql` prepared on this connection (see [`prepared`](Self::prepared));
+    /// when the schema changed under the cached statement, prepares it again and runs once
+    /// more. Statements are run outside transactions here (a transaction borrows the
+    /// connection), so the retry is safe.
+    pub async fn with_prepared<T, F, Fut>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        run: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(Statement) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
         let statement = self.prepared(sql, params).await?;
-        match self.client.execute(&statement, &values(params)).await {
+        match run(statement).await {
             Err(error) if self.forget_if_outdated(sql, &error) => {
-                let statement = self.prepared(sql, params).await?;
-                self.client.execute(&statement, &values(params)).await
+                run(self.prepared(sql, params).await?).await
             }
             result => result,
         }
     }
 
     /// Forgets the prepared `sql` when `error` says the schema changed under it, so that
-    /// the next use prepares it again; answers whether it did. Statements run outside a
-    /// transaction can then be retried at once; inside one, the transaction has failed
-    /// and its retry prepares the statement anew.
-    pub fn forget_if_outdated(&self, sql: &str, error: &Error) -> bool {
+    /// the next use prepares it again; answers whether it did.
+    fn forget_if_outdated(&self, sql: &str, error: &Error) -> bool {
         let outdated = is_outdated_plan(error);
         if outdated {
             self.lock().remove(sql);

@@ -219,28 +219,26 @@ impl Fence {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, SessionError> {
-        let statement = self.prepare(conn, sql, params).await?;
+        let statement = self.prepare(conn, sql).await?;
         Ok(statement.query(conn, params).await?)
     }
 
-    /// The fence setting and `sql`, prepared on `conn`, once the lease is known to hold
-    /// (checked first: a statement must not go out behind a setting that was refused).
+    /// `sql` to run under this lease on `conn`, once the lease is known to hold (checked
+    /// first: a statement must not go out behind a setting that was refused). The fence
+    /// setting is prepared here; `sql` is prepared (or taken from the cache) when it runs.
     pub async fn prepare<'f>(
         &'f self,
         conn: &PgConnection,
         sql: &'f str,
-        params: &[Param<'_>],
     ) -> Result<FencedStatement<'f>, SessionError> {
         self.check()?;
         let set_fence = conn
             .prepared(SET_FENCE, &[(&self.token(), Type::TEXT)])
             .await?;
-        let statement = conn.prepared(sql, params).await?;
         Ok(FencedStatement {
             fence: self,
             sql,
             set_fence,
-            statement,
         })
     }
 }
@@ -251,23 +249,20 @@ pub struct FencedStatement<'f> {
     fence: &'f Fence,
     sql: &'f str,
     set_fence: Statement,
-    statement: Statement,
 }
 
 impl FencedStatement<'_> {
-    /// Runs it with `params` (the types it was prepared with) and returns its rows.
+    /// Runs it with `params` and returns its rows.
     pub async fn query(
         &self,
         conn: &PgConnection,
         params: &[Param<'_>],
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        match self.query_with(&self.statement, conn, params).await {
-            Err(error) if conn.forget_if_outdated(self.sql, &error) => {
-                let statement = conn.prepared(self.sql, params).await?;
-                self.query_with(&statement, conn, params).await
-            }
-            result => result,
-        }
+        let values = &db::values(params);
+        conn.with_prepared(self.sql, params, |statement| async move {
+            self.fenced(conn, conn.query(&statement, values)).await
+        })
+        .await
     }
 
     /// Like [`query`](Self::query), for a statement whose rows are not read: answers how
@@ -277,33 +272,11 @@ impl FencedStatement<'_> {
         conn: &PgConnection,
         params: &[Param<'_>],
     ) -> Result<u64, tokio_postgres::Error> {
-        match self.execute_with(&self.statement, conn, params).await {
-            Err(error) if conn.forget_if_outdated(self.sql, &error) => {
-                let statement = conn.prepared(self.sql, params).await?;
-                self.execute_with(&statement, conn, params).await
-            }
-            result => result,
-        }
-    }
-
-    async fn query_with(
-        &self,
-        statement: &Statement,
-        conn: &PgConnection,
-        params: &[Param<'_>],
-    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        let values = db::values(params);
-        self.fenced(conn, conn.query(statement, &values)).await
-    }
-
-    async fn execute_with(
-        &self,
-        statement: &Statement,
-        conn: &PgConnection,
-        params: &[Param<'_>],
-    ) -> Result<u64, tokio_postgres::Error> {
-        let values = db::values(params);
-        self.fenced(conn, conn.execute(statement, &values)).await
+        let values = &db::values(params);
+        conn.with_prepared(self.sql, params, |statement| async move {
+            self.fenced(conn, conn.execute(&statement, values)).await
+        })
+        .await
     }
 
     /// Runs `statement` (a query on `conn`, not yet polled) behind the fence setting. The

@@ -169,11 +169,7 @@ impl PgStore {
     async fn rows(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>> {
         let conn = self.conn().await?;
         let params = self.with_session(params);
-        let statement = self
-            .fence
-            .prepare(&conn, sql, &params)
-            .await
-            .map_err(fence_err)?;
+        let statement = self.fence.prepare(&conn, sql).await.map_err(fence_err)?;
         statement.query(&conn, &params).await.map_err(db_err)
     }
 
@@ -186,11 +182,7 @@ impl PgStore {
     async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64> {
         let conn = self.conn().await?;
         let params = self.with_session(params);
-        let statement = self
-            .fence
-            .prepare(&conn, sql, &params)
-            .await
-            .map_err(fence_err)?;
+        let statement = self.fence.prepare(&conn, sql).await.map_err(fence_err)?;
         statement.execute(&conn, &params).await.map_err(db_err)
     }
 
